@@ -1,0 +1,429 @@
+"""The on-disk index: SQLite holds documents, chunks and their vectors; FAISS files are fast derived copies.
+
+Why this shape:
+- SQLite is the source of truth. Each document is written in one transaction, so a crash leaves either the old
+  version or the new one, never half of each. Every committed change bumps ``generation``.
+- Search structures (the FAISS index, later the BM25 index) are *derived* from SQLite and saved under a name that
+  carries the generation they were built from (``dense-<gen>.faiss``), written aside and renamed into place. A reader
+  that finds no file for the current generation (a crash, or a writer still at work) rebuilds it in memory from the
+  vectors in SQLite, so readers always see a consistent index.
+- One writer at a time: ``Store.writer()`` holds a file lock for the whole ingest or removal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from filelock import FileLock, Timeout
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    path TEXT,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    pages INTEGER,
+    recipe TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    page INTEGER,
+    section TEXT,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE INDEX IF NOT EXISTS chunks_sha ON chunks(sha256);
+"""
+
+
+class StoreError(Exception):
+    """The index cannot be used as asked (locked by another writer, built with another model, ...)."""
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    id: int
+    name: str
+    path: str | None
+    kind: str
+    sha256: str
+    size: int
+    pages: int | None
+    chunks: int
+    recipe: str
+    added_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    id: int
+    source: str  # the document's file name
+    page: int | None
+    section: str | None
+    start: int
+    end: int
+    ordinal: int
+    text: str
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """A chunk ready to store: its text, where it came from and its vector."""
+
+    text: str
+    page: int | None
+    section: str | None
+    start: int
+    end: int
+    n_tokens: int
+    sha256: str
+    vector: np.ndarray
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Store:
+    """Documents, chunks and vectors of one index folder. Safe to share between threads of one process."""
+
+    def __init__(self, index_dir: Path, *, embed_model: str, dim: int) -> None:
+        self.dir = Path(index_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dim = dim
+        self._mutex = threading.RLock()
+        self._db = sqlite3.connect(self.dir / "index.sqlite", check_same_thread=False, isolation_level=None, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._lock = FileLock(str(self.dir / "write.lock"))
+        self._writing = False
+        self._loaded_generation = -1
+        self._dense: faiss.IndexIDMap2 | None = None
+        self._derived: dict[str, Callable[[Store], Any]] = {}
+        self._derived_cache: dict[str, Any] = {}
+        with self._mutex:
+            self._db.executescript(_SCHEMA)
+            self._check_meta(embed_model, dim)
+
+    # --- setup -------------------------------------------------------------------------------------------------------
+
+    def _check_meta(self, embed_model: str, dim: int) -> None:
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
+                [("schema", str(SCHEMA_VERSION)), ("embed_model", embed_model), ("dim", str(dim)), ("generation", "0")],
+            )
+            self._db.execute("COMMIT")
+            return
+        if meta.get("embed_model") != embed_model or int(meta.get("dim", -1)) != dim:
+            raise StoreError(
+                f"the index in {self.dir} was built with embedding model {meta.get('embed_model')} "
+                f"({meta.get('dim')} dims), not {embed_model} ({dim}); use another --index folder or rebuild it"
+            )
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+
+    # --- reading -----------------------------------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        with self._mutex:
+            return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+
+    def documents(self, name: str | None = None) -> list[DocumentInfo]:
+        """All documents by name, or the one called ``name`` (an empty list if there is none)."""
+        where, args = ("WHERE d.name = ?", (name,)) if name is not None else ("", ())
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT d.id, d.name, d.path, d.kind, d.sha256, d.size, d.pages, COUNT(c.id), d.recipe, d.added_at,"
+                f" d.updated_at FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id {where}"
+                " GROUP BY d.id ORDER BY d.name",
+                args,
+            ).fetchall()
+        return [DocumentInfo(*row) for row in rows]
+
+    def document(self, name: str) -> DocumentInfo | None:
+        found = self.documents(name)
+        return found[0] if found else None
+
+    def chunk_count(self) -> int:
+        with self._mutex:
+            return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def chunks(self, ids: Sequence[int]) -> list[ChunkRecord]:
+        """The chunks with these ids, in the order asked (ids no longer stored are left out)."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT c.id, d.name, c.page, c.section, c.start, c.end, c.ordinal, c.text FROM chunks c"
+                f" JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                list(ids),
+            ).fetchall()
+        by_id = {row[0]: ChunkRecord(*row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def neighbours(self, chunk: ChunkRecord, distance: int = 1) -> list[ChunkRecord]:
+        """Chunks of the same document within ``distance`` positions of ``chunk``, in reading order."""
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id"
+                " WHERE d.name = ? AND c.ordinal BETWEEN ? AND ? ORDER BY c.ordinal",
+                (chunk.source, chunk.ordinal - distance, chunk.ordinal + distance),
+            ).fetchall()
+        return self.chunks([row[0] for row in rows])
+
+    def all_chunks(self) -> tuple[int, list[tuple[int, str, str | None]]]:
+        """(generation, [(chunk id, text, section)]) read in one snapshot; for building derived indexes."""
+        with self._mutex:
+            self._db.execute("BEGIN")
+            try:
+                generation = int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+                rows = self._db.execute("SELECT id, text, section FROM chunks ORDER BY id").fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        return generation, rows
+
+    def vectors_by_sha(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors for chunk texts already embedded once, so an edited document re-embeds only what changed."""
+        found: dict[str, np.ndarray] = {}
+        with self._mutex:
+            for start in range(0, len(hashes), 500):
+                part = list(hashes[start : start + 500])
+                marks = ",".join("?" * len(part))
+                for sha, blob in self._db.execute(
+                    f"SELECT sha256, embedding FROM chunks WHERE sha256 IN ({marks})", part
+                ):
+                    found[sha] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def search_dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine similarity) of the ``k`` nearest chunks."""
+        with self._mutex:
+            index = self._dense_index()
+            if index.ntotal == 0:
+                return []
+            scores, ids = index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), min(k, index.ntotal))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def derived(self, name: str, build: Callable[[Store], Any]) -> Any:
+        """A structure computed from the chunks (e.g. a BM25 index), rebuilt whenever the generation moves on."""
+        with self._mutex:
+            self._refresh()
+            self._derived[name] = build
+            if name not in self._derived_cache:
+                self._derived_cache[name] = build(self)
+            return self._derived_cache[name]
+
+    def _refresh(self) -> None:
+        generation = self.generation()
+        if generation != self._loaded_generation and not self._writing:
+            self._dense = None
+            self._derived_cache.clear()
+            self._loaded_generation = generation
+
+    def _dense_index(self) -> faiss.IndexIDMap2:
+        self._refresh()
+        if self._dense is None:
+            self._dense = self._read_dense_file() or self._rebuild_dense()
+        return self._dense
+
+    def _dense_path(self, generation: int) -> Path:
+        return self.dir / f"dense-{generation}.faiss"
+
+    def _read_dense_file(self) -> faiss.IndexIDMap2 | None:
+        path = self._dense_path(self._loaded_generation)
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError:  # missing or damaged: fall back to SQLite
+            return None
+        if index.ntotal != self.chunk_count() or index.d != self.dim:
+            return None
+        return index
+
+    def _rebuild_dense(self) -> faiss.IndexIDMap2:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        with self._mutex:
+            rows = self._db.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
+        if rows:
+            ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+            vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            index.add_with_ids(vectors, ids)
+        return index
+
+    # --- writing -----------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self, timeout: float = 600) -> Iterator[Store]:
+        """Hold the index's write lock; on exit save the search structures for the final generation."""
+        try:
+            self._lock.acquire(timeout=timeout)
+        except Timeout as exc:
+            raise StoreError(f"another process is writing to the index in {self.dir}; try again when it is done") from exc
+        try:
+            with self._mutex:
+                self._refresh()
+                self._dense_index()  # bring the in-memory index up to date before changing it
+                self._writing = True
+            try:
+                yield self
+            finally:
+                with self._mutex:
+                    self._writing = False
+                    self._loaded_generation = self.generation()
+                    self._derived_cache.clear()
+                    self._persist_dense()
+        finally:
+            self._lock.release()
+
+    def _require_writer(self) -> None:
+        if not self._writing:
+            raise StoreError("writes need `with store.writer():`")
+
+    def put_document(
+        self,
+        *,
+        name: str,
+        path: str | None,
+        kind: str,
+        sha256: str,
+        size: int,
+        pages: int | None,
+        recipe: str,
+        chunks: Sequence[NewChunk],
+    ) -> bool:
+        """Store a document and its chunks, replacing any earlier version of the same name. True if it replaced one."""
+        self._require_writer()
+        vectors = np.vstack([c.vector for c in chunks]).astype(np.float32) if chunks else np.zeros((0, self.dim))
+        with self._mutex:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                old = self._db.execute("SELECT id, added_at FROM documents WHERE name = ?", (name,)).fetchone()
+                old_ids = self._chunk_ids(old[0]) if old else []
+                if old:
+                    self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (old[0],))
+                    self._db.execute("DELETE FROM documents WHERE id = ?", (old[0],))
+                now = _now()
+                doc_id = self._db.execute(
+                    "INSERT INTO documents(name, path, kind, sha256, size, pages, recipe, added_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (name, path, kind, sha256, size, pages, recipe, old[1] if old else now, now),
+                ).lastrowid
+                new_ids = []
+                for ordinal, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
+                    new_ids.append(
+                        self._db.execute(
+                            "INSERT INTO chunks(doc_id, ordinal, page, section, start, end, n_tokens, text, sha256,"
+                            " embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (doc_id, ordinal, chunk.page, chunk.section, chunk.start, chunk.end, chunk.n_tokens,
+                             chunk.text, chunk.sha256, vector.tobytes()),
+                        ).lastrowid
+                    )
+                self._bump_generation()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            dense = self._dense_index()
+            if old_ids:
+                dense.remove_ids(np.asarray(old_ids, dtype=np.int64))
+            if new_ids:
+                dense.add_with_ids(vectors, np.asarray(new_ids, dtype=np.int64))
+        return old is not None
+
+    def remove_document(self, name: str) -> bool:
+        """Delete a document with its chunks and vectors. False if no document has that name."""
+        self._require_writer()
+        with self._mutex:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT id FROM documents WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    self._db.execute("ROLLBACK")
+                    return False
+                old_ids = self._chunk_ids(row[0])
+                self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (row[0],))
+                self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+                self._bump_generation()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if old_ids:
+                self._dense_index().remove_ids(np.asarray(old_ids, dtype=np.int64))
+        return True
+
+    def _chunk_ids(self, doc_id: int) -> list[int]:
+        return [row[0] for row in self._db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+
+    def _bump_generation(self) -> None:
+        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+    def _persist_dense(self) -> None:
+        """Write the FAISS index for the current generation aside, rename it into place, drop older ones."""
+        target = self._dense_path(self._loaded_generation)
+        if self._dense is None or target.exists():
+            return
+        tmp = target.with_name(target.name + ".tmp")
+        faiss.write_index(self._dense, str(tmp))
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(self.dir)
+        for old in self.dir.glob("dense-*.faiss*"):
+            if old != target:
+                old.unlink(missing_ok=True)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_store(index_dir: Path) -> Store:
+    """Open (or create) the index in ``index_dir`` for the bundled embedding model."""
+    from rag.embedder import get_embedder
+
+    embedder = get_embedder()
+    return Store(index_dir, embed_model=embedder.name, dim=embedder.dim)
