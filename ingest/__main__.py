@@ -1,0 +1,116 @@
+"""``python -m ingest PATH... [--index DIR] [--json]``, ``--remove NAME...``, ``--list``.
+
+Exit status: 0 when nothing failed, 1 when some files failed (the rest are still ingested), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ingest.pipeline import Ingestor, IngestReport, Progress
+from rag.cli import index_dir, parser, print_json, say
+from rag.store import StoreError, open_store
+
+
+class _Bars:
+    """Two tqdm bars on stderr: files done, and chunks embedded for the current file."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.files: tqdm | None = None
+        self.chunks: tqdm | None = None
+
+    def __call__(self, event: Progress) -> None:
+        if not self.enabled:
+            return
+        if self.files is None:
+            self.files = tqdm(total=event.files_total, desc="files", unit="file", position=0, file=sys.stderr)
+        if event.stage == "parsed":
+            self._close_chunks()
+            self.chunks = tqdm(
+                total=event.chunks_total, desc=event.path.name[:30], unit="chunk", position=1, leave=False,
+                file=sys.stderr,
+            )
+        elif event.stage == "embedding" and self.chunks is not None:
+            self.chunks.n = event.chunks_done
+            self.chunks.refresh()
+        elif event.stage in ("done", "unchanged", "failed"):
+            self._close_chunks()
+            self.files.update(1)
+            if event.stage == "failed":
+                self.files.write(f"failed: {event.path}: {event.message}", file=sys.stderr)
+
+    def _close_chunks(self) -> None:
+        if self.chunks is not None:
+            self.chunks.close()
+            self.chunks = None
+
+    def close(self) -> None:
+        self._close_chunks()
+        if self.files is not None:
+            self.files.close()
+
+
+def _summary(report: IngestReport) -> str:
+    lines = [
+        f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
+        f"removed {len(report.removed)}, failed {len(report.failed)}; {report.chunks} chunks in {report.seconds:.1f} s"
+    ]
+    lines += [f"  failed: {f.path}: {f.error}" for f in report.failed]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m ingest", "Add documents (PDF, TXT, Markdown) to the index, incrementally.")
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders to ingest")
+    p.add_argument("--remove", nargs="+", metavar="NAME", help="delete documents by name")
+    p.add_argument("--list", action="store_true", help="list the documents in the index")
+    args = p.parse_args(argv)
+    modes = sum([bool(args.paths), bool(args.remove), args.list])
+    if modes != 1:
+        p.error("give PATH... to ingest, or --remove NAME..., or --list (one of them)")
+
+    try:
+        store = open_store(index_dir(args))
+    except StoreError as exc:
+        say(f"error: {exc}")
+        return 2
+
+    if args.list:
+        docs = store.documents()
+        if args.json:
+            print_json([
+                {"name": d.name, "kind": d.kind, "pages": d.pages, "chunks": d.chunks, "size": d.size,
+                 "path": d.path, "added_at": d.added_at, "updated_at": d.updated_at}
+                for d in docs
+            ])
+        else:
+            for d in docs:
+                pages = f"{d.pages} pages, " if d.pages else ""
+                print(f"{d.name}\t{pages}{d.chunks} chunks\tadded {d.added_at}")
+        return 0
+
+    bars = _Bars(enabled=True)
+    ingestor = Ingestor(store, on_progress=bars)
+    try:
+        if args.remove:
+            removed, failed = ingestor.remove(args.remove)
+            report = IngestReport(removed=removed, failed=failed)
+        else:
+            report = ingestor.ingest(args.paths)
+    except StoreError as exc:
+        bars.close()
+        say(f"error: {exc}")
+        return 1
+    bars.close()
+    if args.json:
+        print_json(report.to_json())
+    say(_summary(report))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Files in, chunks and vectors stored: hash → (skip if unchanged) → load → split → embed → store, one file at a time.
+
+A file that fails is reported with its reason and never stops the others; what is already stored stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ingest.loaders import LoadError, load_document
+from ingest.split import Chunk, Splitter
+from rag.embedder import Embedder, get_embedder
+from rag.settings import Settings, get_settings
+from rag.store import NewChunk, Store, sha256_text
+
+SPLITTER_VERSION = 1
+Stage = Literal["start", "parsed", "embedding", "done", "unchanged", "failed"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of an ingest run, for progress bars: which file, what stage, how many chunks embedded so far."""
+
+    path: Path
+    file_index: int  # 0-based position in this run
+    files_total: int
+    stage: Stage
+    chunks_done: int = 0
+    chunks_total: int = 0
+    message: str = ""
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class Failure:
+    path: str
+    error: str
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    chunks: int = 0  # chunks written in this run
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_json(self) -> dict[str, object]:
+        """The stable ``python -m ingest --json`` shape: counts, failures with reasons, chunks, seconds."""
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "removed": len(self.removed),
+            "failed": [asdict(f) for f in self.failed],
+            "chunks": self.chunks,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def recipe(settings: Settings, embedder: Embedder) -> str:
+    """What shaped a document's chunks; a document ingested under another recipe counts as changed."""
+    return json.dumps(
+        {
+            "splitter": SPLITTER_VERSION,
+            "chunk_tokens": settings.chunk_tokens,
+            "overlap": settings.chunk_overlap,
+            "model": embedder.name,
+        },
+        sort_keys=True,
+    )
+
+
+def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[Failure]]:
+    """Expand folders (recursively, skipping hidden entries) into files; paths that do not exist are failures."""
+    files: list[Path] = []
+    failures: list[Failure] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            failures.append(Failure(str(path), "no such file or folder"))
+    return files, failures
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What the model embeds for a chunk: its text as stored."""
+    return chunk.text
+
+
+class Ingestor:
+    """Runs ingest against one store. Holds the write lock for the whole run."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or get_settings()
+        self.embedder = embedder or get_embedder()
+        self.on_progress = on_progress or (lambda _: None)
+        self.recipe = recipe(self.settings, self.embedder)
+        self._splitter: Splitter | None = None
+
+    @property
+    def splitter(self) -> Splitter:
+        if self._splitter is None:
+            self._splitter = Splitter(
+                self.embedder.count_tokens,
+                chunk_tokens=self.settings.chunk_tokens,
+                overlap=self.settings.chunk_overlap,
+                max_tokens=self.embedder.max_tokens,
+            )
+        return self._splitter
+
+    def ingest(self, paths: Iterable[Path], *, names: dict[Path, str] | None = None) -> IngestReport:
+        """Ingest files and folders. For folders, documents whose files are gone from them are removed.
+
+        ``names`` maps a file to the name it is stored under (the upload UI keeps original names for files it
+        saved under sanitised ones); by default a document's name is its file name.
+        """
+        started = time.perf_counter()
+        paths = [Path(p) for p in paths]
+        report = IngestReport()
+        files, report.failed = collect_files(paths)
+        with self.store.writer():
+            seen: dict[str, Path] = {}
+            for index, path in enumerate(files):
+                name = (names or {}).get(path, path.name)
+                if name in seen:
+                    reason = f"another file with the same name was given in this run ({seen[name]}); rename one"
+                    self._fail(report, path, reason, index, len(files))
+                    continue
+                seen[name] = path
+                self._ingest_file(path, name, index, len(files), report)
+            for folder in (p for p in paths if p.is_dir()):
+                report.removed.extend(self._remove_missing(folder))
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def remove(self, names: Iterable[str]) -> tuple[list[str], list[Failure]]:
+        removed: list[str] = []
+        failures: list[Failure] = []
+        with self.store.writer():
+            for name in names:
+                if self.store.remove_document(name):
+                    removed.append(name)
+                else:
+                    failures.append(Failure(name, "no document with this name in the index"))
+        return removed, failures
+
+    def _ingest_file(self, path: Path, name: str, index: int, total: int, report: IngestReport) -> None:
+        def progress(stage: Stage, done: int = 0, chunks: int = 0, message: str = "") -> None:
+            self.on_progress(Progress(path, index, total, stage, done, chunks, message))
+
+        progress("start")
+        try:
+            sha = file_sha256(path)
+            existing = self.store.document(name)
+            if existing and existing.sha256 == sha and existing.recipe == self.recipe:
+                report.unchanged.append(name)
+                progress("unchanged")
+                return
+            document = load_document(path)
+            chunks = self.splitter.split(document.records)
+            if not chunks:
+                raise LoadError("no text to index after splitting")
+            progress("parsed", 0, len(chunks), f"{len(chunks)} chunks")
+            vectors = self._vectors(chunks, lambda done, n: progress("embedding", done, n))
+            replaced = self.store.put_document(
+                name=name,
+                path=str(path.resolve()),
+                kind=document.kind,
+                sha256=sha,
+                size=path.stat().st_size,
+                pages=document.pages,
+                recipe=self.recipe,
+                chunks=[
+                    NewChunk(c.text, c.page, c.section, c.start, c.end, c.n_tokens, sha256_text(embedding_text(c)), v)
+                    for c, v in zip(chunks, vectors, strict=True)
+                ],
+            )
+        except LoadError as exc:
+            self._fail(report, path, str(exc), index, total)
+            return
+        except OSError as exc:
+            self._fail(report, path, f"cannot read the file ({exc.strerror or exc})", index, total)
+            return
+        (report.updated if replaced else report.added).append(name)
+        report.chunks += len(chunks)
+        progress("done", len(chunks), len(chunks), "; ".join(document.warnings))
+
+    def _vectors(self, chunks: list[Chunk], on_progress: Callable[[int, int], None]) -> list:
+        """Vectors for chunks, reusing stored ones for texts already embedded (an edited file re-embeds its edits)."""
+        texts = [embedding_text(c) for c in chunks]
+        hashes = [sha256_text(t) for t in texts]
+        known = self.store.vectors_by_sha(hashes)
+        todo = [i for i, h in enumerate(hashes) if h not in known]
+        fresh = self.embedder.embed(
+            [texts[i] for i in todo],
+            batch_size=self.settings.embed_batch_size,
+            on_progress=lambda done, _: on_progress(len(chunks) - len(todo) + done, len(chunks)),
+        )
+        on_progress(len(chunks), len(chunks))
+        computed = dict(zip(todo, fresh, strict=True))
+        return [computed[i] if i in computed else known[h] for i, h in enumerate(hashes)]
+
+    def _remove_missing(self, folder: Path) -> list[str]:
+        """Documents ingested from inside ``folder`` whose files no longer exist there."""
+        root = folder.resolve()
+        gone = [
+            doc.name
+            for doc in self.store.documents()
+            if doc.path and Path(doc.path).is_relative_to(root) and not Path(doc.path).exists()
+        ]
+        for name in gone:
+            self.store.remove_document(name)
+        return gone
+
+    def _fail(self, report: IngestReport, path: Path, reason: str, index: int, total: int) -> None:
+        report.failed.append(Failure(str(path), reason))
+        self.on_progress(Progress(path, index, total, "failed", message=reason))

@@ -1,0 +1,38 @@
+"""``python -m rag.search "QUERY" [-k 5] [--index DIR] [--json]``: the passages the retriever finds for a query."""
+
+from __future__ import annotations
+
+import sys
+
+from rag.cli import index_dir, parser, print_json, say
+from rag.retrieve import Retriever
+from rag.store import StoreError, open_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m rag.search", "Search the index for passages matching a query.")
+    p.add_argument("query", help="what to look for")
+    p.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    args = p.parse_args(argv)
+    if args.k < 1:
+        p.error("-k must be at least 1")
+    try:
+        store = open_store(index_dir(args))
+    except StoreError as exc:
+        say(f"error: {exc}")
+        return 2
+    hits = Retriever(store).search(args.query, args.k)
+    if args.json:
+        print_json([hit.to_json() for hit in hits])
+        return 0
+    if not hits:
+        say("no passages: the index is empty")
+    for hit in hits:
+        page = f" p.{hit.chunk.page}" if hit.chunk.page else ""
+        print(f"[{hit.rank}] {hit.score:.3f}  {hit.chunk.source}{page}")
+        print("    " + hit.chunk.text[:300].replace("\n", " ") + ("…" if len(hit.chunk.text) > 300 else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
