@@ -97,7 +97,21 @@ class Embedder:
         return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        """One query, straight through the transformer and mean pooling: the same vector as ``embed([text])[0]``
+        (checked in tests) without sentence-transformers' batching machinery, which costs ~2 ms a query."""
+        import torch
+
+        model = self.model()
+        encoder = model[0]
+        with torch.inference_mode():
+            batch = model.tokenizer(
+                [text], return_tensors="pt", truncation=True, max_length=encoder.max_seq_length
+            )
+            hidden = encoder.auto_model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            vector = (hidden * mask).sum(1) / mask.sum(1)
+            vector = torch.nn.functional.normalize(vector, dim=-1)
+        return vector[0].numpy().astype(np.float32)
 
 
 @lru_cache(maxsize=1)

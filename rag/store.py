@@ -3,10 +3,10 @@
 Why this shape:
 - SQLite is the source of truth. Each document is written in one transaction, so a crash leaves either the old
   version or the new one, never half of each. Every committed change bumps ``generation``.
-- Search structures (the FAISS index, later the BM25 index) are *derived* from SQLite and saved under a name that
-  carries the generation they were built from (``dense-<gen>.faiss``), written aside and renamed into place. A reader
-  that finds no file for the current generation (a crash, or a writer still at work) rebuilds it in memory from the
-  vectors in SQLite, so readers always see a consistent index.
+- Search structures (the FAISS index and the BM25 index) are *derived* from SQLite and saved under a name that
+  carries the generation they were built from (``dense-<gen>.faiss``, ``sparse-<gen>/``), written aside and renamed
+  into place. A reader that finds none for the current generation (a crash, or a writer still at work) rebuilds it in
+  memory from the rows in SQLite, so readers always see a consistent index.
 - One writer at a time: ``Store.writer()`` holds a file lock for the whole ingest or removal.
 """
 
@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
 from filelock import FileLock, Timeout
+
+from rag.bm25 import SparseIndex
+
+# One query searches at a time; FAISS's OpenMP threads would otherwise stay spinning after each search and take
+# the CPU from the next query's embedding (measured: p50 21 ms -> 14.5 ms per query on 2 cores).
+faiss.omp_set_num_threads(1)
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -52,6 +58,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     end INTEGER NOT NULL,
     n_tokens INTEGER NOT NULL,
     text TEXT NOT NULL,
+    context TEXT,
     sha256 TEXT NOT NULL,
     embedding BLOB NOT NULL
 );
@@ -89,6 +96,7 @@ class ChunkRecord:
     end: int
     ordinal: int
     text: str
+    context: str | None = None  # indexed with the text, e.g. its section heading
 
 
 @dataclass(frozen=True)
@@ -101,8 +109,14 @@ class NewChunk:
     start: int
     end: int
     n_tokens: int
+    context: str | None  # indexed with the text (e.g. its section heading) but not part of it
     sha256: str
     vector: np.ndarray
+
+
+def indexed_text(text: str, context: str | None) -> str:
+    """What both search structures see for a chunk: its context line (if any), then its text."""
+    return f"{context}\n{text}" if context else text
 
 
 def sha256_text(text: str) -> str:
@@ -129,8 +143,7 @@ class Store:
         self._writing = False
         self._loaded_generation = -1
         self._dense: faiss.IndexIDMap2 | None = None
-        self._derived: dict[str, Callable[[Store], Any]] = {}
-        self._derived_cache: dict[str, Any] = {}
+        self._sparse: SparseIndex | None = None
         with self._mutex:
             self._db.executescript(_SCHEMA)
             self._check_meta(embed_model, dim)
@@ -190,7 +203,7 @@ class Store:
         marks = ",".join("?" * len(ids))
         with self._mutex:
             rows = self._db.execute(
-                "SELECT c.id, d.name, c.page, c.section, c.start, c.end, c.ordinal, c.text FROM chunks c"
+                "SELECT c.id, d.name, c.page, c.section, c.start, c.end, c.ordinal, c.text, c.context FROM chunks c"
                 f" JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
                 list(ids),
             ).fetchall()
@@ -206,17 +219,6 @@ class Store:
                 (chunk.source, chunk.ordinal - distance, chunk.ordinal + distance),
             ).fetchall()
         return self.chunks([row[0] for row in rows])
-
-    def all_chunks(self) -> tuple[int, list[tuple[int, str, str | None]]]:
-        """(generation, [(chunk id, text, section)]) read in one snapshot; for building derived indexes."""
-        with self._mutex:
-            self._db.execute("BEGIN")
-            try:
-                generation = int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-                rows = self._db.execute("SELECT id, text, section FROM chunks ORDER BY id").fetchall()
-            finally:
-                self._db.execute("COMMIT")
-        return generation, rows
 
     def vectors_by_sha(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors for chunk texts already embedded once, so an edited document re-embeds only what changed."""
@@ -240,20 +242,37 @@ class Store:
             scores, ids = index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), min(k, index.ntotal))
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
-    def derived(self, name: str, build: Callable[[Store], Any]) -> Any:
-        """A structure computed from the chunks (e.g. a BM25 index), rebuilt whenever the generation moves on."""
+    def search_sparse(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) of the ``k`` best keyword matches."""
+        with self._mutex:
+            index = self.sparse_index()
+        return index.search(query, k)
+
+    def sparse_index(self) -> SparseIndex:
+        """The BM25 index for the current generation (loaded from disk, or rebuilt from the rows)."""
         with self._mutex:
             self._refresh()
-            self._derived[name] = build
-            if name not in self._derived_cache:
-                self._derived_cache[name] = build(self)
-            return self._derived_cache[name]
+            if self._sparse is None:
+                self._sparse = self._read_sparse_dir() or self._build_sparse()
+            return self._sparse
+
+    def _read_sparse_dir(self) -> SparseIndex | None:
+        try:
+            index = SparseIndex.load(self._derived_path("sparse", self._loaded_generation))
+        except (OSError, ValueError):
+            return None
+        return index if len(index.ids) == self.chunk_count() else None
+
+    def _build_sparse(self) -> SparseIndex:
+        with self._mutex:
+            rows = self._db.execute("SELECT id, text, context FROM chunks ORDER BY id").fetchall()
+        return SparseIndex.build([r[0] for r in rows], [indexed_text(r[1], r[2]) for r in rows])
 
     def _refresh(self) -> None:
         generation = self.generation()
         if generation != self._loaded_generation and not self._writing:
             self._dense = None
-            self._derived_cache.clear()
+            self._sparse = None
             self._loaded_generation = generation
 
     def _dense_index(self) -> faiss.IndexIDMap2:
@@ -262,11 +281,11 @@ class Store:
             self._dense = self._read_dense_file() or self._rebuild_dense()
         return self._dense
 
-    def _dense_path(self, generation: int) -> Path:
-        return self.dir / f"dense-{generation}.faiss"
+    def _derived_path(self, kind: str, generation: int) -> Path:
+        return self.dir / (f"dense-{generation}.faiss" if kind == "dense" else f"{kind}-{generation}")
 
     def _read_dense_file(self) -> faiss.IndexIDMap2 | None:
-        path = self._dense_path(self._loaded_generation)
+        path = self._derived_path("dense", self._loaded_generation)
         try:
             index = faiss.read_index(str(path))
         except RuntimeError:  # missing or damaged: fall back to SQLite
@@ -305,8 +324,7 @@ class Store:
                 with self._mutex:
                     self._writing = False
                     self._loaded_generation = self.generation()
-                    self._derived_cache.clear()
-                    self._persist_dense()
+                    self._persist()
         finally:
             self._lock.release()
 
@@ -347,10 +365,10 @@ class Store:
                 for ordinal, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
                     new_ids.append(
                         self._db.execute(
-                            "INSERT INTO chunks(doc_id, ordinal, page, section, start, end, n_tokens, text, sha256,"
-                            " embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO chunks(doc_id, ordinal, page, section, start, end, n_tokens, text, context,"
+                            " sha256, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (doc_id, ordinal, chunk.page, chunk.section, chunk.start, chunk.end, chunk.n_tokens,
-                             chunk.text, chunk.sha256, vector.tobytes()),
+                             chunk.text, chunk.context, chunk.sha256, vector.tobytes()),
                         ).lastrowid
                     )
                 self._bump_generation()
@@ -358,6 +376,7 @@ class Store:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._sparse = None
             dense = self._dense_index()
             if old_ids:
                 dense.remove_ids(np.asarray(old_ids, dtype=np.int64))
@@ -383,6 +402,7 @@ class Store:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._sparse = None
             if old_ids:
                 self._dense_index().remove_ids(np.asarray(old_ids, dtype=np.int64))
         return True
@@ -393,19 +413,28 @@ class Store:
     def _bump_generation(self) -> None:
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
-    def _persist_dense(self) -> None:
-        """Write the FAISS index for the current generation aside, rename it into place, drop older ones."""
-        target = self._dense_path(self._loaded_generation)
-        if self._dense is None or target.exists():
-            return
-        tmp = target.with_name(target.name + ".tmp")
-        faiss.write_index(self._dense, str(tmp))
-        _fsync_file(tmp)
-        os.replace(tmp, target)
+    def _persist(self) -> None:
+        """Save the search structures of the current generation aside, rename them into place, drop older ones."""
+        generation = self._loaded_generation
+        dense_path = self._derived_path("dense", generation)
+        if not dense_path.exists():
+            tmp = dense_path.with_name(dense_path.name + ".tmp")
+            faiss.write_index(self._dense_index(), str(tmp))
+            _fsync_file(tmp)
+            os.replace(tmp, dense_path)
+        sparse_path = self._derived_path("sparse", generation)
+        if not sparse_path.exists():
+            tmp = sparse_path.with_name(sparse_path.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.sparse_index().save(tmp)
+            for written in tmp.rglob("*"):
+                if written.is_file():
+                    _fsync_file(written)
+            os.replace(tmp, sparse_path)
         _fsync_dir(self.dir)
-        for old in self.dir.glob("dense-*.faiss*"):
-            if old != target:
-                old.unlink(missing_ok=True)
+        for old in [*self.dir.glob("dense-*"), *self.dir.glob("sparse-*")]:
+            if old not in (dense_path, sparse_path):
+                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
 
 
 def _fsync_file(path: Path) -> None:
