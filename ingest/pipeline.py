@@ -13,11 +13,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ingest.loaders import LoadError, load_document
 from ingest.split import Chunk, Splitter
 from rag.embedder import Embedder, get_embedder
 from rag.settings import Settings, get_settings
-from rag.store import NewChunk, Store, sha256_text
+from rag.store import NewChunk, Store, indexed_text, sha256_text
 
 SPLITTER_VERSION = 1
 Stage = Literal["start", "parsed", "embedding", "done", "unchanged", "failed"]
@@ -80,6 +82,7 @@ def recipe(settings: Settings, embedder: Embedder) -> str:
             "chunk_tokens": settings.chunk_tokens,
             "overlap": settings.chunk_overlap,
             "model": embedder.name,
+            "heading_context": settings.heading_context,
         },
         sort_keys=True,
     )
@@ -111,9 +114,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def embedding_text(chunk: Chunk) -> str:
-    """What the model embeds for a chunk: its text as stored."""
-    return chunk.text
+def chunk_context(chunk: Chunk, settings: Settings) -> str | None:
+    """The heading indexed with a chunk, so a passage deep in a section still matches the section's subject."""
+    if not settings.heading_context or not chunk.section or chunk.text.lstrip("# ").startswith(chunk.section):
+        return None
+    return chunk.section
 
 
 class Ingestor:
@@ -198,7 +203,9 @@ class Ingestor:
             if not chunks:
                 raise LoadError("no text to index after splitting")
             progress("parsed", 0, len(chunks), f"{len(chunks)} chunks")
-            vectors = self._vectors(chunks, lambda done, n: progress("embedding", done, n))
+            contexts = [chunk_context(c, self.settings) for c in chunks]
+            texts = [indexed_text(c.text, ctx) for c, ctx in zip(chunks, contexts, strict=True)]
+            vectors = self._vectors(texts, lambda done, n: progress("embedding", done, n))
             replaced = self.store.put_document(
                 name=name,
                 path=str(path.resolve()),
@@ -208,8 +215,8 @@ class Ingestor:
                 pages=document.pages,
                 recipe=self.recipe,
                 chunks=[
-                    NewChunk(c.text, c.page, c.section, c.start, c.end, c.n_tokens, sha256_text(embedding_text(c)), v)
-                    for c, v in zip(chunks, vectors, strict=True)
+                    NewChunk(c.text, c.page, c.section, c.start, c.end, c.n_tokens, ctx, sha256_text(text), v)
+                    for c, ctx, text, v in zip(chunks, contexts, texts, vectors, strict=True)
                 ],
             )
         except LoadError as exc:
@@ -222,18 +229,17 @@ class Ingestor:
         report.chunks += len(chunks)
         progress("done", len(chunks), len(chunks), "; ".join(document.warnings))
 
-    def _vectors(self, chunks: list[Chunk], on_progress: Callable[[int, int], None]) -> list:
-        """Vectors for chunks, reusing stored ones for texts already embedded (an edited file re-embeds its edits)."""
-        texts = [embedding_text(c) for c in chunks]
+    def _vectors(self, texts: list[str], on_progress: Callable[[int, int], None]) -> list[np.ndarray]:
+        """Vectors for texts, reusing stored ones for texts already embedded (an edited file re-embeds its edits)."""
         hashes = [sha256_text(t) for t in texts]
         known = self.store.vectors_by_sha(hashes)
         todo = [i for i, h in enumerate(hashes) if h not in known]
         fresh = self.embedder.embed(
             [texts[i] for i in todo],
             batch_size=self.settings.embed_batch_size,
-            on_progress=lambda done, _: on_progress(len(chunks) - len(todo) + done, len(chunks)),
+            on_progress=lambda done, _: on_progress(len(texts) - len(todo) + done, len(texts)),
         )
-        on_progress(len(chunks), len(chunks))
+        on_progress(len(texts), len(texts))
         computed = dict(zip(todo, fresh, strict=True))
         return [computed[i] if i in computed else known[h] for i, h in enumerate(hashes)]
 

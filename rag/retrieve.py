@@ -1,19 +1,23 @@
-"""Find the passages that answer a question."""
+"""Find the passages that answer a question: dense and keyword search, fused; and judge whether any of them can."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from rag.embedder import Embedder, get_embedder
+from rag.evidence import Evidence, coverage, judge
+from rag.fusion import convex, reciprocal_rank
 from rag.settings import Settings, get_settings
-from rag.store import ChunkRecord, Store
+from rag.store import ChunkRecord, Store, indexed_text
 
 
 @dataclass(frozen=True)
 class Hit:
     rank: int
-    score: float
+    score: float  # the fused score that ordered the hits
     chunk: ChunkRecord
+    dense: float | None = None  # cosine similarity to the query, when dense search found the chunk
+    sparse: float | None = None  # BM25 score, when keyword search found the chunk
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -26,6 +30,13 @@ class Hit:
         }
 
 
+@dataclass(frozen=True)
+class Retrieval:
+    query: str
+    hits: list[Hit]
+    evidence: Evidence
+
+
 class Retriever:
     def __init__(self, store: Store, *, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.store = store
@@ -33,9 +44,31 @@ class Retriever:
         self.embedder = embedder or get_embedder()
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
-        k = k or self.settings.top_k
-        vector = self.embedder.embed_query(query)
-        scored = self.store.search_dense(vector, k)
-        chunks = self.store.chunks([chunk_id for chunk_id, _ in scored])
-        scores = dict(scored)
-        return [Hit(rank, scores[c.id], c) for rank, c in enumerate(chunks, start=1)]
+        return self.retrieve(query, k).hits
+
+    def retrieve(self, query: str, k: int | None = None) -> Retrieval:
+        """The ``k`` best passages for ``query`` and whether they hold evidence for an answer."""
+        s = self.settings
+        k = k or s.top_k
+        pool = max(s.candidates, k)
+        # Dense search always runs: its best similarity is half of the evidence signal.
+        dense = self.store.search_dense(self.embedder.embed_query(query), pool if s.retrieval_mode != "keyword" else 1)
+        sparse = self.store.search_sparse(query, pool) if s.retrieval_mode != "dense" else []
+        if s.retrieval_mode == "dense":
+            fused = dense
+        elif s.retrieval_mode == "keyword":
+            fused = sparse
+        elif s.fusion == "rrf":
+            fused = reciprocal_rank([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k)
+        else:
+            fused = convex(dense, sparse, s.dense_weight / (s.dense_weight + s.sparse_weight))
+        top = fused[:k]
+        chunks = {c.id: c for c in self.store.chunks([chunk_id for chunk_id, _ in top])}
+        dense_scores, sparse_scores = dict(dense), dict(sparse)
+        hits = [
+            Hit(rank, score, chunks[chunk_id], dense_scores.get(chunk_id), sparse_scores.get(chunk_id))
+            for rank, (chunk_id, score) in enumerate(((i, sc) for i, sc in top if i in chunks), start=1)
+        ]
+        passages = [indexed_text(h.chunk.text, h.chunk.context) for h in hits]
+        best_dense = dense[0][1] if dense else 0.0
+        return Retrieval(query, hits, judge(best_dense, coverage(query, passages, self.store.sparse_index())))

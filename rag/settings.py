@@ -20,14 +20,21 @@ class Settings(BaseSettings):
     upload_dir: Path = PROJECT_ROOT / "data" / "uploads"
 
     # --- splitting (sizes are in the embedding model's word pieces)
-    chunk_tokens: int = Field(128, ge=16, le=254)
-    chunk_overlap: int = Field(32, ge=0)
+    chunk_tokens: int = Field(254, ge=16, le=254)  # the model reads 256 pieces, 2 are markers
+    chunk_overlap: int = Field(64, ge=0)
+    heading_context: bool = True  # index each chunk with its section heading
 
     # --- embedding
     embed_batch_size: int = Field(32, ge=1)
 
     # --- retrieval
     top_k: int = Field(5, ge=1, le=50)
+    retrieval_mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    fusion: Literal["rrf", "convex"] = "convex"
+    dense_weight: float = Field(1.0, ge=0.0)
+    sparse_weight: float = Field(1.0, ge=0.0)
+    rrf_k: int = Field(60, ge=1)
+    candidates: int = Field(30, ge=1, le=500)  # per retriever, before fusion
 
     # --- answering
     llm: Literal["embedded", "openai"] = "embedded"
@@ -35,6 +42,15 @@ class Settings(BaseSettings):
     llm_model: str = "smollm2-135m"
     llm_api_key: str = "local-dev-key"
     temperature: float = Field(0.1, ge=0.0, le=2.0)
+    max_answer_tokens: int = Field(384, ge=16, le=4096)
+    history_turns: int = Field(2, ge=0, le=20)  # earlier question/answer pairs shown to the model
+    rewrite: Literal["auto", "model", "concat"] = "auto"  # how follow-ups become standalone queries
+    llm_timeout: float = Field(120.0, gt=0)  # seconds per request to the server
+    llm_max_retries: int = Field(2, ge=0, le=10)  # on connection errors
+    llm_context_window: int | None = None  # None: ask the server (vLLM reports max_model_len)
+    llm_n_ctx: int = Field(2048, ge=256)  # embedded model's context
+    llm_threads: int = Field(2, ge=1)
+    llm_model_path: Path | None = None  # embedded: another GGUF file instead of the bundled one
 
     # --- upload limits
     max_upload_mb: int = Field(50, ge=1)

@@ -1,0 +1,67 @@
+"""Does the index hold a passage that answers this question? Decided from retrieval scores, before any model runs.
+
+Two signals, both measured on the retrieved passages:
+- ``dense``: the best cosine similarity between the question and a passage (topic match);
+- ``coverage``: the largest share, over the retrieved passages, of the question's informative words (weighted by
+  IDF, so names and rare terms count most) that occur in that one passage. A passage that answers a question
+  usually names what the question names; a question about things the documents never mention scores low even
+  when its topic is vaguely close. (Counting words found anywhere in the top passages separated the two kinds of
+  question less well: see bench/evidence.py.)
+They are combined into one score with weights fitted on questions whose answer is / is not in the index
+(``bench/evidence.py`` fits and reports them; the numbers are in the README).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rag.bm25 import SparseIndex, tokenize
+
+# Logistic model over (dense, coverage), fitted by bench/evidence.py on one half of xquad-dev (by document) and
+# reported on the other half. THRESHOLD is the probability under which we say "no evidence".
+# Fit on half A (threshold: 2 % of A's own questions refused); on half B 97.3 % of out-of-corpus questions are
+# refused and 3.9 % of in-corpus ones wrongly (bench/results-evidence.txt).
+WEIGHTS = (16.293, 13.425)  # (dense, coverage)
+BIAS = -11.615
+THRESHOLD = 0.398
+
+
+@dataclass(frozen=True)
+class Evidence:
+    found: bool
+    confidence: float  # 0..1: how likely the passages hold the answer
+    dense: float
+    coverage: float
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "found": self.found,
+            "confidence": round(self.confidence, 4),
+            "dense": round(self.dense, 4),
+            "coverage": round(self.coverage, 4),
+        }
+
+
+def coverage(query: str, passages: list[str], sparse: SparseIndex) -> float:
+    """The best IDF-weighted share of the query's words that one passage contains."""
+    terms = sorted(set(tokenize(query)))
+    weights = sparse.idf(terms)
+    total = sum(weights)
+    if not terms or total <= 0:
+        return 0.0
+    best = 0.0
+    for passage in passages:
+        words = set(tokenize(passage))
+        best = max(best, sum(w for t, w in zip(terms, weights, strict=True) if t in words) / total)
+    return best
+
+
+def confidence(dense: float, cover: float) -> float:
+    z = BIAS + WEIGHTS[0] * dense + WEIGHTS[1] * cover
+    return 1 / (1 + math.exp(-z))
+
+
+def judge(dense: float, cover: float) -> Evidence:
+    p = confidence(dense, cover)
+    return Evidence(found=p >= THRESHOLD, confidence=p, dense=dense, coverage=cover)
