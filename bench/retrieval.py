@@ -1,0 +1,80 @@
+"""Retrieval benchmark: the usual tutorial pipeline vs the shipped retriever, on the same data, in one run.
+
+    .venv/bin/python bench/retrieval.py [DATASET_DIR] [-k 5]
+
+Reference: pure dense search (all-MiniLM-L6-v2 + FAISS) over 1000-character chunks, as most tutorials build it,
+and pure dense search over our chunks. Shipped: the default settings (hybrid dense + BM25, heading context).
+Latency is per query: embed + search + fuse (+ the evidence signal for the shipped retriever).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter  # noqa: E402
+
+from ingest.loaders import load_document  # noqa: E402
+from ingest.pipeline import Ingestor  # noqa: E402
+from rag.embedder import get_embedder  # noqa: E402
+from rag.eval import load_questions, score_retrieval  # noqa: E402
+from rag.retrieve import Retriever  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+from rag.store import NewChunk, open_store, sha256_text  # noqa: E402
+
+DEFAULT_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "xquad-dev"
+
+
+def tutorial_index(dataset: Path, folder: Path):
+    """1000-character chunks with 200 overlap (the common tutorial recipe), no heading context."""
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+    embedder = get_embedder()
+    store = open_store(folder)
+    with store.writer():
+        for path in sorted((dataset / "docs").iterdir()):
+            text = "\n\n".join(r.text for r in load_document(path).records)
+            pieces = splitter.split_text(text)
+            vectors = embedder.embed(pieces)
+            store.put_document(
+                name=path.name, path=str(path), kind="md", sha256=sha256_text(text), size=len(text), pages=None,
+                recipe="tutorial", chunks=[
+                    NewChunk(t, None, None, 0, len(t), embedder.count_tokens(t), None, sha256_text(t), v)
+                    for t, v in zip(pieces, vectors, strict=True)
+                ],
+            )
+    return store
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
+    p.add_argument("-k", type=int, default=5)
+    args = p.parse_args()
+    questions = load_questions(args.dataset)
+    shipped = Settings()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tutorial = tutorial_index(args.dataset, Path(tmp) / "tutorial")
+        ours = open_store(Path(tmp) / "ours")
+        Ingestor(ours, settings=shipped).ingest([args.dataset / "docs"])
+        dense = shipped.model_copy(update={"retrieval_mode": "dense"})
+        for label, store, settings in (
+            ("reference: dense, 1000-char chunks", tutorial, dense),
+            ("dense, our chunks", ours, dense),
+            (f"shipped: {shipped.retrieval_mode} ({shipped.fusion})", ours, shipped),
+        ):
+            rows.append((label, store.chunk_count(), score_retrieval(Retriever(store, settings=settings), questions, args.k)))
+    print(f"{args.dataset.name}: {len(questions)} questions, k={args.k}")
+    print(f"| retriever | chunks | hit@1 | hit@{args.k} | MRR | p50 ms | p95 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for label, chunks, r in rows:
+        print(f"| {label} | {chunks} | {r['hit@1']:.3f} | {r[f'hit@{args.k}']:.3f} | {r['mrr']:.3f} | "
+              f"{r['query_ms_p50']:.1f} | {r['query_ms_p95']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
