@@ -1,0 +1,84 @@
+"""``python -m rag.ask "QUESTION" [--json] [--backend embedded|openai] [--history FILE] [-k N]``.
+
+The answer streams to stdout as it is written (or, with --json, one JSON document when done); sources and
+progress go to stderr. Exit status 0 when answered or refused, 1 when the model failed, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rag.answer import Answerer, Delta, Finished, Retrieved
+from rag.cli import index_dir, parser, print_json, say
+from rag.llm import get_llm
+from rag.retrieve import Retriever
+from rag.settings import get_settings
+from rag.store import StoreError, open_store
+
+
+def read_history(path: Path) -> list[dict[str, str]]:
+    """A JSON list of {"role": "user"|"assistant", "content": str} messages, oldest first."""
+    history = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(history, list) or not all(
+        isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+        for m in history
+    ):
+        raise ValueError('expected a JSON list of {"role": "user" or "assistant", "content": "..."}')
+    return history
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser("python -m rag.ask", "Answer a question from the indexed documents, with citations.")
+    p.add_argument("question")
+    p.add_argument("--backend", choices=["embedded", "openai"], help="LLM backend (default: $RAG_LLM or embedded)")
+    p.add_argument("--history", type=Path, metavar="FILE", help="earlier turns as a JSON list of messages")
+    p.add_argument("-k", type=int, help="passages to retrieve (default: $RAG_TOP_K or 5)")
+    args = p.parse_args(argv)
+    try:
+        history = read_history(args.history) if args.history else []
+    except (OSError, ValueError) as exc:
+        p.error(f"--history {args.history}: {exc}")
+    overrides: dict[str, object] = {}
+    if args.backend:
+        overrides["llm"] = args.backend
+    if args.k:
+        overrides["top_k"] = args.k
+    settings = get_settings().model_copy(update=overrides)
+    try:
+        store = open_store(index_dir(args))
+    except StoreError as exc:
+        say(f"error: {exc}")
+        return 2
+
+    answerer = Answerer(Retriever(store, settings=settings), get_llm(settings), settings)
+    answer = None
+    for event in answerer.run(args.question, history):
+        if isinstance(event, Retrieved):
+            if event.query != args.question:
+                say(f"searching for: {event.query}")
+        elif isinstance(event, Delta) and not args.json:
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, Finished):
+            answer = event.answer
+    assert answer is not None
+    if args.json:
+        print_json(answer.to_json())
+    else:
+        print()
+        heading = "closest passages:" if answer.refused else "sources:"
+        say(heading)
+        for c in answer.citations:
+            page = f", page {c.page}" if c.page else ""
+            mark = "" if c.cited or answer.refused else " (consulted)"
+            say(f"  [{c.n}] {c.source}{page}{mark}: {c.support}")
+    if answer.error:
+        say(f"error: {answer.error}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

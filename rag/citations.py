@@ -1,0 +1,60 @@
+"""Turn the model's [n] markers into citations, and find the sentence of each passage that supports the answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from rag.bm25 import tokenize
+
+_MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def cited_numbers(answer: str, valid: set[int]) -> tuple[str, list[int]]:
+    """(answer with markers that point nowhere removed, cited passage numbers in order of first citation)."""
+    order: list[int] = []
+
+    def keep(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in re.split(r"\s*[,;]\s*", match.group(1))]
+        good = [n for n in numbers if n in valid]
+        for n in good:
+            if n not in order:
+                order.append(n)
+        return "".join(f"[{n}]" for n in good)
+
+    cleaned = _MARKER.sub(keep, answer)
+    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)  # " ." left where a marker was dropped
+    return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), order
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``; line breaks end sentences too, and Markdown heading lines are left out."""
+    return [
+        sentence.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+        for sentence in _SENTENCE_END.split(line)
+        if sentence.strip()
+    ]
+
+
+def claims_citing(answer: str, n: int) -> str:
+    """The sentences of the answer that cite passage ``n`` (the whole answer if none does)."""
+    marker = f"[{n}]"
+    sentences = [s for s in split_sentences(answer) if marker in s]
+    return _MARKER.sub("", " ".join(sentences) or answer).strip()
+
+
+def supporting_sentence(passage: str, claim: str, embed: Callable[[list[str]], np.ndarray]) -> str:
+    """The sentence of ``passage`` that best supports ``claim``: closest in meaning, plus the share of the claim's
+    words it contains (similarity alone favours a sentence that merely names the same person)."""
+    sentences = split_sentences(passage)
+    if len(sentences) <= 1 or not claim.strip():
+        return sentences[0] if sentences else passage
+    vectors = embed([claim, *sentences])
+    claim_words = set(tokenize(claim))
+    overlap = np.array([len(claim_words & set(tokenize(s))) / max(len(claim_words), 1) for s in sentences])
+    return sentences[int(np.argmax(vectors[1:] @ vectors[0] + overlap))]

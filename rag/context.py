@@ -1,0 +1,60 @@
+"""Fit numbered passages into the model's context window, counting the model's own tokens (not characters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.retrieve import Hit
+
+MIN_PASSAGE_TOKENS = 48  # a passage cut shorter than this is more confusing than useful
+
+
+@dataclass(frozen=True)
+class Passage:
+    n: int  # the number the model cites as [n]
+    hit: Hit
+    text: str  # the text given to the model: the chunk, or its beginning if it had to be cut
+
+
+def label(hit: Hit) -> str:
+    page = f", page {hit.chunk.page}" if hit.chunk.page else ""
+    return f"{hit.chunk.source}{page}"
+
+
+def format_passages(passages: list[Passage]) -> str:
+    """Numbered and delimited, so the model can tell passages apart and cite them."""
+    return "\n\n".join(f"[{p.n}] ({label(p.hit)})\n<<<\n{p.text}\n>>>" for p in passages)
+
+
+def fit_passages(hits: list[Hit], budget: int, count_tokens: Callable[[str], int]) -> list[Passage]:
+    """As many passages as fit in ``budget`` tokens, best first; the last one may be cut at a word boundary."""
+    passages: list[Passage] = []
+    used = 0
+    for hit in hits:
+        candidate = Passage(len(passages) + 1, hit, hit.chunk.text)
+        cost = count_tokens(format_passages([candidate])) + 2
+        if used + cost <= budget:
+            passages.append(candidate)
+            used += cost
+            continue
+        room = budget - used
+        if room >= MIN_PASSAGE_TOKENS:
+            text = _cut(hit.chunk.text, lambda t: count_tokens(format_passages([Passage(0, hit, t)])) + 2 <= room)
+            if text:
+                passages.append(Passage(len(passages) + 1, hit, text))
+        break
+    return passages
+
+
+def _cut(text: str, fits: Callable[[str], bool]) -> str:
+    """The longest word-boundary prefix of ``text`` (with an ellipsis) for which ``fits`` holds."""
+    words = text.split(" ")
+    low, high = 0, len(words)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(" ".join(words[:middle]) + " …"):
+            low = middle
+        else:
+            high = middle - 1
+    return " ".join(words[:low]) + " …" if low else ""

@@ -1,0 +1,53 @@
+"""Turn a follow-up question ("and when did he die?") into a standalone search query before retrieval."""
+
+from __future__ import annotations
+
+import re
+
+from rag.llm import LLM, LLMError, Message
+from rag.prompts import load
+
+_FOLLOW_UP = re.compile(
+    r"\b(he|she|it|they|him|her|his|hers|its|them|their|theirs|this|that|these|those|there|then|the same)\b"
+    r"|^\s*(and|but|also|what about|how about|why|so)\b",
+    re.IGNORECASE,
+)
+
+
+def looks_like_follow_up(question: str) -> bool:
+    return bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 3
+
+
+def previous_questions(history: list[Message]) -> list[str]:
+    return [m["content"] for m in history if m.get("role") == "user" and m.get("content", "").strip()]
+
+
+def concat_query(question: str, history: list[Message]) -> str:
+    """Without a capable model: a follow-up is searched together with the question it follows."""
+    earlier = previous_questions(history)
+    if not earlier or not looks_like_follow_up(question):
+        return question
+    return f"{earlier[-1]} {question}"
+
+
+def model_query(question: str, history: list[Message], llm: LLM) -> str:
+    """Ask the model for a standalone query; fall back to ``concat_query`` if it fails or rambles."""
+    if not previous_questions(history):
+        return question
+    turns = "\n".join(f"{m['role']}: {m['content'][:500]}" for m in history[-6:])
+    prompt = load("rewrite").format(history=turns, question=question)
+    try:
+        rewritten = llm.complete([{"role": "user", "content": prompt}], max_tokens=48, temperature=0.0)
+    except LLMError:
+        return concat_query(question, history)
+    rewritten = rewritten.strip().splitlines()[0].strip().strip('"') if rewritten.strip() else ""
+    if not rewritten or len(rewritten) > 4 * len(question) + 200:
+        return concat_query(question, history)
+    return rewritten
+
+
+def standalone_query(question: str, history: list[Message], llm: LLM, mode: str) -> str:
+    """``mode``: "model" asks the LLM, "concat" uses the heuristic, "auto" picks by backend capability."""
+    if mode == "auto":
+        mode = "concat" if llm.backend == "embedded" else "model"
+    return model_query(question, history, llm) if mode == "model" else concat_query(question, history)
