@@ -1,0 +1,52 @@
+"""Shared pytest fixtures. Fixture modules for the bigger pieces live beside this file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Models come from PyPI packages; never reach for a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+pytest_plugins: list[str] = ["tests.fixtures_llm"]
+
+ROOT = Path(__file__).resolve().parent.parent
+XQUAD = ROOT.parent / "shared" / "eval" / "xquad-dev"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2, loaded once for the whole run."""
+    from rag.embedder import get_embedder
+
+    embedder = get_embedder()
+    embedder.model()
+    return embedder
+
+
+@pytest.fixture
+def store(tmp_path: Path, embedder) -> Iterator:
+    from rag.store import Store
+
+    store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path):
+    """Run ``python -m MODULE ARGS`` in a child process from the project root, as a user would."""
+    import subprocess
+
+    def run(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        return subprocess.run(
+            [sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    return run

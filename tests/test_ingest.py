@@ -1,0 +1,249 @@
+"""Ingest → store → search with the real model, real FAISS and real PDFs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.pipeline import Ingestor
+from rag.embedder import Embedder
+from rag.retrieve import Retriever
+from rag.store import Store, StoreError
+from tests.conftest import ROOT
+from tests.pdfs import make_encrypted_pdf, make_image_only_pdf, make_pdf, make_truncated_pdf
+
+PAGES = [
+    "Chapter one. The orchard grows apples, pears and plums along the river.",
+    "Chapter two. The capital of Freedonia is Fredville, founded in 1821 by millers.",
+    "Chapter three. Winters are cold and the lake freezes every January.",
+]
+
+
+def _corpus(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    make_pdf(folder / "atlas.pdf", PAGES)
+    (folder / "notes.txt").write_text("The lighthouse keeper feeds three cats named Tom, Ada and Lin.\n")
+    (folder / "guide.md").write_text("# Guide\n\nIntro.\n\n## Boats\n\nThe ferry leaves at seven every morning.\n")
+    return folder
+
+
+def _dense_ids(store: Store) -> set[int]:
+    index = store._dense_index()
+    return {int(index.id_map.at(i)) for i in range(index.ntotal)}
+
+
+def _chunk_ids(store: Store) -> set[int]:
+    return {row[0] for row in store._db.execute("SELECT id FROM chunks")}
+
+
+def test_pdf_page_numbers_come_back_in_search(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+    report = Ingestor(store, embedder=embedder).ingest([_corpus(tmp_path / "docs")])
+    assert sorted(report.added) == ["atlas.pdf", "guide.md", "notes.txt"] and not report.failed
+    hits = Retriever(store, embedder=embedder).search("What is the capital of Freedonia?", 3)
+    assert (hits[0].chunk.source, hits[0].chunk.page) == ("atlas.pdf", 2)
+    assert "Fredville" in hits[0].chunk.text
+    cats = Retriever(store, embedder=embedder).search("names of the cats", 1)[0]
+    assert (cats.chunk.source, cats.chunk.page) == ("notes.txt", None)
+    ferry = Retriever(store, embedder=embedder).search("when does the ferry leave", 1)[0]
+    assert ferry.chunk.section == "Boats"
+    assert _dense_ids(store) == _chunk_ids(store)
+
+
+def test_reingest_of_unchanged_files_embeds_nothing(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+    docs = _corpus(tmp_path / "docs")
+    Ingestor(store, embedder=embedder).ingest([docs])
+    fresh = Embedder()  # a model never loaded: any embedding would load it
+    report = Ingestor(store, embedder=fresh).ingest([docs])
+    assert sorted(report.unchanged) == ["atlas.pdf", "guide.md", "notes.txt"]
+    assert report.added == report.updated == [] and report.chunks == 0
+    assert not fresh.loaded
+
+
+class CountingEmbedder(Embedder):
+    """The real model, counting how many texts it is asked to embed."""
+
+    def __init__(self, real: Embedder) -> None:
+        super().__init__(real.path)
+        self._model = real.model()
+        self.embedded = 0
+
+    def embed(self, texts, **kwargs):  # type: ignore[override]
+        self.embedded += len(texts)
+        return super().embed(texts, **kwargs)
+
+
+def test_changed_file_replaces_its_chunks_and_reembeds_only_edits(
+    tmp_path: Path, store: Store, embedder: Embedder
+) -> None:
+    docs = _corpus(tmp_path / "docs")
+    paragraphs = [f"Paragraph {i}: the museum keeps exhibit number {i * 37} in hall {i}." for i in range(40)]
+    (docs / "museum.txt").write_text("\n\n".join(paragraphs))
+    Ingestor(store, embedder=embedder).ingest([docs])
+    before = store.document("museum.txt")
+    other_ids = {c for c in _chunk_ids(store)} - set(_doc_chunk_ids(store, "museum.txt"))
+
+    paragraphs[-1] = "Paragraph 39: the museum sold its famous blue whale skeleton to Oslo."
+    (docs / "museum.txt").write_text("\n\n".join(paragraphs))
+    counting = CountingEmbedder(embedder)
+    report = Ingestor(store, embedder=counting).ingest([docs])
+
+    assert report.updated == ["museum.txt"] and sorted(report.unchanged) == ["atlas.pdf", "guide.md", "notes.txt"]
+    after = store.document("museum.txt")
+    assert after.sha256 != before.sha256 and after.added_at == before.added_at
+    assert 0 < counting.embedded < after.chunks, "only the edited chunks are embedded again"
+    texts = " ".join(c.text for c in store.chunks(_doc_chunk_ids(store, "museum.txt")))
+    assert "exhibit number 1443" not in texts and "blue whale" in texts
+    assert other_ids <= _chunk_ids(store), "other documents keep their chunks"
+    assert _dense_ids(store) == _chunk_ids(store)
+    top = Retriever(store, embedder=embedder).search("Where did the whale skeleton go?", 1)[0]
+    assert top.chunk.source == "museum.txt" and "Oslo" in top.chunk.text
+
+
+def _doc_chunk_ids(store: Store, name: str) -> list[int]:
+    rows = store._db.execute(
+        "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.name = ?", (name,)
+    )
+    return [row[0] for row in rows]
+
+
+def test_remove_and_folder_sync(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+    docs = _corpus(tmp_path / "docs")
+    ingestor = Ingestor(store, embedder=embedder)
+    ingestor.ingest([docs])
+
+    removed, failed = ingestor.remove(["notes.txt", "nope.pdf"])
+    assert removed == ["notes.txt"] and [f.path for f in failed] == ["nope.pdf"]
+    assert "no document" in failed[0].error
+    hits = Retriever(store, embedder=embedder).search("names of the cats", 5)
+    assert all(hit.chunk.source != "notes.txt" for hit in hits)
+
+    (docs / "guide.md").unlink()
+    report = ingestor.ingest([docs])
+    assert report.removed == ["guide.md"] and report.added == ["notes.txt"]
+    assert [d.name for d in store.documents()] == ["atlas.pdf", "notes.txt"]
+    assert _dense_ids(store) == _chunk_ids(store)
+
+
+def test_another_process_sees_writes_and_waits_for_the_lock(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+    reader = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+    assert reader.search_dense(embedder.embed_query("apples"), 3) == []
+    Ingestor(store, embedder=embedder).ingest([_corpus(tmp_path / "docs")])
+    assert len(reader.search_dense(embedder.embed_query("apples"), 3)) == 3, "the reader picks up the new generation"
+    with store.writer():
+        with pytest.raises(StoreError, match="another process is writing"):
+            with Store(store.dir, embed_model=embedder.name, dim=embedder.dim).writer(timeout=0.2):
+                pass
+    reader.close()
+
+
+def test_index_built_with_another_model_is_refused(tmp_path: Path, embedder: Embedder) -> None:
+    Store(tmp_path, embed_model=embedder.name, dim=embedder.dim).close()
+    with pytest.raises(StoreError, match="built with embedding model"):
+        Store(tmp_path, embed_model="other-model", dim=768)
+
+
+def _bad_folder(folder: Path) -> dict[str, str]:
+    """One good file of each kind and one file per kind of bad input; returns bad name → expected reason."""
+    folder.mkdir()
+    make_pdf(folder / "good.pdf", PAGES)
+    (folder / "good.md").write_text("# Fine\n\nThis Markdown file is fine.\n")
+    make_encrypted_pdf(folder / "locked.pdf", ["secret"], password="hunter2")
+    make_truncated_pdf(folder / "cut.pdf", ["x " * 3000, "y " * 300])
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj <</Type /Catalog>> garbage\n%%EOF\n")
+    make_image_only_pdf(folder / "scan.pdf")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "binary.txt").write_bytes(os.urandom(4096))
+    (folder / "slides.pptx").write_bytes(b"PK\x03\x04 not really")
+    return {
+        "locked.pdf": "password-protected",
+        "cut.pdf": "truncated",
+        "corrupt.pdf": "corrupt",
+        "scan.pdf": "image-only",
+        "empty.txt": "empty",
+        "binary.txt": "binary",
+        "slides.pptx": "unsupported file type",
+    }
+
+
+def test_cli_bad_input_folder(tmp_path: Path, run_cli) -> None:
+    index = tmp_path / "index"
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "kept.txt").write_text("Stored before the bad batch: the vault code is 4711.")
+    assert run_cli("ingest", str(keep), "--index", str(index), "--json").returncode == 0
+
+    expected = _bad_folder(tmp_path / "bad")
+    result = run_cli("ingest", str(tmp_path / "bad"), "--index", str(index), "--json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"added", "updated", "unchanged", "removed", "failed", "chunks", "seconds"}
+    assert report["added"] == 2 and report["chunks"] > 0
+    reasons = {Path(f["path"]).name: f["error"] for f in report["failed"]}
+    assert set(reasons) == set(expected)
+    for name, reason in expected.items():
+        assert reason in reasons[name], (name, reasons[name])
+    assert "failed:" in result.stderr and "locked.pdf" in result.stderr
+
+    listing = json.loads(run_cli("ingest", "--list", "--index", str(index), "--json").stdout)
+    assert sorted(d["name"] for d in listing) == ["good.md", "good.pdf", "kept.txt"], "nothing stored was lost"
+
+    search = run_cli("rag.search", "vault code", "-k", "2", "--index", str(index), "--json")
+    hits = json.loads(search.stdout)
+    assert search.returncode == 0 and len(hits) == 2
+    assert set(hits[0]) == {"rank", "score", "source", "page", "chunk_id", "text"}
+    assert (hits[0]["rank"], hits[0]["source"], hits[0]["page"]) == (1, "kept.txt", None)
+    pdf_hit = json.loads(run_cli("rag.search", "capital of Freedonia", "-k", "1", "--index", str(index), "--json").stdout)
+    assert (pdf_hit[0]["source"], pdf_hit[0]["page"]) == ("good.pdf", 2)
+
+
+def test_cli_usage_errors_exit_2(run_cli, tmp_path: Path) -> None:
+    assert run_cli("ingest", "--index", str(tmp_path)).returncode == 2
+    assert run_cli("ingest", "x.txt", "--list", "--index", str(tmp_path)).returncode == 2
+    assert run_cli("rag.search", "q", "-k", "0", "--index", str(tmp_path)).returncode == 2
+
+
+def test_crash_mid_ingest_leaves_an_index_that_opens_and_answers(tmp_path: Path, embedder: Embedder) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(60):
+        body = " ".join(f"Report {i} line {j}: station {i} measured {i * 10 + j} millimetres of rain." for j in range(40))
+        (docs / f"report_{i:02d}.txt").write_text(body)
+    index = tmp_path / "index"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ingest", str(docs), "--index", str(index)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    stored = 0
+    while time.monotonic() < deadline and stored < 3:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(index / "index.sqlite") as db:
+                stored = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+        except sqlite3.OperationalError:
+            pass  # not created yet
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert 3 <= stored < 60, "killed partway through"
+
+    store = Store(index, embed_model=embedder.name, dim=embedder.dim)
+    names = [d.name for d in store.documents()]
+    assert 3 <= len(names) < 60
+    assert _dense_ids(store) == _chunk_ids(store), "vectors and rows agree after the crash"
+    top = Retriever(store, embedder=embedder).search("How much rain did station 1 measure?", 3)
+    assert top and all(hit.chunk.source in names for hit in top)
+    assert np.isfinite([hit.score for hit in top]).all()
+
+    report = Ingestor(store, embedder=embedder).ingest([docs])
+    assert not report.failed and len(report.unchanged) == len(names) and len(report.added) == 60 - len(names)
+    assert (index / f"dense-{store.generation()}.faiss").exists()
+    store.close()

@@ -1,0 +1,102 @@
+"""Loaders and normalisation on real files: PDFs written with fpdf2/pypdf, text in several encodings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.loaders import LoadError, load_document, split_markdown_sections
+from ingest.normalize import normalize_text
+from tests.pdfs import make_encrypted_pdf, make_image_only_pdf, make_pdf, make_truncated_pdf
+
+
+def test_normalize_separators_hyphens_and_spaces() -> None:
+    raw = "Cafe\u0301 in\u00a0the  city\u2028next line\u2029new para\r\nwin-\ndows are trans-\n  parent.\n\n\n\nEnd \u200b"
+    assert normalize_text(raw) == "Café in the city\nnext line\n\nnew para\nwindows are transparent.\n\nEnd"
+
+
+def test_normalize_keeps_capitalised_hyphenation() -> None:
+    assert normalize_text("Jean-\nPaul") == "Jean-\nPaul"
+
+
+def test_pdf_one_record_per_page_with_page_numbers(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "two.pdf", ["Apples grow on trees.", "The capital of Freedonia is Fredville."])
+    doc = load_document(path)
+    assert doc.kind == "pdf" and doc.pages == 2
+    assert [(r.page, r.text) for r in doc.records] == [
+        (1, "Apples grow on trees."),
+        (2, "The capital of Freedonia is Fredville."),
+    ]
+
+
+def test_pdf_encrypted_with_empty_password_opens(tmp_path: Path) -> None:
+    path = make_encrypted_pdf(tmp_path / "open.pdf", ["Readable although encrypted."], password="")
+    assert load_document(path).records[0].text == "Readable although encrypted."
+
+
+@pytest.mark.parametrize(
+    ("maker", "reason"),
+    [
+        (lambda p: make_encrypted_pdf(p, ["secret"], password="hunter2"), "password-protected"),
+        (lambda p: make_truncated_pdf(p, ["x " * 2000, "y " * 200]), "truncated"),
+        (lambda p: p.write_bytes(b"%PDF-1.7\n1 0 obj <</Type /Catalog>> garbage\n%%EOF\n"), "corrupt"),
+        (lambda p: p.write_bytes(b"PK\x03\x04 this is a zip file renamed"), "not a PDF"),
+        (make_image_only_pdf, "image-only"),
+        (lambda p: p.write_bytes(b""), "empty"),
+    ],
+    ids=["password", "truncated", "corrupt", "not-pdf", "image-only", "empty"],
+)
+def test_bad_pdfs_fail_with_a_reason(tmp_path: Path, maker, reason: str) -> None:
+    path = tmp_path / "bad.pdf"
+    maker(path)
+    with pytest.raises(LoadError, match=reason):
+        load_document(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("naïve café".encode("utf-8"), "naïve café"),
+        (b"\xef\xbb\xbf" + "naïve café".encode("utf-8"), "naïve café"),
+        ("naïve café".encode("utf-16"), "naïve café"),
+        ("Le garçon a mangé une crème brûlée à l'hôtel; déjà vu.".encode("cp1252"),
+         "Le garçon a mangé une crème brûlée à l'hôtel; déjà vu."),
+    ],
+    ids=["utf8", "utf8-bom", "utf16-bom", "cp1252"],
+)
+def test_text_encodings(tmp_path: Path, data: bytes, expected: str) -> None:
+    path = tmp_path / "note.txt"
+    path.write_bytes(data)
+    doc = load_document(path)
+    assert doc.kind == "txt" and doc.records[0].text == expected and doc.records[0].page is None
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("blob.txt", bytes(range(256)) * 20, "binary"),
+        ("empty.txt", b"", "empty"),
+        ("blank.md", b"  \n\n\t ", "empty"),
+        ("slides.pptx", b"PK\x03\x04", "unsupported file type"),
+        ("README", b"hello", "unsupported file type"),
+    ],
+)
+def test_bad_text_inputs(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(LoadError, match=reason):
+        load_document(path)
+
+
+def test_markdown_sections_keep_nearest_heading_and_offsets() -> None:
+    text = "# Guide\n\nIntro text.\n\n## Install\n\nRun it.\n\n```\n# not a heading\n```\n\n## Use\n\nAsk."
+    records = split_markdown_sections(text)
+    assert [(r.section, r.text.splitlines()[0]) for r in records] == [
+        ("Guide", "# Guide"),
+        ("Install", "## Install"),
+        ("Use", "## Use"),
+    ]
+    assert "# not a heading" in records[1].text
+    for record in records:
+        assert text[record.offset : record.offset + len(record.text)] == record.text
