@@ -1,0 +1,162 @@
+"""Hybrid retrieval: fusion maths, BM25 kept in step with the store, and the "no evidence" signal on a real index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.pipeline import Ingestor
+from rag.bm25 import SparseIndex, tokenize
+from rag.embedder import Embedder
+from rag.fusion import convex, reciprocal_rank
+from rag.retrieve import Retriever
+from rag.settings import Settings
+from rag.store import Store
+
+
+def test_tokenize_stems_and_drops_stop_words() -> None:
+    assert tokenize("When did the Normans conquer England?") == ["norman", "conquer", "england"]
+
+
+def test_reciprocal_rank_rewards_agreement() -> None:
+    dense = [(1, 0.9), (2, 0.8), (3, 0.7)]
+    sparse = [(3, 12.0), (4, 9.0), (1, 3.0)]
+    fused = reciprocal_rank([dense, sparse], [1.0, 1.0], k=60)
+    assert [i for i, _ in fused][:2] == [1, 3]  # in both lists beats first in one
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 63)
+    only_dense = reciprocal_rank([dense, sparse], [1.0, 0.0], k=60)
+    assert [i for i, _ in only_dense][:3] == [1, 2, 3]
+
+
+def test_convex_fusion_scales_each_list() -> None:
+    dense = [(1, 0.50), (2, 0.45)]
+    sparse = [(2, 20.0), (3, 10.0)]
+    fused = dict(convex(dense, sparse, alpha=0.5))
+    assert fused[2] == pytest.approx(0.5 * 0.45 + 0.5 * 1.0)
+    assert fused[1] == pytest.approx(0.25) and fused[3] == pytest.approx(0.25)
+    assert dict(convex(dense, [], alpha=0.5))[1] == pytest.approx(0.25), "no keyword hits: dense alone"
+
+
+def test_sparse_index_round_trip(tmp_path: Path) -> None:
+    index = SparseIndex.build([7, 9], ["The ferry leaves at seven.", "Cats sleep all day."])
+    assert [i for i, _ in index.search("ferries leaving", 5)] == [7]
+    index.save(tmp_path / "bm25")
+    again = SparseIndex.load(tmp_path / "bm25")
+    assert again.search("cat", 5)[0][0] == 9
+    assert again.idf(["zebra"])[0] > again.idf(["cat"])[0] > 0
+
+
+def _docs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ships.md").write_text(
+        "# Ships\n\nThe clipper Zephyrine carried tea from Foochow to London in 1869.\n\n"
+        "## Crew\n\nCaptain Ilsabet Marr commanded a crew of thirty-one sailors.\n"
+    )
+    (folder / "bees.txt").write_text("Honey bees communicate the direction of flowers with a waggle dance.\n")
+    (folder / "trains.txt").write_text("The Glacier Express crosses 291 bridges between Zermatt and St. Moritz.\n")
+    return folder
+
+
+def test_bm25_stays_in_step_after_update_and_removal(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+    docs = _docs(tmp_path / "docs")
+    ingestor = Ingestor(store, embedder=embedder)
+    ingestor.ingest([docs])
+    assert store.search_sparse("waggle dance", 3)[0][0] in _ids(store, "bees.txt")
+
+    (docs / "bees.txt").write_text("Bumblebees nest underground in abandoned burrows.\n")
+    ingestor.ingest([docs])
+    assert store.search_sparse("waggle dance", 3) == [], "the old text is gone from BM25"
+    assert store.search_sparse("bumblebees burrows", 3)[0][0] in _ids(store, "bees.txt")
+
+    ingestor.remove(["trains.txt"])
+    assert store.search_sparse("Glacier Express bridges", 3) == []
+    reopened = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)  # reads sparse-<gen>/ from disk
+    assert (store.dir / f"sparse-{reopened.generation()}").is_dir()
+    assert len(reopened.sparse_index().ids) == reopened.chunk_count()
+    assert reopened.search_sparse("Glacier Express bridges", 3) == []
+    assert reopened.search_sparse("bumblebees", 3)[0][0] in _ids(store, "bees.txt")
+    reopened.close()
+
+
+def _ids(store: Store, name: str) -> set[int]:
+    rows = store._db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.name = ?", (name,))
+    return {row[0] for row in rows}
+
+
+def test_hybrid_finds_a_rare_name_that_dense_search_misses_less_well(
+    tmp_path: Path, store: Store, embedder: Embedder
+) -> None:
+    Ingestor(store, embedder=embedder).ingest([_docs(tmp_path / "docs")])
+    hits = Retriever(store, embedder=embedder, settings=Settings()).search("Who was Ilsabet Marr?", 2)
+    assert hits[0].chunk.source == "ships.md" and "Marr" in hits[0].chunk.text
+    assert hits[0].sparse is not None and hits[0].dense is not None
+    assert hits[0].chunk.section == "Crew"
+
+
+def test_evidence_signal_on_a_small_real_index(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+    Ingestor(store, embedder=embedder).ingest([_docs(tmp_path / "docs")])
+    retriever = Retriever(store, embedder=embedder)
+    answerable = [
+        "Which ship carried tea from Foochow to London?",
+        "How many bridges does the Glacier Express cross?",
+        "How do honey bees tell each other where flowers are?",
+    ]
+    unanswerable = [
+        "Who won the 1998 FIFA World Cup final?",
+        "What is the boiling point of liquid nitrogen?",
+        "Which composer wrote the opera Tosca?",
+    ]
+    for question in answerable:
+        assert retriever.retrieve(question).evidence.found, question
+    for question in unanswerable:
+        evidence = retriever.retrieve(question).evidence
+        assert not evidence.found, (question, evidence)
+        assert retriever.retrieve(question).hits, "the closest passages are still returned to show the user"
+
+
+def test_fast_query_embedding_matches_the_batch_path(embedder: Embedder) -> None:
+    queries = ["How many points did the Panthers defense surrender?", "x", "Ω≈ç√ long query " * 80]
+    batch = embedder.embed(queries)
+    for query, row in zip(queries, batch, strict=True):
+        single = embedder.embed_query(query)
+        assert single.dtype == np.float32 and single.shape == (embedder.dim,)
+        assert np.allclose(single, row, atol=1e-5)
+
+
+def _dataset(folder: Path, docs: dict[str, str], questions: list[tuple[str, str, str]]) -> Path:
+    (folder / "docs").mkdir(parents=True)
+    for name, text in docs.items():
+        (folder / "docs" / name).write_text(text)
+    rows = [{"id": str(i), "question": q, "answers": [a], "source": s} for i, (q, a, s) in enumerate(questions)]
+    (folder / "questions.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return folder
+
+
+def test_eval_cli_reports_retrieval_speed_and_refusals(tmp_path: Path, run_cli) -> None:
+    inside = _dataset(
+        tmp_path / "in",
+        {
+            "ships.md": "# Ships\n\nThe clipper Zephyrine carried tea from Foochow to London in 1869.\n",
+            "bees.md": "# Bees\n\nHoney bees tell each other where flowers are with a waggle dance.\n",
+        },
+        [
+            ("Which clipper carried tea from Foochow?", "Zephyrine", "ships.md"),
+            ("How do honey bees show where flowers are?", "waggle dance", "bees.md"),
+        ],
+    )
+    outside = _dataset(
+        tmp_path / "out",
+        {"opera.md": "# Opera\n\nGiacomo Puccini wrote Tosca, first staged in Rome in 1900.\n"},
+        [("Who wrote the opera Tosca?", "Puccini", "opera.md"), ("Where was Tosca first staged?", "Rome", "opera.md")],
+    )
+    result = run_cli("rag.eval", str(inside), "-k", "3", "--refusal", str(outside), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"questions", "hit@1", "hit@3", "mrr", "ingest_seconds", "chunks", "chunks_per_second", "query_ms_p50",
+            "query_ms_p95", "refusal"} <= set(report)
+    assert report["questions"] == 2 and report["hit@1"] == 1.0 and report["mrr"] == 1.0 and report["chunks"] == 2
+    assert 0 < report["query_ms_p50"] <= report["query_ms_p95"]
+    assert report["refusal"] == {"out_of_corpus_refused": 1.0, "in_corpus_refused": 0.0}
