@@ -1,0 +1,164 @@
+"""Grounded answers end to end on a real index, with the embedded model (and, marked vllm, a real vLLM server)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import Ingestor
+from rag.answer import NOT_FOUND, Answerer, Delta, Finished, Retrieved, hide_thinking
+from rag.citations import cited_numbers, split_sentences, supporting_sentence
+from rag.context import fit_passages, format_passages
+from rag.embedder import Embedder
+from rag.llm import EmbeddedLLM, get_llm
+from rag.retrieve import Retriever
+from rag.settings import Settings
+from rag.store import Store
+from tests.conftest import XQUAD
+
+DOCS = ["Nikola_Tesla.md", "Super_Bowl_50.md", "Oxygen.md", "Warsaw.md", "Normans.md"]
+
+
+@pytest.fixture(scope="module")
+def xquad_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Store:
+    """Five real articles from the public set, ingested once for this module."""
+    root = tmp_path_factory.mktemp("xquad")
+    (root / "docs").mkdir()
+    for name in DOCS:
+        shutil.copy(XQUAD / "docs" / name, root / "docs" / name)
+    store = Store(root / "index", embed_model=embedder.name, dim=embedder.dim)
+    report = Ingestor(store, embedder=embedder).ingest([root / "docs"])
+    assert len(report.added) == len(DOCS)
+    return store
+
+
+class CountingLLM:
+    """The real embedded model, counting calls: shows that a refusal never asks the model."""
+
+    def __init__(self, real: EmbeddedLLM) -> None:
+        self.real = real
+        self.calls = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+    def stream(self, *args, **kwargs):
+        self.calls += 1
+        return self.real.stream(*args, **kwargs)
+
+    def complete(self, *args, **kwargs):
+        self.calls += 1
+        return self.real.complete(*args, **kwargs)
+
+
+def test_embedded_answer_is_grounded_and_cites_the_right_document(xquad_index: Store, embedder: Embedder) -> None:
+    settings = Settings(llm="embedded")
+    answerer = Answerer(Retriever(xquad_index, embedder=embedder, settings=settings), get_llm(settings), settings)
+    events = list(answerer.run("When did Nikola Tesla die?"))
+    retrieved = events[0]
+    assert isinstance(retrieved, Retrieved) and not retrieved.refused
+    assert retrieved.hits[0].chunk.source == "Nikola_Tesla.md"
+    deltas = [e for e in events if isinstance(e, Delta)]
+    answer = events[-1].answer
+    assert isinstance(events[-1], Finished) and len(deltas) > 1, "the answer streams"
+    assert answer.answer.strip() and not answer.refused and answer.error is None
+    assert answer.citations[0].source == "Nikola_Tesla.md"
+    names = {d.name for d in xquad_index.documents()}
+    assert all(c.source in names and c.page is None for c in answer.citations)
+    assert all(c.support in c.text for c in answer.citations), "the highlighted sentence comes from the passage"
+    assert answer.usage and answer.usage.prompt_tokens > 200
+    assert answer.usage.prompt_tokens + settings.max_answer_tokens <= answerer.llm.context_window
+
+
+def test_out_of_corpus_question_is_refused_without_asking_the_model(xquad_index: Store, embedder: Embedder) -> None:
+    llm = CountingLLM(EmbeddedLLM())
+    answerer = Answerer(Retriever(xquad_index, embedder=embedder), llm, Settings())
+    answer = answerer.ask("Which composer wrote the opera Tosca?")
+    assert answer.refused and answer.answer == NOT_FOUND
+    assert llm.calls == 0
+    assert answer.citations and not any(c.cited for c in answer.citations), "closest passages, shown as such"
+
+
+def test_follow_up_question_retrieves_the_person_of_the_previous_turn(xquad_index: Store, embedder: Embedder) -> None:
+    history = [
+        {"role": "user", "content": "Who was Nikola Tesla?"},
+        {"role": "assistant", "content": "An inventor and engineer [1]."},
+    ]
+    answerer = Answerer(Retriever(xquad_index, embedder=embedder), EmbeddedLLM(), Settings(rewrite="auto"))
+    retrieved = next(answerer.run("and when did he die?", history))
+    assert isinstance(retrieved, Retrieved)
+    assert "Tesla" in retrieved.query and not retrieved.refused
+    assert retrieved.hits[0].chunk.source == "Nikola_Tesla.md"
+    assert any("1943" in h.chunk.text for h in retrieved.hits)
+
+
+def test_ask_cli_json_contract(xquad_index: Store, run_cli, tmp_path: Path) -> None:
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([{"role": "user", "content": "Tell me about oxygen."}]))
+    result = run_cli("rag.ask", "Who discovered it?", "--index", str(xquad_index.dir), "--json",
+                     "--history", str(history), "--backend", "embedded")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert {"answer", "refused", "citations", "backend", "model", "seconds"} <= set(answer)
+    assert answer["backend"] == "embedded" and answer["model"] and answer["seconds"] > 0
+    assert answer["citations"] and {"n", "source", "page", "text"} <= set(answer["citations"][0])
+    assert answer["citations"][0]["source"] == "Oxygen.md"
+
+    refused = json.loads(run_cli("rag.ask", "Which composer wrote the opera Tosca?", "--index",
+                                 str(xquad_index.dir), "--json").stdout)
+    assert refused["refused"] is True and refused["answer"] == NOT_FOUND
+
+    bad = run_cli("rag.ask", "q", "--history", str(tmp_path / "missing.json"), "--index", str(xquad_index.dir))
+    assert bad.returncode == 2 and "missing.json" in bad.stderr
+
+
+# --- the pieces, on their own --------------------------------------------------------------------------------------
+
+
+def test_markers_that_point_nowhere_are_dropped() -> None:
+    text, cited = cited_numbers("Tesla died in 1943 [2]. He was born in Smiljan [1, 7][9] .", {1, 2, 3})
+    assert text == "Tesla died in 1943 [2]. He was born in Smiljan [1]."
+    assert cited == [2, 1]
+
+
+def test_supporting_sentence_is_the_one_that_says_it(embedder: Embedder) -> None:
+    passage = (
+        "Tesla was born in Smiljan in 1856. He moved to New York in 1884. "
+        "He died in room 3327 of the New Yorker Hotel on 7 January 1943. His estate went to his nephew."
+    )
+    assert split_sentences(passage)[1] == "He moved to New York in 1884."
+    assert supporting_sentence(passage, "Tesla died on 7 January 1943.", embedder.embed).startswith("He died")
+
+
+def test_passages_are_trimmed_to_the_budget_by_tokens(xquad_index: Store, embedder: Embedder) -> None:
+    llm = EmbeddedLLM()
+    hits = Retriever(xquad_index, embedder=embedder).search("oxygen discovery", 5)
+    passages = fit_passages(hits, 300, llm.count_tokens)
+    assert 1 <= len(passages) < 5
+    assert llm.count_tokens(format_passages(passages)) <= 300
+    assert [p.n for p in passages] == list(range(1, len(passages) + 1))
+    if len(passages) > 1 or passages[-1].text != passages[-1].hit.chunk.text:
+        assert passages[-1].text.endswith("…") or passages[-1].text == passages[-1].hit.chunk.text
+
+
+def test_reasoning_is_hidden_from_the_stream() -> None:
+    deltas = ["<thi", "nk>Let me think: 2+2", " is 4.</th", "ink>\n\nThe answer", " is 4 [1]."]
+    assert "".join(hide_thinking(iter(deltas))).strip() == "The answer is 4 [1]."
+    assert "".join(hide_thinking(iter(["a < b and ", "c > d"]))) == "a < b and c > d"
+
+
+@pytest.mark.vllm
+def test_openai_backend_answers_through_a_real_vllm_server(xquad_index: Store, embedder: Embedder, vllm_server) -> None:
+    settings = Settings(llm="openai", llm_url=vllm_server.base_url, llm_api_key=vllm_server.api_key,
+                        llm_model=vllm_server.model)
+    answerer = Answerer(Retriever(xquad_index, embedder=embedder, settings=settings), get_llm(settings), settings)
+    answer = answerer.ask("How many points did the Panthers defense give up?")
+    assert answer.backend == "openai" and answer.error is None and not answer.refused
+    assert answer.answer.strip() and answer.citations[0].source == "Super_Bowl_50.md"
+    assert answer.usage and answer.usage.completion_tokens > 0
+    assert answer.usage.prompt_tokens + settings.max_answer_tokens <= answerer.llm.context_window
+    refused = answerer.ask("Which composer wrote the opera Tosca?")
+    assert refused.refused and refused.usage is None
