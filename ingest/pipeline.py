@@ -150,11 +150,13 @@ class Ingestor:
             )
         return self._splitter
 
-    def ingest(self, paths: Iterable[Path], *, names: dict[Path, str] | None = None) -> IngestReport:
+    def ingest(
+        self, paths: Iterable[Path], *, names: dict[Path, str] | None = None, force: bool = False
+    ) -> IngestReport:
         """Ingest files and folders. For folders, documents whose files are gone from them are removed.
 
-        ``names`` maps a file to the name it is stored under (the upload UI keeps original names for files it
-        saved under sanitised ones); by default a document's name is its file name.
+        ``names`` maps a file to the name it is stored under (by default its file name); ``force`` reads and
+        embeds files again even when they are unchanged (re-index).
         """
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
@@ -169,7 +171,7 @@ class Ingestor:
                     self._fail(report, path, reason, index, len(files))
                     continue
                 seen[name] = path
-                self._ingest_file(path, name, index, len(files), report)
+                self._ingest_file(path, name, index, len(files), report, force)
             for folder in (p for p in paths if p.is_dir()):
                 report.removed.extend(self._remove_missing(folder))
         report.seconds = time.perf_counter() - started
@@ -186,7 +188,9 @@ class Ingestor:
                     failures.append(Failure(name, "no document with this name in the index"))
         return removed, failures
 
-    def _ingest_file(self, path: Path, name: str, index: int, total: int, report: IngestReport) -> None:
+    def _ingest_file(
+        self, path: Path, name: str, index: int, total: int, report: IngestReport, force: bool = False
+    ) -> None:
         def progress(stage: Stage, done: int = 0, chunks: int = 0, message: str = "") -> None:
             self.on_progress(Progress(path, index, total, stage, done, chunks, message))
 
@@ -194,7 +198,7 @@ class Ingestor:
         try:
             sha = file_sha256(path)
             existing = self.store.document(name)
-            if existing and existing.sha256 == sha and existing.recipe == self.recipe:
+            if existing and existing.sha256 == sha and existing.recipe == self.recipe and not force:
                 report.unchanged.append(name)
                 progress("unchanged")
                 return

@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     # --- where things live
     index_dir: Path = PROJECT_ROOT / "data" / "index"
-    upload_dir: Path = PROJECT_ROOT / "data" / "uploads"
+    upload_dir: Path | None = None  # None: "uploads" beside the index folder
 
     # --- splitting (sizes are in the embedding model's word pieces)
     chunk_tokens: int = Field(254, ge=16, le=254)  # the model reads 256 pieces, 2 are markers
@@ -52,8 +52,20 @@ class Settings(BaseSettings):
     llm_threads: int = Field(2, ge=1)
     llm_model_path: Path | None = None  # embedded: another GGUF file instead of the bundled one
 
-    # --- upload limits
+    # --- upload limits (keep in step with server.maxUploadSize in .streamlit/config.toml)
     max_upload_mb: int = Field(50, ge=1)
+
+    @property
+    def uploads_path(self) -> Path:
+        return self.upload_dir or self.index_dir.parent / "uploads"
+
+    # --- agent
+    agent_max_steps: int = Field(6, ge=1, le=50)  # model turns per question (each is an action or the final answer)
+    agent_step_tokens: int = Field(256, ge=16, le=4096)  # tokens the model may write in one turn
+    agent_max_tokens: int = Field(2048, ge=64)  # tokens the model may write over the whole run
+    agent_search_k: int = Field(3, ge=1, le=20)  # passages one search_documents call returns
+    agent_python_timeout: float = Field(5.0, gt=0, le=60)  # seconds of wall time for one python tool call
+    agent_python_memory_mb: int = Field(256, ge=32, le=4096)  # memory budget of one python tool call
 
 
 @lru_cache(maxsize=1)

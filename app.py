@@ -1,0 +1,316 @@
+"""The browser app: chat with your documents. Rendering only; the work is done in ``rag`` and ``ingest``.
+
+    streamlit run app.py        (or: make run)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest.pipeline import IngestReport, Progress
+from rag.answer import Answer, Answerer, Delta, Finished, Retrieved
+from rag.library import Library, Upload
+from rag.llm import LLM, get_llm
+from rag.retrieve import Retriever
+from rag.settings import Settings
+from rag.store import Store, open_store
+
+FILE_TYPES = [s.lstrip(".") for s in SUPPORTED_SUFFIXES]
+
+st.set_page_config(page_title="Ask your documents", page_icon=":material/menu_book:", layout="wide")
+
+
+# --- heavy objects, shared by every browser tab -----------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Opening the index…")
+def cached_store(index_dir: str) -> Store:
+    return open_store(Path(index_dir))  # re-reads itself whenever another writer changed the index
+
+
+@st.cache_resource(show_spinner=False)
+def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
+    base = Settings()
+    return get_llm(base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key}))
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def llm_health(backend: str, url: str, model: str, api_key: str) -> tuple[bool, str]:
+    return cached_llm(backend, url, model, api_key).health()
+
+
+# --- sidebar: model and retrieval settings ----------------------------------------------------------------------
+
+
+def sidebar_settings(base: Settings) -> Settings:
+    st.sidebar.header("Model")
+    backends = ["embedded", "openai"]
+    backend = st.sidebar.selectbox(
+        "Backend", backends, index=backends.index(base.llm), key="backend",
+        format_func=lambda b: "Embedded (SmolLM2, in-process)" if b == "embedded" else "vLLM / OpenAI-compatible",
+    )
+    url, model = base.llm_url, base.llm_model
+    if backend == "openai":
+        url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
+        model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
+    ok, detail = llm_health(backend, url, model, base.llm_api_key)
+    (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
+    temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
+
+    st.sidebar.header("Retrieval")
+    modes = ["hybrid", "dense", "keyword"]
+    mode = st.sidebar.selectbox("Search mode", modes, index=modes.index(base.retrieval_mode), key="mode",
+                                help="hybrid: meaning and keywords together; dense: meaning only; keyword: BM25")
+    top_k = st.sidebar.slider("Passages per answer (top-k)", 1, 10, base.top_k, key="top_k")
+    return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "temperature": temperature,
+                                   "retrieval_mode": mode, "top_k": top_k})
+
+
+# --- sidebar: the library ---------------------------------------------------------------------------------------
+
+
+def ingest_with_progress(label: str, run) -> IngestReport:  # noqa: ANN001 - run(on_progress) -> IngestReport
+    """Run an ingest under a status box with a progress bar and one line per finished file."""
+    with st.status(label, expanded=True) as status:
+        bar = st.progress(0.0)
+
+        def on_progress(event: Progress) -> None:
+            share = event.chunks_done / event.chunks_total if event.chunks_total else 0.0
+            bar.progress(min((event.file_index + share) / max(event.files_total, 1), 1.0),
+                         text=f"{event.path.name}: {event.stage} {event.chunks_done}/{event.chunks_total} chunks"
+                         if event.stage == "embedding" else f"{event.path.name}: {event.stage}")
+            if event.stage == "done":
+                st.write(f":material/check: {event.path.name}: {event.chunks_total} chunks")
+            elif event.stage == "unchanged":
+                st.write(f":material/check: {event.path.name}: already in the library")
+
+        report = run(on_progress)
+        bar.progress(1.0, text="done")
+        for failure in report.failed:
+            st.write(f":material/close: {Path(failure.path).name}: {failure.error}")
+        state = "error" if report.failed and not (report.added or report.updated or report.unchanged) else "complete"
+        status.update(label=summary(report), state=state, expanded=bool(report.failed))
+    return report
+
+
+def summary(report: IngestReport) -> str:
+    parts = [f"{len(report.added)} added" if report.added else "", f"{len(report.updated)} updated" if
+             report.updated else "", f"{len(report.unchanged)} unchanged" if report.unchanged else "",
+             f"{len(report.failed)} failed" if report.failed else ""]
+    return "Documents: " + (", ".join(p for p in parts if p) or "nothing to do")
+
+
+def add_files(library: Library, files: list) -> None:  # noqa: ANN001 - Streamlit UploadedFile objects
+    uploads = [Upload(f.name, f.getvalue()) for f in files]
+    report = ingest_with_progress(f"Adding {len(uploads)} file(s)…", lambda cb: library.add(uploads, cb))
+    st.session_state.messages.append({"role": "assistant", "kind": "upload", "content": upload_note(report)})
+
+
+def upload_note(report: IngestReport) -> str:
+    lines = [f":material/attach_file: **{summary(report)}**"]
+    lines += [f"- {name}: added" for name in report.added]
+    lines += [f"- {name}: updated" for name in report.updated]
+    lines += [f"- {name}: already in the library" for name in report.unchanged]
+    lines += [f"- :material/close: {Path(f.path).name}: {f.error}" for f in report.failed]
+    return "\n".join(lines)
+
+
+def sidebar_library(library: Library) -> None:
+    st.sidebar.header("Library")
+    key = f"uploader-{st.session_state.uploader_round}"
+    files = st.sidebar.file_uploader("Add documents (PDF, TXT, MD)", type=FILE_TYPES, accept_multiple_files=True,
+                                     key=key, help=f"Up to {library.settings.max_upload_mb} MB a file")
+    if files:
+        with st.sidebar:
+            add_files(library, files)
+        st.session_state.uploader_round += 1  # a fresh uploader: the same files are not added again
+        st.rerun()
+
+    docs = library.documents()
+    chunks = sum(d.chunks for d in docs)
+    st.sidebar.caption(f"{len(docs)} document(s), {chunks} passages")
+    for doc in docs:
+        pages = f"{doc.pages} pages · " if doc.pages else ""
+        left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
+        left.markdown(f"**{doc.name}**  \n:gray[{pages}{doc.chunks} chunks · added {doc.added_at[:10]}]")
+        if right.button("", icon=":material/delete:", key=f"delete-{doc.name}", help=f"Delete {doc.name}"):
+            library.delete(doc.name)
+            st.toast(f"Deleted {doc.name}")
+            st.rerun()
+    if docs and st.sidebar.button("Re-index all", help="Read every document again and rebuild its passages"):
+        with st.sidebar:
+            ingest_with_progress("Re-indexing…", library.reindex)
+
+
+# --- chat -------------------------------------------------------------------------------------------------------
+
+
+def highlight(text: str, support: str) -> str:
+    """The passage as Markdown, with the supporting sentence highlighted."""
+    safe = escape_md(text)
+    sentence = escape_md(support)
+    if sentence and sentence in safe:
+        return safe.replace(sentence, f":orange-background[{sentence}]", 1)
+    return safe
+
+
+def escape_md(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>#+|~$:])", r"\\\1", text).replace("\n", "  \n")
+
+
+def source_label(citation: dict) -> str:
+    page = f", page {citation['page']}" if citation.get("page") else ""
+    return f"[{citation['n']}] {citation['source']}{page}"
+
+
+def render_answer(message: dict, *, text_on_screen: bool = False) -> None:
+    """An answer with its sources; a refusal looks different and shows the closest passages instead."""
+    answer = message.get("answer") or {}
+    if answer.get("refused"):
+        st.warning("**Not found in your documents.** None of the passages holds evidence for an answer, so the "
+                   "model was not asked to guess. The closest passages are below.", icon=":material/search_off:")
+    elif not text_on_screen:
+        st.markdown(message["content"] or "…")
+    if message.get("stopped"):
+        st.caption(":material/stop_circle: stopped before the end")
+    if answer.get("error"):
+        st.error(f"The model failed: {answer['error']}", icon=":material/error:")
+    citations = answer.get("citations") or []
+    if citations:
+        cited = any(c.get("cited") for c in citations)
+        st.caption("Closest passages" if answer.get("refused") else ("Sources" if cited else "Sources consulted"))
+        for c in citations:
+            with st.expander(source_label(c)):
+                st.markdown(highlight(c["text"], c.get("support", "")))
+    if answer.get("steps"):
+        with st.expander(f"Agent trace ({len(answer['steps'])} steps, {answer.get('stopped_reason', '')})"):
+            for i, step in enumerate(answer["steps"], start=1):
+                render_step(i, step)
+
+
+def render_step(i: int, step: dict) -> None:
+    st.markdown(f"**{i}. {step.get('action') or 'thought'}** — {escape_md(step.get('thought') or '')}")
+    if step.get("input"):
+        st.code(step["input"])
+    st.text(step.get("observation") or "")
+
+
+def history_for_model(messages: list[dict]) -> list[dict[str, str]]:
+    return [{"role": m["role"], "content": m["content"]} for m in messages if m.get("kind") in ("question", "answer")]
+
+
+def answer_question(question: str, settings: Settings, store: Store) -> None:
+    history = history_for_model(st.session_state.messages)
+    st.session_state.messages.append({"role": "user", "kind": "question", "content": question})
+    with st.chat_message("user"):
+        st.markdown(question)
+    message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True}
+    st.session_state.messages.append(message)  # kept even if the user stops the stream midway
+    llm = cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key)
+    with st.chat_message("assistant"):
+        if st.session_state.get("agent_mode"):
+            run_agent(question, settings, store, llm, message)
+        else:
+            run_answer(question, history, settings, store, llm, message)
+
+
+def run_answer(question: str, history: list, settings: Settings, store: Store, llm: LLM, message: dict) -> None:
+    answerer = Answerer(Retriever(store, settings=settings), llm, settings)
+    events = answerer.run(question, history)
+    with st.spinner("Searching your documents…"):
+        retrieved = next(events)
+    assert isinstance(retrieved, Retrieved)
+    done: list[Answer] = []
+
+    def deltas():
+        for event in events:
+            if isinstance(event, Delta) and not retrieved.refused:
+                message["content"] += event.text
+                yield event.text
+            elif isinstance(event, Finished):
+                done.append(event.answer)
+
+    if retrieved.refused:
+        list(deltas())
+    else:
+        with st.spinner("Writing the answer…"):
+            st.write_stream(deltas())
+    answer = done[0]
+    message.update(content=answer.answer, answer=answer.to_json(), stopped=False)
+    render_answer(message, text_on_screen=not retrieved.refused)
+
+
+def run_agent(question: str, settings: Settings, store: Store, llm: LLM, message: dict) -> None:
+    from rag.agent import Agent, AgentFinished, AgentStep
+
+    agent = Agent(Retriever(store, settings=settings), llm, settings)
+    result = None
+    with st.status("Agent at work…", expanded=True) as status:
+        for i, event in enumerate(agent.run(question), start=1):
+            if isinstance(event, AgentStep):
+                render_step(i, {"thought": event.thought, "action": event.action, "input": event.input,
+                                "observation": event.observation})
+            elif isinstance(event, AgentFinished):
+                result = event.result
+        status.update(label=f"Agent finished ({result.stopped_reason})" if result else "Agent stopped",
+                      state="complete", expanded=False)
+    if result is not None:
+        message.update(content=result.answer, answer=result.to_json(), stopped=False)
+        render_answer(message)
+
+
+def main() -> None:
+    base = Settings()  # read from the environment on every run, so RAG_* changes apply without a restart
+    st.session_state.setdefault("messages", [])
+    st.session_state.setdefault("uploader_round", 0)
+    store = cached_store(str(base.index_dir))
+    settings = sidebar_settings(base)
+    library = Library(store, settings=settings)
+    sidebar_library(library)
+
+    st.title(":material/menu_book: Ask your documents")
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    left.caption(f"Answers come only from your {len(library.documents())} document(s), with sources you can check. "
+                 f"Model: {settings.llm} · {cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key).model}")
+    st.session_state.setdefault("agent_mode", False)
+    right.toggle("Agent mode", key="agent_mode", help="Reason step by step with tools: document search, "
+                 "a calculator and small Python programs for arithmetic")
+    st.sidebar.button("Clear conversation", icon=":material/delete_sweep:", on_click=lambda: st.session_state.update(messages=[]),
+                      width="stretch")
+
+    for message in st.session_state.messages:
+        with st.chat_message(message["role"]):
+            if message.get("kind") == "answer":
+                render_answer(message)
+            else:
+                st.markdown(message["content"])
+
+    pending = st.session_state.pop("pending", None)
+    if not st.session_state.messages and not pending:
+        questions = library.suggested_questions()
+        if questions:
+            st.caption("Try one of these:")
+            for i, question in enumerate(questions):
+                if st.button(question, key=f"suggest-{i}"):
+                    st.session_state.pending = question
+                    st.rerun()
+        else:
+            st.info("Your library is empty. Drop PDF, TXT or Markdown files on the chat box or in the sidebar.")
+
+    submitted = st.chat_input("Ask a question, or drop files here", accept_file="multiple", file_type=FILE_TYPES,
+                              max_upload_size=settings.max_upload_mb, submit_mode="stop")
+    if submitted is not None and submitted.files:
+        with st.chat_message("assistant"):
+            add_files(library, submitted.files)
+        if not (submitted.text or "").strip():
+            st.rerun()
+    question = (submitted.text if submitted is not None else "") or pending
+    if question and question.strip():
+        answer_question(question.strip(), settings, store)
+
+
+main()

@@ -1,0 +1,171 @@
+"""The user's document library: uploads saved safely, ingested with progress, listed, deleted, re-indexed.
+
+Uploaded file names are untrusted. What is kept on disk lives in the upload folder under a sanitised name (no
+folders, no traversal, no hidden or device names), and a different file with a name already taken gets a
+numbered name ("report (2).pdf") instead of replacing the first one. The stored name is the document's name in
+the index, so citations always point at the file that was actually indexed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest.pipeline import Failure, Ingestor, IngestReport, ProgressCallback
+from rag.settings import PROJECT_ROOT, Settings, get_settings
+from rag.store import DocumentInfo, Store
+
+_UNSAFE = re.compile(r"[^\w\-. ()\[\]+,&@]+", re.UNICODE)
+_MAX_NAME = 120
+SAMPLE_QUESTIONS = PROJECT_ROOT / "data" / "sample" / "questions.json"
+
+
+class UploadError(ValueError):
+    """An upload refused before ingest (too large, wrong type); the message names the file."""
+
+
+def sanitize_filename(name: str) -> str:
+    """A safe file name from an untrusted one: its last path part, printable, no leading dots, bounded length."""
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").split("/")[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")  # control and format characters
+    name = _UNSAFE.sub("_", name).strip().lstrip(".").strip()
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    stem = stem.strip(" ._") or "document"
+    suffix = suffix.lower()[:10]
+    stem = stem[: _MAX_NAME - len(suffix) - 1]
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str  # as the browser sent it
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Saved:
+    original: str
+    path: Path  # where it was kept
+
+
+class Library:
+    """One index plus the folder that keeps uploaded files."""
+
+    def __init__(self, store: Store, *, settings: Settings | None = None) -> None:
+        self.store = store
+        self.settings = settings or get_settings()
+        self.folder = self.settings.uploads_path
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.store.documents()
+
+    def suggested_questions(self, limit: int = 4) -> list[str]:
+        """Questions to offer on an empty chat: the demo corpus's own, then one per other document."""
+        docs = self.store.documents()
+        names = {d.name for d in docs}
+        curated = json.loads(SAMPLE_QUESTIONS.read_text()) if SAMPLE_QUESTIONS.is_file() else []
+        questions = [q["question"] for q in curated if q["source"] in names]
+        covered = {q["source"] for q in curated}
+        questions += [f"What is {Path(d.name).stem.replace('_', ' ')} about?" for d in docs if d.name not in covered]
+        return questions[:limit]
+
+    def check(self, upload: Upload) -> None:
+        """Refuse what cannot be ingested before anything is written."""
+        limit = self.settings.max_upload_mb * 1024 * 1024
+        if len(upload.data) > limit:
+            raise UploadError(
+                f"{upload.name}: {len(upload.data) / 1048576:.1f} MB is over the {self.settings.max_upload_mb} MB limit"
+            )
+        suffix = Path(sanitize_filename(upload.name)).suffix.lower()
+        if suffix not in SUPPORTED_SUFFIXES:
+            raise UploadError(f"{upload.name}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+
+    def save(self, upload: Upload) -> Saved:
+        """Write the upload under a safe, unused name (or reuse the file already holding the same bytes)."""
+        self.check(upload)
+        wanted = sanitize_filename(upload.name)
+        digest = hashlib.sha256(upload.data).hexdigest()
+        stem, suffix = Path(wanted).stem, Path(wanted).suffix
+        for n in range(1, 1000):
+            candidate = self.folder / (wanted if n == 1 else f"{stem} ({n}){suffix}")
+            if not candidate.exists() and not self.store.document(candidate.name):
+                _write_atomic(candidate, upload.data)
+                return Saved(upload.name, candidate)
+            if candidate.exists() and _sha256(candidate) == digest:
+                return Saved(upload.name, candidate)
+        raise UploadError(f"{upload.name}: too many files with this name")
+
+    def add(self, uploads: Iterable[Upload], on_progress: ProgressCallback | None = None) -> IngestReport:
+        """Save and ingest uploads; refused ones are reported as failures under their original names."""
+        refused: list[Failure] = []
+        saved: list[Saved] = []
+        for upload in uploads:
+            try:
+                saved.append(self.save(upload))
+            except UploadError as exc:
+                refused.append(Failure(upload.name, str(exc).removeprefix(f"{upload.name}: ")))
+            except OSError as exc:
+                refused.append(Failure(upload.name, f"could not be saved ({exc.strerror or exc})"))
+        report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
+            [s.path for s in saved]
+        ) if saved else IngestReport()
+        by_path = {str(s.path): s.original for s in saved}
+        for failure in report.failed:  # name the file as the user knows it
+            failure.path = by_path.get(failure.path, failure.path)
+        report.failed[:0] = refused
+        for failed in report.failed:  # a file that could not be ingested is not kept
+            path = next((s.path for s in saved if s.original == failed.path), None)
+            if path is not None and not self.store.document(path.name):
+                path.unlink(missing_ok=True)
+        return report
+
+    def delete(self, name: str) -> bool:
+        """Remove a document from the index, and its file if the library keeps it."""
+        doc = self.store.document(name)
+        if doc is None:
+            return False
+        removed, _ = Ingestor(self.store, settings=self.settings).remove([name])
+        if doc.path and Path(doc.path).resolve().parent == self.folder.resolve():
+            Path(doc.path).unlink(missing_ok=True)
+        return bool(removed)
+
+    def reindex(self, on_progress: ProgressCallback | None = None) -> IngestReport:
+        """Read every document again from its file and rebuild its chunks and vectors."""
+        docs = self.store.documents()
+        present = {Path(d.path): d.name for d in docs if d.path and Path(d.path).is_file()}
+        missing = [Failure(d.name, "its file is no longer on disk; delete it or upload it again")
+                   for d in docs if not d.path or not Path(d.path).is_file()]
+        report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
+            list(present), names=present, force=True
+        )
+        report.failed[:0] = missing
+        return report
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write aside, then rename: a crash never leaves half a file under the final name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

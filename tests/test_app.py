@@ -1,0 +1,130 @@
+"""The Streamlit page's flows with streamlit.testing.v1.AppTest, on a real index and the real embedded model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ingest.pipeline import Ingestor
+from rag.store import Store
+from tests.conftest import ROOT, XQUAD
+
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh index of two real articles, and the app pointed at it through RAG_INDEX_DIR."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("Nikola_Tesla.md", "Oxygen.md"):
+        shutil.copy(XQUAD / "docs" / name, docs / name)
+    store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
+    Ingestor(store, embedder=embedder).ingest([docs])
+    store.close()
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_LLM", "embedded")
+    return tmp_path
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def assistant_messages(at: AppTest) -> list:
+    return [m for m in at.chat_message if m.name == "assistant"]
+
+
+def test_ask_streams_an_answer_with_expandable_sources(app_env: Path) -> None:
+    at = start()
+    assert [b.label for b in at.button][:2] == ["What is Nikola Tesla about?", "What is Oxygen about?"]
+    at.chat_input[0].set_value("When did Nikola Tesla die?").run()
+    assert not at.exception, at.exception
+    reply = assistant_messages(at)[-1]
+    assert reply.markdown[0].value.strip(), "an answer was written"
+    labels = [e.label for e in reply.expander]
+    assert labels[0] == "[1] Nikola_Tesla.md"
+    assert any(":orange-background[" in md.value for md in reply.markdown), "the supporting sentence is highlighted"
+    assert not reply.warning
+
+
+def test_out_of_corpus_question_is_refused_and_looks_different(app_env: Path) -> None:
+    at = start()
+    at.chat_input[0].set_value("Which composer wrote the opera Tosca?").run()
+    reply = assistant_messages(at)[-1]
+    assert "Not found in your documents" in reply.warning[0].value
+    assert any(c.value == "Closest passages" for c in reply.caption)
+    assert reply.expander, "the closest passages are shown"
+
+
+def test_suggested_question_and_clear_conversation(app_env: Path) -> None:
+    at = start()
+    next(b for b in at.button if b.label == "What is Oxygen about?").click().run()
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert at.chat_message[0].markdown[0].value == "What is Oxygen about?"
+    next(b for b in at.sidebar.button if "Clear conversation" in b.label).click().run()
+    assert not at.chat_message
+    assert any(b.label == "What is Oxygen about?" for b in at.button), "suggestions come back on an empty chat"
+
+
+def test_settings_apply_to_the_next_question(app_env: Path) -> None:
+    at = start()
+    at.sidebar.slider(key="top_k").set_value(2).run()
+    at.chat_input[0].set_value("When did Nikola Tesla die?").run()
+    assert len(assistant_messages(at)[-1].expander) == 2
+
+
+def test_a_server_that_is_down_shows_an_error_not_a_traceback(app_env: Path) -> None:
+    at = start()
+    at.sidebar.selectbox(key="backend").set_value("openai").run()
+    at.sidebar.text_input(key="llm_url").set_value("http://127.0.0.1:9/v1").run()
+    assert any("cannot reach" in e.value for e in at.sidebar.error), "the sidebar shows the server's health"
+    at.chat_input[0].set_value("When did Nikola Tesla die?").run()
+    assert not at.exception, at.exception
+    reply = assistant_messages(at)[-1]
+    assert any("The model failed" in e.value and "cannot reach" in e.value for e in reply.error)
+    assert reply.expander, "the passages found are still shown"
+    at.sidebar.selectbox(key="backend").set_value("embedded").run()
+    at.chat_input[0].set_value("When did Nikola Tesla die?").run()
+    assert not assistant_messages(at)[-1].error, "the app keeps working"
+
+
+def test_library_upload_delete_and_untrusted_names(app_env: Path) -> None:
+    at = start()
+    assert "2 document(s)" in at.sidebar.caption[0].value
+    at.sidebar.file_uploader[0].set_value([
+        ("../../escape.txt", b"The harbour master's cat is called Biscuit.", "text/plain"),
+        ("notes.md", b"# Notes\n\nThe ferry leaves at seven.", "text/markdown"),
+    ]).run()
+    assert not at.exception, at.exception
+    uploads = app_env / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == ["escape.txt", "notes.md"]
+    assert not (app_env.parent / "escape.txt").exists() and not (ROOT / "escape.txt").exists()
+    assert "4 document(s)" in at.sidebar.caption[0].value
+
+    at.sidebar.file_uploader[0].set_value([("notes.md", b"# Other notes\n\nA different file.", "text/markdown")]).run()
+    assert sorted(p.name for p in uploads.iterdir()) == ["escape.txt", "notes (2).md", "notes.md"], "no overwrite"
+
+    at.chat_input[0].set_value("What is the harbour master's cat called?").run()
+    assert assistant_messages(at)[-1].expander[0].label == "[1] escape.txt"
+
+    next(b for b in at.sidebar.button if b.key == "delete-escape.txt").click().run()
+    assert "4 document(s)" in at.sidebar.caption[0].value
+    assert not (uploads / "escape.txt").exists()
+    assert all("escape.txt" not in m.value for m in at.sidebar.markdown)
+
+
+def test_unsupported_and_broken_uploads_get_a_readable_error(app_env: Path) -> None:
+    at = start()
+    at.sidebar.file_uploader[0].set_value([("broken.pdf", b"%PDF-1.4 truncated", "application/pdf")]).run()
+    assert not at.exception, at.exception
+    note = next(m for m in at.chat_message if m.name == "assistant").markdown[0].value
+    assert "broken.pdf" in note and "truncated" in note
+    assert not (app_env / "uploads" / "broken.pdf").exists(), "a file that failed is not kept"
+    assert "2 document(s)" in at.sidebar.caption[0].value

@@ -1,0 +1,119 @@
+"""The app in a real browser: Playwright drives Debian's Chromium against ``streamlit run`` on a free loopback port.
+
+Upload a PDF through the page's file input, wait until it is ingested, ask a question answered on its page 2, watch
+the answer stream in with a source naming the file and page 2, then delete the file from the library. Screenshots
+go to test-artifacts/ (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.fixtures_llm import free_port, stop_process_group
+from tests.pdfs import make_pdf
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index"), "RAG_LLM": "embedded", "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "streamlit.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        stop_process_group(server)
+        pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+    yield url
+    stop_process_group(server)
+    log.close()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        yield page
+        browser.close()
+
+
+def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    pdf = make_pdf(tmp_path / "aurora-report.pdf", [
+        "Aurora project report. Chapter one describes the team and the budget of the observatory.",
+        "Chapter two. The launch code of the Aurora project is 7429. The rocket lifted off from Kiruna in March.",
+        "Chapter three. The team thanks the people of the village for their patience.",
+    ])
+    page.goto(app_url)
+    page.get_by_text("Ask your documents").first.wait_for()
+    page.get_by_text("Your library is empty").wait_for()
+
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('input[type="file"]').set_input_files(str(pdf))
+    sidebar.get_by_text("aurora-report.pdf", exact=True).wait_for()
+    sidebar.get_by_text("3 pages").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "browser-1-uploaded.png"), full_page=True)
+
+    box = page.locator('[data-testid="stChatInputTextArea"]')
+    box.fill("What is the launch code of the Aurora project?")
+    box.press("Enter")
+
+    answer = page.locator('[data-testid="stChatMessage"]').last
+    seen: list[str] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # watch the text grow while the model writes
+        text = answer.inner_text() if page.locator('[data-testid="stChatMessage"]').count() >= 2 else ""
+        if text and (not seen or text != seen[-1]):
+            seen.append(text)
+        if page.get_by_text("[1] aurora-report.pdf, page 2").count():
+            break
+        time.sleep(0.05)
+    page.screenshot(path=str(ARTIFACTS / "browser-2-answered.png"), full_page=True)
+    assert page.get_by_text("[1] aurora-report.pdf, page 2").count() == 1, "the first source is the file's page 2"
+    assert len(seen) >= 3, f"the answer arrived in pieces, not at once: {seen}"
+    assert page.get_by_text("Not found in your documents").count() == 0
+
+    page.get_by_text("[1] aurora-report.pdf, page 2").click()
+    source = page.locator('[data-testid="stExpander"]', has_text="[1] aurora-report.pdf, page 2")
+    source.locator('[data-testid="stExpanderDetails"]').get_by_text("lifted off from Kiruna").wait_for(state="visible")
+    time.sleep(0.5)  # let the expander finish opening before the picture
+    page.screenshot(path=str(ARTIFACTS / "browser-3-source.png"), full_page=True)
+
+    sidebar.locator('[class*="st-key-delete-aurora-report"] button').first.click()
+    sidebar.get_by_text("0 document(s), 0 passages").wait_for()
+    assert sidebar.get_by_text("aurora-report.pdf", exact=True).count() == 0
+    page.screenshot(path=str(ARTIFACTS / "browser-4-deleted.png"), full_page=True)

@@ -1,0 +1,66 @@
+"""Uploads are untrusted: names are sanitised, nothing escapes the upload folder, nothing is silently replaced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.library import Library, Upload, UploadError, sanitize_filename
+from rag.settings import Settings
+from rag.store import Store
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("../../etc/passwd.txt", "passwd.txt"),
+        ("..\\..\\windows\\win.ini.md", "win.ini.md"),
+        ("/abs/path/Report 2024.PDF", "Report 2024.pdf"),
+        (".hidden.md", "hidden.md"),
+        ("..", "document"),
+        ("a\x00b\u202e.txt", "ab.txt"),
+        ("tab\tand|pipe?.md", "taband_pipe.md"),
+        ("Café – notes.md", "Café _ notes.md"),
+        ("x" * 300 + ".pdf", "x" * 116 + ".pdf"),
+    ],
+)
+def test_sanitize_filename(raw: str, safe: str) -> None:
+    assert sanitize_filename(raw) == safe
+
+
+def test_saving_never_leaves_the_folder_nor_overwrites(tmp_path: Path, store: Store) -> None:
+    library = Library(store, settings=Settings(index_dir=store.dir))
+    first = library.save(Upload("../../report.txt", b"first"))
+    assert first.path == tmp_path / "uploads" / "report.txt"
+    again = library.save(Upload("report.txt", b"first"))
+    assert again.path == first.path, "the same bytes reuse the same file"
+    other = library.save(Upload("sub/dir/report.txt", b"second"))
+    assert other.path.name == "report (2).txt" and first.path.read_bytes() == b"first"
+    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["report (2).txt", "report.txt"]
+
+
+def test_oversized_and_unsupported_uploads_are_refused_before_writing(tmp_path: Path, store: Store) -> None:
+    library = Library(store, settings=Settings(index_dir=store.dir, max_upload_mb=1))
+    with pytest.raises(UploadError, match=r"big.pdf: 2.0 MB is over the 1 MB limit"):
+        library.save(Upload("big.pdf", b"x" * (2 * 1024 * 1024)))
+    with pytest.raises(UploadError, match="slides.pptx: unsupported file type"):
+        library.save(Upload("slides.pptx", b"PK"))
+    report = library.add([Upload("slides.pptx", b"PK"), Upload("ok.txt", b"The ferry leaves at seven.")])
+    assert report.added == ["ok.txt"] and [f.path for f in report.failed] == ["slides.pptx"]
+    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["ok.txt"]
+
+
+def test_delete_and_reindex_keep_counts_true(tmp_path: Path, store: Store) -> None:
+    library = Library(store, settings=Settings(index_dir=store.dir))
+    library.add([Upload("a.txt", b"Alpha text about apples."), Upload("b.md", b"# B\n\nBeta text about boats.")])
+    assert [(d.name, d.chunks) for d in library.documents()] == [("a.txt", 1), ("b.md", 1)]
+    report = library.reindex()
+    assert sorted(report.updated) == ["a.txt", "b.md"] and not report.failed
+    assert library.delete("a.txt") and not library.delete("a.txt")
+    assert [d.name for d in library.documents()] == ["b.md"] and store.chunk_count() == 1
+    assert not (tmp_path / "uploads" / "a.txt").exists()
+    (tmp_path / "uploads" / "b.md").unlink()
+    report = library.reindex()
+    assert [f.path for f in report.failed] == ["b.md"] and "no longer on disk" in report.failed[0].error
+    assert [d.name for d in library.documents()] == ["b.md"], "a missing file does not silently drop the document"
