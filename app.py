@@ -268,19 +268,20 @@ def main() -> None:
     st.session_state.setdefault("messages", [])
     st.session_state.setdefault("uploader_round", 0)
     store = cached_store(str(base.index_dir))
+    st.sidebar.button("Clear conversation", icon=":material/delete_sweep:", width="stretch",
+                      on_click=lambda: st.session_state.update(messages=[]))
     settings = sidebar_settings(base)
     library = Library(store, settings=settings)
     sidebar_library(library)
 
     st.title(":material/menu_book: Ask your documents")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
+    llm = cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key)
     left.caption(f"Answers come only from your {len(library.documents())} document(s), with sources you can check. "
-                 f"Model: {settings.llm} · {cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key).model}")
+                 f"Model: {settings.llm} · {llm.model}")
     st.session_state.setdefault("agent_mode", False)
     right.toggle("Agent mode", key="agent_mode", help="Reason step by step with tools: document search, "
                  "a calculator and small Python programs for arithmetic")
-    st.sidebar.button("Clear conversation", icon=":material/delete_sweep:", on_click=lambda: st.session_state.update(messages=[]),
-                      width="stretch")
 
     for message in st.session_state.messages:
         with st.chat_message(message["role"]):
@@ -289,8 +290,12 @@ def main() -> None:
             else:
                 st.markdown(message["content"])
 
+    # Read the chat box first (it is pinned to the bottom wherever it is called), so that suggestions are not
+    # drawn above a question that is being answered in this same run.
+    submitted = st.chat_input("Ask a question, or drop files here", accept_file="multiple", file_type=FILE_TYPES,
+                              max_upload_size=settings.max_upload_mb, submit_mode="stop")
     pending = st.session_state.pop("pending", None)
-    if not st.session_state.messages and not pending:
+    if not st.session_state.messages and not pending and not submitted:
         questions = library.suggested_questions()
         if questions:
             st.caption("Try one of these:")
@@ -301,8 +306,6 @@ def main() -> None:
         else:
             st.info("Your library is empty. Drop PDF, TXT or Markdown files on the chat box or in the sidebar.")
 
-    submitted = st.chat_input("Ask a question, or drop files here", accept_file="multiple", file_type=FILE_TYPES,
-                              max_upload_size=settings.max_upload_mb, submit_mode="stop")
     if submitted is not None and submitted.files:
         with st.chat_message("assistant"):
             add_files(library, submitted.files)
