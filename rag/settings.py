@@ -55,10 +55,6 @@ class Settings(BaseSettings):
     # --- upload limits (keep in step with server.maxUploadSize in .streamlit/config.toml)
     max_upload_mb: int = Field(50, ge=1)
 
-    @property
-    def uploads_path(self) -> Path:
-        return self.upload_dir or self.index_dir.parent / "uploads"
-
     # --- agent
     agent_max_steps: int = Field(6, ge=1, le=50)  # model turns per question (each is an action or the final answer)
     agent_step_tokens: int = Field(256, ge=16, le=4096)  # tokens the model may write in one turn
@@ -66,6 +62,12 @@ class Settings(BaseSettings):
     agent_search_k: int = Field(3, ge=1, le=20)  # passages one search_documents call returns
     agent_python_timeout: float = Field(5.0, gt=0, le=60)  # seconds of wall time for one python tool call
     agent_python_memory_mb: int = Field(256, ge=32, le=4096)  # memory budget of one python tool call
+    agent_max_format_errors: int = Field(2, ge=1, le=50)  # malformed replies in a row before giving up
+    agent_fallback: bool = True  # no final answer: answer with the plain grounded answer step instead
+
+    @property
+    def uploads_path(self) -> Path:
+        return self.upload_dir or self.index_dir.parent / "uploads"
 
 
 @lru_cache(maxsize=1)

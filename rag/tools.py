@@ -1,0 +1,234 @@
+"""The agent's tools: small typed functions with a name, a description and an argument schema.
+
+    registry = PassageRegistry()
+    tools = default_tools(retriever, settings, registry)
+    output = tools[0]("Tesla death year")      # search_documents
+    print(output.text)                          # "[1] (Nikola_Tesla.md)\n<<<\n...\n>>>"
+
+Every tool takes one string argument and returns a ``ToolOutput``: the observation text the model reads, whether
+the call worked, and (for ``search_documents``) the passages it returned. A tool never raises for anything its
+input does: a bad expression, a blocked import or an empty query becomes an observation starting with ``Error:``
+that the model can act on.
+
+``search_documents`` numbers passages through a ``PassageRegistry`` shared by one agent run, so a passage keeps
+its number ``[n]`` across searches and the final answer's ``[n]`` maps back to it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rag.bm25 import tokenize
+from rag.calculator import CalculatorError, calculate
+from rag.citations import split_sentences
+from rag.context import Passage, format_passages
+from rag.retrieve import Hit, Retriever
+from rag.sandbox import run_program
+from rag.settings import Settings, get_settings
+
+PYTHON_MAX_OUTPUT = 2_000  # characters of program output shown to the model
+ALLOWED_IMPORTS = "math, statistics, fractions, decimal, datetime, itertools, collections, re"
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """What one tool call gave back."""
+
+    text: str  # the observation, as the model reads it
+    ok: bool = True  # False: an error the model should correct (the text says what went wrong)
+    passages: tuple[Passage, ...] = ()  # search_documents: the passages returned, numbered for the whole run
+    short: str | None = None  # a compact form of ``text`` used when the transcript must shrink to fit the window
+
+
+class ToolInputError(ValueError):
+    """The Action Input does not match the tool's argument schema; the message is shown to the model."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool: ``name``, ``description``, a single string argument (``argument`` + its description) and the
+    function that runs it. Call the tool with the raw Action Input; it parses, runs and never raises."""
+
+    name: str
+    description: str
+    argument: str
+    argument_description: str
+    function: Callable[[str], ToolOutput] = field(repr=False)
+
+    @property
+    def schema(self) -> dict[str, object]:
+        """The argument schema as JSON Schema (what function-calling APIs expect)."""
+        return {
+            "type": "object",
+            "properties": {self.argument: {"type": "string", "description": self.argument_description}},
+            "required": [self.argument],
+            "additionalProperties": False,
+        }
+
+    def describe(self) -> str:
+        """One line for the system prompt: ``name(argument): description``."""
+        return f"- {self.name}({self.argument}: {self.argument_description}): {self.description}"
+
+    def parse(self, raw: str) -> str:
+        """The argument from an Action Input: plain text, a JSON string, or a JSON object ``{argument: "..."}``.
+
+        Code fences around the input are removed (models wrap programs in them). Raises ``ToolInputError``.
+        """
+        text = strip_fences(raw.strip())
+        if text[:1] in ('{', '"'):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None  # not JSON after all: take the text as it is
+            if isinstance(value, str):
+                text = value
+            elif isinstance(value, dict):
+                if set(value) != {self.argument} or not isinstance(value[self.argument], str):
+                    raise ToolInputError(
+                        f"{self.name} takes one argument, {self.argument!r}: write the {self.argument} as plain "
+                        f'text, or as {{"{self.argument}": "..."}}'
+                    )
+                text = value[self.argument]
+        if not text.strip():
+            raise ToolInputError(f"the Action Input is empty: {self.name} needs {self.argument_description}")
+        return text.strip()
+
+    def __call__(self, raw: str) -> ToolOutput:
+        try:
+            value = self.parse(raw)
+        except ToolInputError as exc:
+            return ToolOutput(f"Error: {exc}", ok=False)
+        try:
+            return self.function(value)
+        except Exception as exc:  # noqa: BLE001 - a tool failure is an observation, never a crash of the loop
+            return ToolOutput(f"Error: {self.name} failed: {exc}", ok=False)
+
+
+_FENCE = re.compile(r"^```[\w+-]*[ \t]*\n(.*?)\n?```\s*$", re.DOTALL)
+
+
+def strip_fences(text: str) -> str:
+    """``code`` from a Markdown block "```python\\ncode\\n```" (or the text unchanged)."""
+    match = _FENCE.match(text.strip())
+    return match.group(1) if match else text
+
+
+# ------------------------------------------------------------------------------------------ search_documents
+class PassageRegistry:
+    """Numbers passages for one agent run: the first time a chunk is returned it gets the next number, and it
+    keeps that number whenever a later search returns it again."""
+
+    def __init__(self) -> None:
+        self._by_chunk: dict[int, Passage] = {}
+
+    def number(self, hit: Hit) -> Passage:
+        passage = self._by_chunk.get(hit.chunk.id)
+        if passage is None:
+            passage = Passage(len(self._by_chunk) + 1, hit, hit.chunk.text)
+            self._by_chunk[hit.chunk.id] = passage
+        return passage
+
+    def get(self, n: int) -> Passage | None:
+        return next((p for p in self._by_chunk.values() if p.n == n), None)
+
+    @property
+    def passages(self) -> list[Passage]:
+        """Every passage returned so far, by number."""
+        return sorted(self._by_chunk.values(), key=lambda p: p.n)
+
+    @property
+    def numbers(self) -> set[int]:
+        return {p.n for p in self._by_chunk.values()}
+
+    def __len__(self) -> int:
+        return len(self._by_chunk)
+
+
+def search_documents(query: str, *, retriever: Retriever, registry: PassageRegistry, k: int = 3) -> ToolOutput:
+    """The ``k`` best passages for ``query``, numbered [n] for the whole run, each with its source (and page)."""
+    retrieval = retriever.retrieve(query, k)
+    if not retrieval.hits:
+        return ToolOutput("No passages found: the index is empty or nothing matches. Try other words.")
+    passages = tuple(registry.number(hit) for hit in retrieval.hits)
+    text = format_passages(list(passages))
+    if not retrieval.evidence.found:
+        text = "Note: these passages may not answer the query (low retrieval confidence).\n\n" + text
+    short = "\n".join(f"[{p.n}] ({_label(p)}) {key_sentences(p.text, query)}" for p in passages)
+    return ToolOutput(text, passages=passages, short=short)
+
+
+def _label(p: Passage) -> str:
+    page = f", page {p.hit.chunk.page}" if p.hit.chunk.page else ""
+    return f"{p.hit.chunk.source}{page}"
+
+
+def key_sentences(text: str, query: str, keep: int = 2) -> str:
+    """The ``keep`` sentences of ``text`` sharing most words with ``query``, in passage order: the compact form
+    of a passage when the transcript must shrink (the rest is elided with "…")."""
+    sentences = split_sentences(text)
+    if len(sentences) <= keep:
+        return " ".join(sentences)
+    words = set(tokenize(query))
+    scored = sorted(range(len(sentences)), key=lambda i: (-len(words & set(tokenize(sentences[i]))), i))
+    chosen = sorted(scored[:keep])
+    return " … ".join(sentences[i] for i in chosen) + " …"
+
+
+# ------------------------------------------------------------------------------------------------ calculator
+def calculator(expression: str) -> ToolOutput:
+    """Safe arithmetic (rag.calculator): the result, or ``Error: <why>``."""
+    try:
+        return ToolOutput(calculate(expression))
+    except CalculatorError as exc:
+        return ToolOutput(f"Error: {exc}", ok=False)
+
+
+# ---------------------------------------------------------------------------------------------------- python
+def python(code: str, *, timeout_s: float = 5.0, memory_mb: int = 256) -> ToolOutput:
+    """Run a small program in the sandbox (rag.sandbox, PAL style): what it printed, or ``Error: <why>``."""
+    result = run_program(code, timeout_s=timeout_s, memory_mb=memory_mb, max_output=PYTHON_MAX_OUTPUT)
+    printed = result.stdout.strip()
+    if not result.ok:
+        partial = f"\nPrinted before the error:\n{printed}" if printed else ""
+        return ToolOutput(f"Error: {result.error}{partial}", ok=False)
+    if not printed:
+        return ToolOutput(
+            "Error: the program printed nothing; print the result or define solution() returning it", ok=False
+        )
+    return ToolOutput(printed)
+
+
+# ----------------------------------------------------------------------------------------------------- the set
+def default_tools(retriever: Retriever, settings: Settings | None = None,
+                  registry: PassageRegistry | None = None) -> list[Tool]:
+    """search_documents, calculator and python, configured from the settings; ``registry`` numbers passages
+    (give each agent run its own)."""
+    s = settings or get_settings()
+    registry = registry if registry is not None else PassageRegistry()
+    return [
+        Tool(
+            "search_documents",
+            "search the user's documents; returns numbered passages [n] with their source, to cite as [n]",
+            "query",
+            "what to look for, in a few words",
+            lambda query: search_documents(query, retriever=retriever, registry=registry, k=s.agent_search_k),
+        ),
+        Tool(
+            "calculator",
+            "evaluate one arithmetic expression, e.g. (1960 - 1943) * 12; + - * / // % ** and sqrt, log, round",
+            "expression",
+            "an arithmetic expression with numbers only",
+            calculator,
+        ),
+        Tool(
+            "python",
+            "run a short Python program and see what it prints (define solution() returning the result, or "
+            f"print it); only these imports work: {ALLOWED_IMPORTS}; no files or network",
+            "code",
+            "a Python program",
+            lambda code: python(code, timeout_s=s.agent_python_timeout, memory_mb=s.agent_python_memory_mb),
+        ),
+    ]
