@@ -175,6 +175,9 @@ def render_answer(message: dict, *, text_on_screen: bool = False) -> None:
                    "model was not asked to guess. The closest passages are below.", icon=":material/search_off:")
     elif not text_on_screen:
         st.markdown(message["content"] or "…")
+    if answer.get("fallback"):
+        st.caption(f":material/info: The agent stopped without an answer ({answer.get('stopped_reason')}), so this "
+                   "is the plain answer from your documents.")
     if message.get("stopped"):
         st.caption(":material/stop_circle: stopped before the end")
     if answer.get("error"):

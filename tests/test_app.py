@@ -128,3 +128,18 @@ def test_unsupported_and_broken_uploads_get_a_readable_error(app_env: Path) -> N
     assert "broken.pdf" in note and "truncated" in note
     assert not (app_env / "uploads" / "broken.pdf").exists(), "a file that failed is not kept"
     assert "2 document(s)" in at.sidebar.caption[0].value
+
+
+def test_agent_mode_shows_its_steps_and_still_answers(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real embedded model ignores the ReAct format, so this is the path users of the bundled model see."""
+    monkeypatch.setenv("RAG_AGENT_MAX_STEPS", "2")
+    monkeypatch.setenv("RAG_AGENT_STEP_TOKENS", "48")
+    at = start()
+    at.toggle(key="agent_mode").set_value(True).run()
+    at.chat_input[0].set_value("When did Nikola Tesla die?").run()
+    assert not at.exception, at.exception
+    reply = assistant_messages(at)[-1]
+    assert any(e.label.startswith("Agent trace (") for e in reply.expander)
+    assert any(e.label.startswith("[1] Nikola_Tesla.md") for e in reply.expander)
+    if "final_answer" not in next(e.label for e in reply.expander if e.label.startswith("Agent trace")):
+        assert any("plain answer from your documents" in c.value for c in reply.caption)
