@@ -52,7 +52,7 @@ def main() -> None:
     questions = load_questions(args.dataset)
     queries = QueryCache(get_embedder(), [q.question for q in questions])
     print(f"{len(questions)} questions on {args.dataset.name}; hit@1 / hit@5 / MRR")
-    print(f"| tokens | overlap | heading | chunks | " + " | ".join(MODES) + " |")
+    print("| tokens | overlap | heading | chunks | " + " | ".join(MODES) + " |")
     print("|---:|---:|:---:|---:|" + "---|" * len(MODES))
     for size in (int(s) for s in args.sizes.split(",")):
         for fraction in (float(o) for o in args.overlaps.split(",")):

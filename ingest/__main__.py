@@ -11,8 +11,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ingest.pipeline import Ingestor, IngestReport, Progress
-from rag.cli import index_dir, parser, print_json, say
-from rag.store import StoreError, open_store
+from rag.cli import open_index, parser, print_json, say
+from rag.store import StoreError
 
 
 class _Bars:
@@ -73,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if modes != 1:
         p.error("give PATH... to ingest, or --remove NAME..., or --list (one of them)")
 
-    try:
-        store = open_store(index_dir(args))
-    except StoreError as exc:
-        say(f"error: {exc}")
-        return 2
+    store = open_index(args)
 
     if args.list:
         docs = store.documents()

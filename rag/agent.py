@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 
 from rag.answer import Answerer, Citation
 from rag.citations import claims_citing, cited_numbers, supporting_sentence
-from rag.context import Passage
 from rag.llm import LLM, LLMError, Message
 from rag.prompts import load
 from rag.retrieve import Retriever
@@ -451,29 +450,19 @@ def fit_transcript(system: str, question: str, turns: list[_Turn], want: int, wi
 
 # ---------------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    from rag.cli import index_dir, parser, print_json, say
+    from rag.cli import add_backend_option, open_index, parser, print_json, say, settings_with
     from rag.llm import get_llm
-    from rag.store import StoreError, open_store
 
     p = parser("python -m rag.agent", "Answer a question with tools (search, calculator, python), citing passages.")
     p.add_argument("question")
-    p.add_argument("--backend", choices=["embedded", "openai"], help="LLM backend (default: $RAG_LLM or embedded)")
+    add_backend_option(p)
     p.add_argument("--max-steps", type=int, metavar="N", help="model turns allowed (default: $RAG_AGENT_MAX_STEPS "
                                                                "or 6)")
     args = p.parse_args(argv)
     if args.max_steps is not None and not 1 <= args.max_steps <= 50:
         p.error("--max-steps must be between 1 and 50")
-    overrides: dict[str, object] = {}
-    if args.backend:
-        overrides["llm"] = args.backend
-    if args.max_steps:
-        overrides["agent_max_steps"] = args.max_steps
-    settings = get_settings().model_copy(update=overrides)
-    try:
-        store = open_store(index_dir(args))
-    except StoreError as exc:
-        say(f"error: {exc}")
-        return 2
+    settings = settings_with(llm=args.backend, agent_max_steps=args.max_steps)
+    store = open_index(args)
 
     agent = Agent(Retriever(store, settings=settings), get_llm(settings), settings)
     result = None

@@ -11,11 +11,9 @@ import sys
 from pathlib import Path
 
 from rag.answer import Answerer, Delta, Finished, Retrieved
-from rag.cli import index_dir, parser, print_json, say
+from rag.cli import add_backend_option, open_index, parser, print_json, say, settings_with
 from rag.llm import get_llm
 from rag.retrieve import Retriever
-from rag.settings import get_settings
-from rag.store import StoreError, open_store
 
 
 def read_history(path: Path) -> list[dict[str, str]]:
@@ -32,7 +30,7 @@ def read_history(path: Path) -> list[dict[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m rag.ask", "Answer a question from the indexed documents, with citations.")
     p.add_argument("question")
-    p.add_argument("--backend", choices=["embedded", "openai"], help="LLM backend (default: $RAG_LLM or embedded)")
+    add_backend_option(p)
     p.add_argument("--history", type=Path, metavar="FILE", help="earlier turns as a JSON list of messages")
     p.add_argument("-k", type=int, help="passages to retrieve (default: $RAG_TOP_K or 5)")
     args = p.parse_args(argv)
@@ -40,17 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         history = read_history(args.history) if args.history else []
     except (OSError, ValueError) as exc:
         p.error(f"--history {args.history}: {exc}")
-    overrides: dict[str, object] = {}
-    if args.backend:
-        overrides["llm"] = args.backend
-    if args.k:
-        overrides["top_k"] = args.k
-    settings = get_settings().model_copy(update=overrides)
-    try:
-        store = open_store(index_dir(args))
-    except StoreError as exc:
-        say(f"error: {exc}")
-        return 2
+    settings = settings_with(llm=args.backend, top_k=args.k)
+    store = open_index(args)
 
     answerer = Answerer(Retriever(store, settings=settings), get_llm(settings), settings)
     answer = None

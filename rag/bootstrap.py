@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import Ingestor
-from rag.cli import say
+from rag.cli import open_index, say
 from rag.settings import PROJECT_ROOT, get_settings
-from rag.store import StoreError, open_store
 
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 
 
 def main() -> int:
     settings = get_settings()
-    try:
-        store = open_store(settings.index_dir)
-    except StoreError as exc:
-        say(f"error: {exc}")
-        return 2
+    store = open_index(argparse.Namespace(index=settings.index_dir))
     if store.documents():
         say(f"index {settings.index_dir}: {len(store.documents())} documents")
         return 0

@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rag.settings import get_settings
+from rag.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from rag.store import Store
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -26,6 +29,26 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def index_dir(args: argparse.Namespace) -> Path:
     return args.index if args.index is not None else get_settings().index_dir
+
+
+def open_index(args: argparse.Namespace) -> Store:
+    """The index named by --index (or the settings), or exit 2 with the reason it cannot be used."""
+    from rag.store import StoreError, open_store
+
+    try:
+        return open_store(index_dir(args))
+    except StoreError as exc:
+        say(f"error: {exc}")
+        raise SystemExit(2) from exc
+
+
+def add_backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["embedded", "openai"], help="LLM backend (default: $RAG_LLM or embedded)")
+
+
+def settings_with(**overrides: object) -> Settings:
+    """The settings, with the options given on the command line (None: not given) taking precedence."""
+    return get_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
 def print_json(document: Any) -> None:

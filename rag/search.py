@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from rag.cli import index_dir, parser, print_json, say
+from rag.cli import open_index, parser, print_json, say
 from rag.retrieve import Retriever
-from rag.store import StoreError, open_store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,12 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.k < 1:
         p.error("-k must be at least 1")
-    try:
-        store = open_store(index_dir(args))
-    except StoreError as exc:
-        say(f"error: {exc}")
-        return 2
-    hits = Retriever(store).search(args.query, args.k)
+    hits = Retriever(open_index(args)).search(args.query, args.k)
     if args.json:
         print_json([hit.to_json() for hit in hits])
         return 0

@@ -31,7 +31,7 @@ from rag.llm import EmbeddedLLM, get_llm
 from rag.retrieve import Retriever
 from rag.settings import Settings
 from rag.store import Store
-from rag.tools import PassageRegistry, Tool, calculator, default_tools, python
+from rag.tools import PassageRegistry, calculator, default_tools, python
 from tests.conftest import XQUAD
 from tests.fixtures_agent import ScriptedServer, scripted_server  # noqa: F401 - the fixture
 from tests.pdfs import make_pdf
