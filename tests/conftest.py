@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest_plugins: list[str] = ["tests.fixtures_llm"]
 
 ROOT = Path(__file__).resolve().parent.parent
-XQUAD = ROOT.parent / "shared" / "eval" / "xquad-dev"
+XQUAD_DOCS = ROOT / "tests" / "data" / "xquad"  # five articles of the public set, vendored (CC BY-SA 4.0)
 
 
 @pytest.fixture(scope="session")

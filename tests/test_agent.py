@@ -32,7 +32,7 @@ from rag.retrieve import Retriever
 from rag.settings import Settings
 from rag.store import Store
 from rag.tools import PassageRegistry, calculator, default_tools, python
-from tests.conftest import XQUAD
+from tests.conftest import XQUAD_DOCS
 from tests.fixtures_agent import ScriptedServer, scripted_server  # noqa: F401 - the fixture
 from tests.pdfs import make_pdf
 
@@ -53,7 +53,7 @@ def agent_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) ->
     docs = root / "docs"
     docs.mkdir()
     for name in DOCS:
-        shutil.copy(XQUAD / "docs" / name, docs / name)
+        shutil.copy(XQUAD_DOCS / name, docs / name)
     make_pdf(docs / "lighthouse.pdf", PDF_PAGES)
     store = Store(root / "index", embed_model=embedder.name, dim=embedder.dim)
     report = Ingestor(store, embedder=embedder).ingest([docs])

@@ -17,7 +17,7 @@ from rag.llm import EmbeddedLLM, get_llm
 from rag.retrieve import Retriever
 from rag.settings import Settings
 from rag.store import Store
-from tests.conftest import XQUAD
+from tests.conftest import XQUAD_DOCS
 
 DOCS = ["Nikola_Tesla.md", "Super_Bowl_50.md", "Oxygen.md", "Warsaw.md", "Normans.md"]
 
@@ -28,7 +28,7 @@ def xquad_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) ->
     root = tmp_path_factory.mktemp("xquad")
     (root / "docs").mkdir()
     for name in DOCS:
-        shutil.copy(XQUAD / "docs" / name, root / "docs" / name)
+        shutil.copy(XQUAD_DOCS / name, root / "docs" / name)
     store = Store(root / "index", embed_model=embedder.name, dim=embedder.dim)
     report = Ingestor(store, embedder=embedder).ingest([root / "docs"])
     assert len(report.added) == len(DOCS)

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from ingest.pipeline import Ingestor
 from rag.store import Store
-from tests.conftest import ROOT, XQUAD
+from tests.conftest import ROOT, XQUAD_DOCS
 
 APP = str(ROOT / "app.py")
 
@@ -21,7 +21,7 @@ def app_env(tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch) -> Path:
     docs = tmp_path / "docs"
     docs.mkdir()
     for name in ("Nikola_Tesla.md", "Oxygen.md"):
-        shutil.copy(XQUAD / "docs" / name, docs / name)
+        shutil.copy(XQUAD_DOCS / name, docs / name)
     store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
     Ingestor(store, embedder=embedder).ingest([docs])
     store.close()

@@ -88,6 +88,10 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     sidebar.get_by_text("3 pages").wait_for()
     page.screenshot(path=str(ARTIFACTS / "browser-1-uploaded.png"), full_page=True)
 
+    other_tab = page.context.browser.new_page()  # a second browser tab shares the library
+    other_tab.goto(app_url)
+    other_tab.locator('[data-testid="stSidebar"]').get_by_text("1 document(s), 3 passages").wait_for()
+
     box = page.locator('[data-testid="stChatInputTextArea"]')
     box.fill("What is the launch code of the Aurora project?")
     box.press("Enter")
@@ -117,3 +121,5 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     sidebar.get_by_text("0 document(s), 0 passages").wait_for()
     assert sidebar.get_by_text("aurora-report.pdf", exact=True).count() == 0
     page.screenshot(path=str(ARTIFACTS / "browser-4-deleted.png"), full_page=True)
+    other_tab.reload()
+    other_tab.locator('[data-testid="stSidebar"]').get_by_text("0 document(s), 0 passages").wait_for()
