@@ -348,64 +348,67 @@ class Store:
         self._require_writer()
         vectors = np.vstack([c.vector for c in chunks]).astype(np.float32) if chunks else np.zeros((0, self.dim))
         with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._db.execute("SELECT id, added_at FROM documents WHERE name = ?", (name,)).fetchone()
-                old_ids = self._chunk_ids(old[0]) if old else []
-                if old:
-                    self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (old[0],))
-                    self._db.execute("DELETE FROM documents WHERE id = ?", (old[0],))
+            old = self._db.execute("SELECT id, added_at FROM documents WHERE name = ?", (name,)).fetchone()
+            with self._change():
+                old_ids = self._delete_rows(old[0]) if old else []
                 now = _now()
                 doc_id = self._db.execute(
                     "INSERT INTO documents(name, path, kind, sha256, size, pages, recipe, added_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (name, path, kind, sha256, size, pages, recipe, old[1] if old else now, now),
                 ).lastrowid
-                new_ids = []
-                for ordinal, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True)):
-                    new_ids.append(
-                        self._db.execute(
-                            "INSERT INTO chunks(doc_id, ordinal, page, section, start, end, n_tokens, text, context,"
-                            " sha256, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (doc_id, ordinal, chunk.page, chunk.section, chunk.start, chunk.end, chunk.n_tokens,
-                             chunk.text, chunk.context, chunk.sha256, vector.tobytes()),
-                        ).lastrowid
-                    )
-                self._bump_generation()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._sparse = None
-            dense = self._dense_index()
-            if old_ids:
-                dense.remove_ids(np.asarray(old_ids, dtype=np.int64))
-            if new_ids:
-                dense.add_with_ids(vectors, np.asarray(new_ids, dtype=np.int64))
+                new_ids = [
+                    self._db.execute(
+                        "INSERT INTO chunks(doc_id, ordinal, page, section, start, end, n_tokens, text, context,"
+                        " sha256, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (doc_id, ordinal, chunk.page, chunk.section, chunk.start, chunk.end, chunk.n_tokens,
+                         chunk.text, chunk.context, chunk.sha256, vector.tobytes()),
+                    ).lastrowid
+                    for ordinal, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
+                ]
+            self._update_search(old_ids, new_ids, vectors)
         return old is not None
 
     def remove_document(self, name: str) -> bool:
         """Delete a document with its chunks and vectors. False if no document has that name."""
         self._require_writer()
         with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT id FROM documents WHERE name = ?", (name,)).fetchone()
-                if row is None:
-                    self._db.execute("ROLLBACK")
-                    return False
-                old_ids = self._chunk_ids(row[0])
-                self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (row[0],))
-                self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
-                self._bump_generation()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._sparse = None
-            if old_ids:
-                self._dense_index().remove_ids(np.asarray(old_ids, dtype=np.int64))
+            row = self._db.execute("SELECT id FROM documents WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return False
+            with self._change():
+                old_ids = self._delete_rows(row[0])
+            self._update_search(old_ids, [], None)
         return True
+
+    @contextmanager
+    def _change(self) -> Iterator[None]:
+        """One committed change: a write transaction that bumps the generation, or rolls back on any error.
+        (Reads just before it are safe: the file lock makes this the only writer.)"""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._bump_generation()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _delete_rows(self, doc_id: int) -> list[int]:
+        """Delete a document's rows; returns the ids its chunks had."""
+        old_ids = self._chunk_ids(doc_id)
+        self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        return old_ids
+
+    def _update_search(self, removed: list[int], added: list[int], vectors: np.ndarray | None) -> None:
+        """Bring the in-memory search structures in line with a committed change."""
+        self._sparse = None  # rebuilt from the rows when next needed
+        dense = self._dense_index()
+        if removed:
+            dense.remove_ids(np.asarray(removed, dtype=np.int64))
+        if added:
+            dense.add_with_ids(vectors, np.asarray(added, dtype=np.int64))
 
     def _chunk_ids(self, doc_id: int) -> list[int]:
         return [row[0] for row in self._db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
