@@ -167,7 +167,7 @@ def source_label(citation: dict) -> str:
     return f"[{citation['n']}] {citation['source']}{page}"
 
 
-def render_answer(message: dict, *, text_on_screen: bool = False) -> None:
+def render_answer(message: dict, library: Library, *, text_on_screen: bool = False) -> None:
     """An answer with its sources; a refusal looks different and shows the closest passages instead."""
     answer = message.get("answer") or {}
     if answer.get("refused"):
@@ -189,10 +189,22 @@ def render_answer(message: dict, *, text_on_screen: bool = False) -> None:
         for c in citations:
             with st.expander(source_label(c)):
                 st.markdown(highlight(c["text"], c.get("support", "")))
+                if c.get("page") and c["source"].lower().endswith(".pdf"):
+                    show_page(library, c, key=f"page-{message['id']}-{c['n']}")
     if answer.get("steps"):
         with st.expander(f"Agent trace ({len(answer['steps'])} steps, {answer.get('stopped_reason', '')})"):
             for i, step in enumerate(answer["steps"], start=1):
                 render_step(i, step)
+
+
+def show_page(library: Library, citation: dict, *, key: str) -> None:
+    """The cited PDF page itself, on demand, so the passage can be checked in its place."""
+    if st.toggle(f"Show page {citation['page']}", key=key):
+        data = library.page_pdf(citation["source"], citation["page"])
+        if data is None:
+            st.caption(f"{citation['source']} has changed or is no longer on disk since it was indexed.")
+        else:
+            st.pdf(data, height=560)
 
 
 def render_step(i: int, step: dict) -> None:
@@ -206,23 +218,24 @@ def history_for_model(messages: list[dict]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages if m.get("kind") in ("question", "answer")]
 
 
-def answer_question(question: str, settings: Settings, store: Store) -> None:
+def answer_question(question: str, settings: Settings, library: Library) -> None:
     history = history_for_model(st.session_state.messages)
     st.session_state.messages.append({"role": "user", "kind": "question", "content": question})
     with st.chat_message("user"):
         st.markdown(question)
-    message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True}
+    message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
+               "id": len(st.session_state.messages)}
     st.session_state.messages.append(message)  # kept even if the user stops the stream midway
     llm = cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key)
     with st.chat_message("assistant"):
         if st.session_state.get("agent_mode"):
-            run_agent(question, settings, store, llm, message)
+            run_agent(question, settings, library, llm, message)
         else:
-            run_answer(question, history, settings, store, llm, message)
+            run_answer(question, history, settings, library, llm, message)
 
 
-def run_answer(question: str, history: list, settings: Settings, store: Store, llm: LLM, message: dict) -> None:
-    answerer = Answerer(Retriever(store, settings=settings), llm, settings)
+def run_answer(question: str, history: list, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
+    answerer = Answerer(Retriever(library.store, settings=settings), llm, settings)
     events = answerer.run(question, history)
     with st.spinner("Searching your documents…"):
         retrieved = next(events)
@@ -244,13 +257,13 @@ def run_answer(question: str, history: list, settings: Settings, store: Store, l
             st.write_stream(deltas())
     answer = done[0]
     message.update(content=answer.answer, answer=answer.to_json(), stopped=False)
-    render_answer(message, text_on_screen=not retrieved.refused)
+    render_answer(message, library, text_on_screen=not retrieved.refused)
 
 
-def run_agent(question: str, settings: Settings, store: Store, llm: LLM, message: dict) -> None:
+def run_agent(question: str, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
     from rag.agent import Agent, AgentFinished, AgentStep
 
-    agent = Agent(Retriever(store, settings=settings), llm, settings)
+    agent = Agent(Retriever(library.store, settings=settings), llm, settings)
     result = None
     with st.status("Agent at work…", expanded=True) as status:
         for i, event in enumerate(agent.run(question), start=1):
@@ -263,7 +276,7 @@ def run_agent(question: str, settings: Settings, store: Store, llm: LLM, message
                       state="complete", expanded=False)
     if result is not None:
         message.update(content=result.answer, answer=result.to_json(), stopped=False)
-        render_answer(message)
+        render_answer(message, library)
 
 
 def main() -> None:
@@ -289,7 +302,7 @@ def main() -> None:
     for message in st.session_state.messages:
         with st.chat_message(message["role"]):
             if message.get("kind") == "answer":
-                render_answer(message)
+                render_answer(message, library)
             else:
                 st.markdown(message["content"])
 
@@ -316,7 +329,7 @@ def main() -> None:
             st.rerun()
     question = (submitted.text if submitted is not None else "") or pending
     if question and question.strip():
-        answer_question(question.strip(), settings, store)
+        answer_question(question.strip(), settings, library)
 
 
 main()

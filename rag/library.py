@@ -9,6 +9,7 @@ the index, so citations always point at the file that was actually indexed.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -17,6 +18,9 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from pypdf import PdfReader, PdfWriter
+from pypdf.errors import PdfReadError
 
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import Failure, Ingestor, IngestReport, ProgressCallback
@@ -129,6 +133,34 @@ class Library:
             if path is not None and not self.store.document(path.name):
                 path.unlink(missing_ok=True)
         return report
+
+    def page_pdf(self, name: str, page: int) -> bytes | None:
+        """One page of an indexed PDF as a small PDF of its own, so a citation can show the page it came from.
+
+        None when there is nothing trustworthy to show: not a PDF, no such page, or the file is gone or has changed
+        since it was indexed (the page would not be the one the passage was read from)."""
+        doc = self.store.document(name)
+        if doc is None or doc.kind != "pdf" or not doc.path:
+            return None
+        try:
+            data = Path(doc.path).read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != doc.sha256:
+            return None
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            if reader.is_encrypted:
+                reader.decrypt("")  # only PDFs that open with the empty password were ever indexed
+            if not 1 <= page <= len(reader.pages):
+                return None
+            writer = PdfWriter()
+            writer.add_page(reader.pages[page - 1])
+            out = io.BytesIO()
+            writer.write(out)
+        except (PdfReadError, ValueError, KeyError):
+            return None
+        return out.getvalue()
 
     def delete(self, name: str) -> bool:
         """Remove a document from the index, and its file if the library keeps it."""

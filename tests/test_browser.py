@@ -1,7 +1,8 @@
 """The app in a real browser: Playwright drives Debian's Chromium against ``streamlit run`` on a free loopback port.
 
 Upload a PDF through the page's file input, wait until it is ingested, ask a question answered on its page 2, watch
-the answer stream in with a source naming the file and page 2, then delete the file from the library. Screenshots
+the answer stream in with a source naming the file and page 2, open that page in the PDF viewer, then delete the
+file from the library. Screenshots
 go to test-artifacts/ (not committed).
 """
 
@@ -116,6 +117,13 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     source.locator('[data-testid="stExpanderDetails"]').get_by_text("lifted off from Kiruna").wait_for(state="visible")
     time.sleep(0.5)  # let the expander finish opening before the picture
     page.screenshot(path=str(ARTIFACTS / "browser-3-source.png"), full_page=True)
+
+    source.get_by_text("Show page 2").click()  # the cited page itself, drawn by the PDF viewer
+    source.locator("canvas").first.wait_for(state="visible")
+    box_of_page = source.locator("canvas").first.bounding_box()
+    assert box_of_page and box_of_page["width"] > 300 and box_of_page["height"] > 300, box_of_page
+    time.sleep(1)
+    page.screenshot(path=str(ARTIFACTS / "browser-3b-page.png"), full_page=True)
 
     sidebar.locator('[class*="st-key-delete-aurora-report"] button').first.click()
     sidebar.get_by_text("0 document(s), 0 passages").wait_for()

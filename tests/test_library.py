@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from rag.library import Library, Upload, UploadError, sanitize_filename
 from rag.settings import Settings
 from rag.store import Store
+from tests.pdfs import make_encrypted_pdf, make_pdf
 
 
 @pytest.mark.parametrize(
@@ -64,3 +67,21 @@ def test_delete_and_reindex_keep_counts_true(tmp_path: Path, store: Store) -> No
     report = library.reindex()
     assert [f.path for f in report.failed] == ["b.md"] and "no longer on disk" in report.failed[0].error
     assert [d.name for d in library.documents()] == ["b.md"], "a missing file does not silently drop the document"
+
+
+def test_a_cited_pdf_page_can_be_shown_until_its_file_changes(tmp_path: Path, store: Store) -> None:
+    library = Library(store, settings=Settings(index_dir=store.dir))
+    pdf = make_pdf(tmp_path / "src.pdf", ["Page one is about rivers.", "Page two is about the harbour crane."])
+    locked = make_encrypted_pdf(tmp_path / "locked.pdf", ["Open with an empty password.", "Second page."], password="")
+    report = library.add([Upload("guide.pdf", pdf.read_bytes()), Upload("locked.pdf", locked.read_bytes()),
+                          Upload("notes.txt", b"Plain text has no pages.")])
+    assert sorted(report.added) == ["guide.pdf", "locked.pdf", "notes.txt"], report.failed
+
+    one_page = PdfReader(io.BytesIO(library.page_pdf("guide.pdf", 2)))
+    assert len(one_page.pages) == 1 and "harbour crane" in one_page.pages[0].extract_text()
+    assert "Second page" in PdfReader(io.BytesIO(library.page_pdf("locked.pdf", 2))).pages[0].extract_text()
+    assert library.page_pdf("guide.pdf", 3) is None and library.page_pdf("guide.pdf", 0) is None
+    assert library.page_pdf("notes.txt", 1) is None and library.page_pdf("missing.pdf", 1) is None
+
+    (tmp_path / "uploads" / "guide.pdf").write_bytes(make_pdf(tmp_path / "other.pdf", ["Changed."]).read_bytes())
+    assert library.page_pdf("guide.pdf", 1) is None, "a changed file is not the page the passage came from"
