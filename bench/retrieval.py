@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -70,6 +70,21 @@ def neighbour_expansion(store, settings: Settings, questions, k: int) -> tuple[f
     return sum(r == 1 for r in ranks) / n, sum(r is not None for r in ranks) / n, sum(lengths) / len(lengths)
 
 
+def relevance_cut(store, settings: Settings, questions, k: int) -> tuple[float, float, float]:
+    """hit@k over all k passages, hit@k over the passages the answer step keeps (those scoring at least
+    ``settings.min_relative_score`` of the best), and how many passages it keeps on average."""
+    retriever = Retriever(store, settings=settings)
+    before, after, kept = 0, 0, 0
+    for question in questions:
+        retrieval = retriever.retrieve(question.question, k)
+        relevant = retrieval.relevant(settings.min_relative_score)
+        before += first_hit_rank(retrieval.hits, question) is not None
+        after += first_hit_rank(relevant, question) is not None
+        kept += len(relevant)
+    n = len(questions)
+    return before / n, after / n, kept / n
+
+
 def _all_ids(store) -> list[int]:
     return [row[0] for row in store._db.execute("SELECT id FROM chunks")]
 
@@ -95,6 +110,8 @@ def main() -> None:
             rows.append((label, store.chunk_count(), score_retrieval(Retriever(store, settings=settings), questions, args.k)))
         plain_words = sum(len(c.text.split()) for c in ours.chunks(_all_ids(ours))) / ours.chunk_count()
         wide = neighbour_expansion(ours, shipped, questions, args.k)
+        cuts = [(mode, relevance_cut(ours, shipped.model_copy(update={"retrieval_mode": mode}), questions, args.k))
+                for mode in ("hybrid", "dense", "keyword")]
     print(f"{args.dataset.name}: {len(questions)} questions, k={args.k}")
     print(f"| retriever | chunks | hit@1 | hit@{args.k} | MRR | p50 ms | p95 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -103,6 +120,9 @@ def main() -> None:
               f"{r['query_ms_p50']:.1f} | {r['query_ms_p95']:.1f} |")
     print(f"\nneighbour expansion (shipped, each passage +-1 chunk): hit@1 {wide[0]:.3f}, hit@{args.k} {wide[1]:.3f}, "
           f"{wide[2]:.0f} words a passage instead of {plain_words:.0f}")
+    print(f"\npassages given to the model (score >= {shipped.min_relative_score} x the best), of the top {args.k}:")
+    for mode, (before, after, kept) in cuts:
+        print(f"  {mode:>7}: hit@{args.k} {before:.3f} -> {after:.3f} with {kept:.2f} passages kept on average")
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ class Answerer:
             yield finish(NOT_FOUND, True, self._citations(closest, query, cited=set()))
             return
 
-        messages, passages = self._messages(question, history, retrieval.hits)
+        messages, passages = self._messages(question, history, retrieval.relevant(s.min_relative_score))
         shown: list[str] = []
         try:
             for delta in hide_thinking(self.llm.stream(messages, max_tokens=s.max_answer_tokens,

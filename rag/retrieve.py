@@ -36,6 +36,14 @@ class Retrieval:
     hits: list[Hit]
     evidence: Evidence
 
+    def relevant(self, share: float) -> list[Hit]:
+        """The hits scoring at least ``share`` of the best one (so the best always stays): what is worth showing a
+        model and a reader, rather than the weak tail that fills up the top k."""
+        if not self.hits:
+            return []
+        floor = share * self.hits[0].score
+        return [h for h in self.hits if h.score >= floor]
+
 
 class Retriever:
     def __init__(self, store: Store, *, settings: Settings | None = None, embedder: Embedder | None = None) -> None:

@@ -147,12 +147,14 @@ class PassageRegistry:
         return len(self._by_chunk)
 
 
-def search_documents(query: str, *, retriever: Retriever, registry: PassageRegistry, k: int = 3) -> ToolOutput:
-    """The ``k`` best passages for ``query``, numbered [n] for the whole run, each with its source (and page)."""
+def search_documents(query: str, *, retriever: Retriever, registry: PassageRegistry, k: int = 3,
+                     min_relative_score: float = 0.0) -> ToolOutput:
+    """The ``k`` best passages for ``query`` (without those scoring under ``min_relative_score`` of the best),
+    numbered [n] for the whole run, each with its source (and page)."""
     retrieval = retriever.retrieve(query, k)
     if not retrieval.hits:
         return ToolOutput("No passages found: the index is empty or nothing matches. Try other words.")
-    passages = tuple(registry.number(hit) for hit in retrieval.hits)
+    passages = tuple(registry.number(hit) for hit in retrieval.relevant(min_relative_score))
     text = format_passages(list(passages))
     if not retrieval.evidence.found:
         text = "Note: these passages may not answer the query (low retrieval confidence).\n\n" + text
@@ -214,7 +216,8 @@ def default_tools(retriever: Retriever, settings: Settings | None = None,
             "search the user's documents; returns numbered passages [n] with their source, to cite as [n]",
             "query",
             "what to look for, in a few words",
-            lambda query: search_documents(query, retriever=retriever, registry=registry, k=s.agent_search_k),
+            lambda query: search_documents(query, retriever=retriever, registry=registry, k=s.agent_search_k,
+                                           min_relative_score=s.min_relative_score),
         ),
         Tool(
             "calculator",

@@ -66,11 +66,24 @@ def test_embedded_answer_is_grounded_and_cites_the_right_document(xquad_index: S
     assert isinstance(events[-1], Finished) and len(deltas) > 1, "the answer streams"
     assert answer.answer.strip() and not answer.refused and answer.error is None
     assert answer.citations[0].source == "Nikola_Tesla.md"
+    assert {c.source for c in answer.citations} == {"Nikola_Tesla.md"}, "no unrelated article among the sources"
     names = {d.name for d in xquad_index.documents()}
     assert all(c.source in names and c.page is None for c in answer.citations)
     assert all(c.support in c.text for c in answer.citations), "the highlighted sentence comes from the passage"
     assert answer.usage and answer.usage.prompt_tokens > 200
     assert answer.usage.prompt_tokens + settings.max_answer_tokens <= answerer.llm.context_window
+
+
+def test_the_weak_tail_of_the_top_k_is_not_given_to_the_model(xquad_index: Store, embedder: Embedder) -> None:
+    settings = Settings()
+    retrieval = Retriever(xquad_index, embedder=embedder, settings=settings).retrieve("When did Nikola Tesla die?", 5)
+    kept = retrieval.relevant(settings.min_relative_score)
+    best = retrieval.hits[0].score
+    assert kept == retrieval.hits[: len(kept)], "a prefix of the ranking"
+    assert all(h.score >= settings.min_relative_score * best for h in kept)
+    assert 1 <= len(kept) < len(retrieval.hits), "passages far below the best one are dropped"
+    assert {h.chunk.source for h in kept} == {"Nikola_Tesla.md"}, "only the article about him is left"
+    assert retrieval.relevant(0.0) == retrieval.hits and retrieval.relevant(1.0) == retrieval.hits[:1]
 
 
 def test_out_of_corpus_question_is_refused_without_asking_the_model(xquad_index: Store, embedder: Embedder) -> None:
