@@ -70,13 +70,20 @@ class Retriever:
             fused = reciprocal_rank([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k)
         else:
             fused = convex(dense, sparse, s.dense_weight / (s.dense_weight + s.sparse_weight))
-        top = fused[:k]
+        top = fused[: 2 * k]  # room to skip repeats
         chunks = {c.id: c for c in self.store.chunks([chunk_id for chunk_id, _ in top])}
         dense_scores, sparse_scores = dict(dense), dict(sparse)
-        hits = [
-            Hit(rank, score, chunks[chunk_id], dense_scores.get(chunk_id), sparse_scores.get(chunk_id))
-            for rank, (chunk_id, score) in enumerate(((i, sc) for i, sc in top if i in chunks), start=1)
-        ]
+        hits: list[Hit] = []
+        seen: set[str] = set()
+        for chunk_id, score in top:
+            chunk = chunks.get(chunk_id)
+            text = " ".join(chunk.text.split()).lower() if chunk else ""
+            if chunk is None or text in seen:  # the same passage twice (a file uploaded twice) is shown once
+                continue
+            seen.add(text)
+            hits.append(Hit(len(hits) + 1, score, chunk, dense_scores.get(chunk_id), sparse_scores.get(chunk_id)))
+            if len(hits) == k:
+                break
         passages = [indexed_text(h.chunk.text, h.chunk.context) for h in hits]
         best_dense = dense[0][1] if dense else 0.0
         return Retrieval(query, hits, judge(best_dense, coverage(query, passages, self.store.sparse_index())))

@@ -96,6 +96,16 @@ def test_hybrid_finds_a_rare_name_that_dense_search_misses_less_well(
     assert hits[0].chunk.section == "Crew"
 
 
+def test_a_passage_held_by_two_files_is_returned_once(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+    docs = _docs(tmp_path / "docs")
+    (docs / "bees copy.txt").write_text((docs / "bees.txt").read_text())  # the same file, uploaded twice
+    Ingestor(store, embedder=embedder).ingest([docs])
+    hits = Retriever(store, embedder=embedder).search("How do honey bees find flowers?", 3)
+    texts = [h.chunk.text for h in hits]
+    assert len(hits) == 3 and len(set(texts)) == 3, texts
+    assert hits[0].chunk.source in ("bees.txt", "bees copy.txt") and [h.rank for h in hits] == [1, 2, 3]
+
+
 def test_evidence_signal_on_a_small_real_index(tmp_path: Path, store: Store, embedder: Embedder) -> None:
     Ingestor(store, embedder=embedder).ingest([_docs(tmp_path / "docs")])
     retriever = Retriever(store, embedder=embedder)
