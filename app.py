@@ -261,16 +261,26 @@ def run_answer(question: str, history: list, settings: Settings, library: Librar
 
 
 def run_agent(question: str, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
-    from rag.agent import Agent, AgentFinished, AgentStep
+    from rag.agent import Agent, AgentFinished, AgentStep, AgentText
 
     agent = Agent(Retriever(library.store, settings=settings), llm, settings)
     result = None
     with st.status("Agent at work…", expanded=True) as status:
-        for i, event in enumerate(agent.run(question), start=1):
-            if isinstance(event, AgentStep):
-                render_step(i, {"thought": event.thought, "action": event.action, "input": event.input,
-                                "observation": event.observation})
+        live, written, shown = st.empty(), "", 0  # the current turn, as the model writes it
+        live.caption("Step 1: reading the question…")
+        for event in agent.run(question):
+            if isinstance(event, AgentText):
+                written += event.text
+                live.text(written)
+            elif isinstance(event, AgentStep):
+                live.empty()
+                shown += 1
+                render_step(shown, {"thought": event.thought, "action": event.action, "input": event.input,
+                                    "observation": event.observation})
+                live, written = st.empty(), ""
+                live.caption(f"Step {shown + 1}: thinking…")
             elif isinstance(event, AgentFinished):
+                live.empty()
                 result = event.result
         status.update(label=f"Agent finished ({result.stopped_reason})" if result else "Agent stopped",
                       state="complete", expanded=False)
@@ -312,15 +322,18 @@ def main() -> None:
                               max_upload_size=settings.max_upload_mb, submit_mode="stop")
     pending = st.session_state.pop("pending", None)
     if not st.session_state.messages and not pending and not submitted:
-        questions = library.suggested_questions()
-        if questions:
-            st.caption("Try one of these:")
-            for i, question in enumerate(questions):
-                if st.button(question, key=f"suggest-{i}"):
-                    st.session_state.pending = question
-                    st.rerun()
-        else:
-            st.info("Your library is empty. Drop PDF, TXT or Markdown files on the chat box or in the sidebar.")
+        # One container: on the next run the question takes its place at once, instead of the buttons staying
+        # on screen, greyed out, until the answer is done.
+        with st.container():
+            questions = library.suggested_questions()
+            if questions:
+                st.caption("Try one of these:")
+                for i, question in enumerate(questions):
+                    if st.button(question, key=f"suggest-{i}"):
+                        st.session_state.pending = question
+                        st.rerun()
+            else:
+                st.info("Your library is empty. Drop PDF, TXT or Markdown files on the chat box or in the sidebar.")
 
     if submitted is not None and submitted.files:
         with st.chat_message("assistant"):

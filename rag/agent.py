@@ -27,7 +27,8 @@ For the UI::
 
     agent = Agent(retriever, llm, settings)
     for event in agent.run(question):
-        if isinstance(event, AgentStep): ...          # thought, action, input, observation (as soon as known)
+        if isinstance(event, AgentText): ...          # the model's reply to the current turn, as it is written
+        elif isinstance(event, AgentStep): ...        # thought, action, input, observation (as soon as known)
         elif isinstance(event, AgentFinished): event.result   # AgentResult: answer, steps, citations, ...
 
 CLI: ``python -m rag.agent "QUESTION" [--json] [--backend embedded|openai] [--index DIR] [--max-steps N]``.
@@ -63,6 +64,14 @@ FORMAT_ERRORS = "format_errors"  # the model kept ignoring the format (small mod
 
 
 # ---------------------------------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class AgentText:
+    """A piece of the model's reply to turn ``step`` (1-based), as it is written: lets a UI show the thought grow."""
+
+    step: int
+    text: str
+
+
 @dataclass(frozen=True)
 class AgentStep:
     """One model turn that was not a final answer, with what the loop observed for it."""
@@ -121,7 +130,7 @@ class AgentFinished:
     result: AgentResult
 
 
-AgentEvent = AgentStep | AgentFinished
+AgentEvent = AgentText | AgentStep | AgentFinished
 
 
 # ---------------------------------------------------------------------------------------------------- parsing
@@ -252,7 +261,8 @@ class Agent:
         raise AssertionError("run() always ends with AgentFinished")
 
     def run(self, question: str) -> Iterator[AgentEvent]:
-        """Yield each ``AgentStep`` as soon as its observation is known, then one ``AgentFinished``."""
+        """Yield the model's text as it is written (``AgentText``), each ``AgentStep`` as soon as its observation is
+        known, then one ``AgentFinished``."""
         started = time.perf_counter()
         s = self.settings
         registry = PassageRegistry()
@@ -279,7 +289,11 @@ class Agent:
                     stopped = MAX_TOKENS
                     break
                 messages, budget = fitted
-                raw = self.llm.complete(messages, max_tokens=budget, temperature=s.temperature, stop=STOP)
+                pieces: list[str] = []
+                for piece in self.llm.stream(messages, max_tokens=budget, temperature=s.temperature, stop=STOP):
+                    pieces.append(piece)
+                    yield AgentText(number, piece)
+                raw = "".join(pieces)
             except LLMError as exc:
                 stopped = f"llm_error: {exc}"
                 break

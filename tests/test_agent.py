@@ -22,6 +22,7 @@ from rag.agent import (
     Agent,
     AgentFinished,
     AgentStep,
+    AgentText,
     clean_reply,
     parse_reply,
     system_prompt,
@@ -186,8 +187,14 @@ def test_search_then_python_then_final_answer_cites_the_searched_passage(
     )
     agent = scripted_agent(scripted_server, retriever, min_relative_score=0.0)  # three passages, numbered 1-3
     events = agent.run("How many years after Tesla's death was the SI unit named after him?")
-    first = next(events)
+    written = []
+    for first in events:  # the reply streams in pieces, then its step arrives before the next request
+        if not isinstance(first, AgentText):
+            break
+        assert first.step == 1
+        written.append(first.text)
     assert isinstance(first, AgentStep) and len(scripted_server.requests) == 1, "a step is yielded at once"
+    assert len(written) > 1 and "".join(written).strip() == first.raw, "the thought was shown as it was written"
     rest = list(events)
     assert isinstance(rest[-1], AgentFinished)
     result = rest[-1].result
@@ -384,7 +391,9 @@ def test_embedded_model_run_ends_cleanly_within_the_step_limit(retriever: Retrie
     llm = EmbeddedLLM(temperature=0.0)
     events = list(Agent(retriever, llm, settings).run("How many years after Tesla's death was the tesla unit named?"))
     result = events[-1].result
-    assert isinstance(events[-1], AgentFinished) and all(isinstance(e, AgentStep) for e in events[:-1])
+    assert isinstance(events[-1], AgentFinished)
+    assert all(isinstance(e, (AgentText, AgentStep)) for e in events[:-1])
+    assert [e for e in events if isinstance(e, AgentStep)] == result.steps
     assert result.stopped_reason in {"final_answer", "max_steps", "max_tokens", "format_errors"}
     assert result.stopped_reason == "final_answer" or result.fallback, "without a final answer, the plain answer"
     assert len(result.steps) <= 3 and result.tokens <= 192
