@@ -190,7 +190,7 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
             with st.expander(source_label(c)):
                 st.markdown(highlight(c["text"], c.get("support", "")))
                 if c.get("page") and c["source"].lower().endswith(".pdf"):
-                    show_page(library, c, key=f"page-{message['id']}-{c['n']}")
+                    show_page(library, c, key=f"page-{message.get('id', id(message))}-{c['n']}")
     if answer.get("steps"):
         with st.expander(f"Agent trace ({len(answer['steps'])} steps, {answer.get('stopped_reason', '')})"):
             for i, step in enumerate(answer["steps"], start=1):
@@ -202,9 +202,10 @@ def show_page(library: Library, citation: dict, *, key: str) -> None:
     if st.toggle(f"Show page {citation['page']}", key=key):
         data = library.page_pdf(citation["source"], citation["page"])
         if data is None:
-            st.caption(f"{citation['source']} has changed or is no longer on disk since it was indexed.")
+            st.caption(f"Page {citation['page']} of {citation['source']} cannot be shown: the file has changed, "
+                       "is no longer on disk or cannot be read.")
         else:
-            st.pdf(data, height=560)
+            st.pdf(data, height=560, key=f"{key}-pdf")  # the same page cited twice must not share an element id
 
 
 def render_step(i: int, step: dict) -> None:
@@ -278,7 +279,7 @@ def run_agent(question: str, settings: Settings, library: Library, llm: LLM, mes
                 render_step(shown, {"thought": event.thought, "action": event.action, "input": event.input,
                                     "observation": event.observation})
                 live, written = st.empty(), ""
-                live.caption(f"Step {shown + 1}: thinking…")
+                live.caption("Thinking…")
             elif isinstance(event, AgentFinished):
                 live.empty()
                 result = event.result

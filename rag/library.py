@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pypdf import PdfReader, PdfWriter
-from pypdf.errors import PdfReadError
 
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import Failure, Ingestor, IngestReport, ProgressCallback
@@ -158,7 +157,7 @@ class Library:
             writer.add_page(reader.pages[page - 1])
             out = io.BytesIO()
             writer.write(out)
-        except (PdfReadError, ValueError, KeyError):
+        except Exception:  # noqa: BLE001 - a damaged PDF may fail in many ways; showing the page is optional
             return None
         return out.getvalue()
 

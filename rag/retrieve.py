@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from rag.embedder import Embedder, get_embedder
 from rag.evidence import Evidence, coverage, judge
@@ -41,8 +43,8 @@ class Retrieval:
         model and a reader, rather than the weak tail that fills up the top k."""
         if not self.hits:
             return []
-        floor = share * self.hits[0].score
-        return [h for h in self.hits if h.score >= floor]
+        floor = share * self.hits[0].score  # (a negative best cosine would put the floor above it)
+        return [self.hits[0], *(h for h in self.hits[1:] if h.score >= floor)]
 
 
 class Retriever:
@@ -70,20 +72,25 @@ class Retriever:
             fused = reciprocal_rank([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k)
         else:
             fused = convex(dense, sparse, s.dense_weight / (s.dense_weight + s.sparse_weight))
-        top = fused[: 2 * k]  # room to skip repeats
-        chunks = {c.id: c for c in self.store.chunks([chunk_id for chunk_id, _ in top])}
         dense_scores, sparse_scores = dict(dense), dict(sparse)
-        hits: list[Hit] = []
-        seen: set[str] = set()
-        for chunk_id, score in top:
-            chunk = chunks.get(chunk_id)
-            text = " ".join(chunk.text.split()).lower() if chunk else ""
-            if chunk is None or text in seen:  # the same passage twice (a file uploaded twice) is shown once
-                continue
-            seen.add(text)
-            hits.append(Hit(len(hits) + 1, score, chunk, dense_scores.get(chunk_id), sparse_scores.get(chunk_id)))
-            if len(hits) == k:
-                break
+        hits = [
+            Hit(rank, score, chunk, dense_scores.get(chunk.id), sparse_scores.get(chunk.id))
+            for rank, (chunk, score) in enumerate(islice(self._distinct(fused, 2 * k), k), start=1)
+        ]
         passages = [indexed_text(h.chunk.text, h.chunk.context) for h in hits]
         best_dense = dense[0][1] if dense else 0.0
         return Retrieval(query, hits, judge(best_dense, coverage(query, passages, self.store.sparse_index())))
+
+    def _distinct(self, fused: list[tuple[int, float]], batch: int) -> Iterator[tuple[ChunkRecord, float]]:
+        """The fused candidates as chunks, best first, each passage text once (a file uploaded twice would
+        otherwise fill the top k with the same text twice); read from the store ``batch`` at a time."""
+        seen: set[str] = set()
+        for start in range(0, len(fused), batch):
+            window = fused[start : start + batch]
+            chunks = {c.id: c for c in self.store.chunks([chunk_id for chunk_id, _ in window])}
+            for chunk_id, score in window:
+                chunk = chunks.get(chunk_id)
+                text = " ".join(chunk.text.split()).lower() if chunk else ""
+                if chunk is not None and text not in seen:
+                    seen.add(text)
+                    yield chunk, score

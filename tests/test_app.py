@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from ingest.pipeline import Ingestor
 from rag.store import Store
 from tests.conftest import ROOT, XQUAD_DOCS
+from tests.pdfs import make_pdf
 
 APP = str(ROOT / "app.py")
 
@@ -93,6 +94,31 @@ def test_a_server_that_is_down_shows_an_error_not_a_traceback(app_env: Path) -> 
     at.sidebar.selectbox(key="backend").set_value("embedded").run()
     at.chat_input[0].set_value("When did Nikola Tesla die?").run()
     assert not assistant_messages(at)[-1].error, "the app keeps working"
+
+
+def test_a_cited_pdf_page_opens_even_when_two_answers_cite_it(
+    tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_pdf(docs / "harbour.pdf", ["Page one is about the river and its bridges.",
+                                    "The harbour crane on page two lifts forty tonnes at a time."])
+    store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
+    Ingestor(store, embedder=embedder).ingest([docs])
+    store.close()
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_LLM", "embedded")
+    monkeypatch.setenv("RAG_MAX_ANSWER_TOKENS", "32")
+    at = start()
+    for _ in range(2):
+        at.chat_input[0].set_value("How much does the harbour crane lift?").run()
+    toggles = [t for t in at.toggle if t.label == "Show page 2"]
+    assert len(toggles) == 2, [t.label for t in at.toggle]
+    for toggle in toggles:  # the same page bytes twice on one screen: their viewers need their own ids
+        toggle.set_value(True)
+    at.run()
+    assert not at.exception, at.exception
+    assert all(t.value for t in at.toggle if t.label == "Show page 2")
 
 
 def test_library_upload_delete_and_untrusted_names(app_env: Path) -> None:
