@@ -45,6 +45,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/llm.py
+	$(BIN)/python bench/answer.py
 
 clean:
 	rm -rf $(VENV) .venv-vllm data/index data/models test-artifacts
