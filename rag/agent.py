@@ -43,8 +43,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from rag.answer import Answerer, Citation
-from rag.citations import claims_citing, cited_numbers, supporting_sentence
+from rag.answer import Answerer, Citation, make_citations, strip_thinking
+from rag.citations import cited_numbers
 from rag.llm import LLM, LLMError, Message
 from rag.prompts import load
 from rag.retrieve import Retriever
@@ -149,7 +149,6 @@ _LABEL = re.compile(
     r"^[ \t]*[*_]{0,2}(thought|action input|action|final answer|observation|question)[*_]{0,2}[ \t]*:[*_]{0,2}[ \t]*",
     re.IGNORECASE | re.MULTILINE,
 )
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 _FORMAT_HINT = (
     "Reply with 'Thought: ...', then 'Action: <tool name>' and 'Action Input: <input>' on their own lines to use a "
     "tool, or with 'Final Answer: ...' when you know the answer."
@@ -158,7 +157,7 @@ _FORMAT_HINT = (
 
 def clean_reply(text: str) -> str:
     """The reply without a reasoning model's <think> block, cut where the model starts writing an Observation."""
-    text = _THINK.sub("", text)
+    text = strip_thinking(text)
     match = re.search(r"^[ \t]*[*_]{0,2}observation[*_]{0,2}[ \t]*:", text, re.IGNORECASE | re.MULTILINE)
     return (text[: match.start()] if match else text).strip()
 
@@ -368,16 +367,7 @@ class Agent:
     def _citations(self, registry: PassageRegistry, claim_source: str, cited: list[int]) -> list[Citation]:
         """Cited passages in order of citation; if none was cited, every passage retrieved, as consulted."""
         passages = [p for p in (registry.get(n) for n in cited) if p is not None] or registry.passages
-        if not passages:
-            return []
-        embed = self.retriever.embedder.embed
-        out = []
-        for p in passages:
-            is_cited = p.n in cited
-            claim = claims_citing(claim_source, p.n) if is_cited else claim_source
-            out.append(Citation(p.n, p.hit.chunk.source, p.hit.chunk.page, p.hit.chunk.text, p.hit.chunk.id,
-                                supporting_sentence(p.hit.chunk.text, claim, embed), is_cited))
-        return out
+        return make_citations(passages, claim_source, set(cited), self.retriever.embedder.embed)
 
 
 def _stop_message(stopped: str, max_steps: int) -> str:
@@ -500,8 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.citations:
             say("sources:" if any(c.cited for c in result.citations) else "passages consulted:")
         for c in result.citations:
-            page = f", page {c.page}" if c.page else ""
-            say(f"  [{c.n}] {c.source}{page}: {c.support}")
+            say(f"  [{c.n}] {c.where}: {c.support}")
         say(f"({len(result.steps)} steps, {result.tokens} tokens written, {result.seconds:.1f} s, "
             f"{result.backend}: {result.model})")
     return 1 if result.stopped_reason.startswith("llm_error") else 0

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from rag.citations import cited_numbers, claims_citing, supporting_sentence
 from rag.context import Passage, fit_passages, format_passages
@@ -34,6 +36,11 @@ class Citation:
     chunk_id: int
     support: str  # the sentence of the passage that best supports the answer
     cited: bool  # False: the model did not cite it (a source consulted, or a closest passage of a refusal)
+
+    @property
+    def where(self) -> str:
+        """"report.pdf, page 2" (or just the file name when it has no pages)."""
+        return f"{self.source}, page {self.page}" if self.page else self.source
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -167,18 +174,27 @@ class Answerer:
         return [{"role": "system", "content": system}, *recent, {"role": "user", "content": user}], passages
 
     def _citations(self, passages: list[Passage], claim_source: str, cited: set[int]) -> list[Citation]:
-        embed = self.retriever.embedder.embed
-        out = []
-        for p in passages:
-            claim = claims_citing(claim_source, p.n) if p.n in cited else claim_source
-            out.append(
-                Citation(p.n, p.hit.chunk.source, p.hit.chunk.page, p.hit.chunk.text, p.hit.chunk.id,
-                         supporting_sentence(p.hit.chunk.text, claim, embed), p.n in cited)
-            )
-        return out
+        return make_citations(passages, claim_source, cited, self.retriever.embedder.embed)
+
+
+def make_citations(passages: list[Passage], claim_source: str, cited: set[int],
+                   embed: Callable[[list[str]], np.ndarray]) -> list[Citation]:
+    """A citation per passage, with the sentence that best supports the answer's claims citing it (or, for a
+    passage not cited, ``claim_source`` as a whole: the answer, or the query of a refusal)."""
+    out = []
+    for p in passages:
+        claim = claims_citing(claim_source, p.n) if p.n in cited else claim_source
+        out.append(Citation(p.n, p.hit.chunk.source, p.hit.chunk.page, p.hit.chunk.text, p.hit.chunk.id,
+                            supporting_sentence(p.hit.chunk.text, claim, embed), p.n in cited))
+    return out
 
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+
+
+def strip_thinking(text: str) -> str:
+    """``text`` without a reasoning model's <think>…</think> block (an unclosed one runs to the end)."""
+    return _THINK.sub("", text)
 
 
 def hide_thinking(deltas: Iterator[str]) -> Iterator[str]:
@@ -191,15 +207,15 @@ def hide_thinking(deltas: Iterator[str]) -> Iterator[str]:
         if "<" in buffer[-8:] and not buffer.endswith(">"):
             tail = buffer[buffer.rfind("<"):]
             if "<think>".startswith(tail):
-                visible = _THINK.sub("", buffer[: -len(tail)])
+                visible = strip_thinking(buffer[: -len(tail)])
                 buffer = tail
                 if visible:
                     yield visible
                 continue
-        visible = _THINK.sub("", buffer)
+        visible = strip_thinking(buffer)
         buffer = ""
         if visible:
             yield visible
-    visible = _THINK.sub("", buffer) if "<think>" in buffer else buffer
+    visible = strip_thinking(buffer) if "<think>" in buffer else buffer
     if visible:
         yield visible

@@ -60,9 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         heading = "closest passages:" if answer.refused else "sources:"
         say(heading)
         for c in answer.citations:
-            page = f", page {c.page}" if c.page else ""
             mark = "" if c.cited or answer.refused else " (consulted)"
-            say(f"  [{c.n}] {c.source}{page}{mark}: {c.support}")
+            say(f"  [{c.n}] {c.where}{mark}: {c.support}")
     if answer.error:
         say(f"error: {answer.error}")
         return 1

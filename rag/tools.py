@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from rag.bm25 import tokenize
 from rag.calculator import CalculatorError, calculate
 from rag.citations import split_sentences
-from rag.context import Passage, format_passages
+from rag.context import Passage, format_passages, label
 from rag.retrieve import Hit, Retriever
 from rag.sandbox import run_program
 from rag.settings import Settings, get_settings
@@ -158,13 +158,8 @@ def search_documents(query: str, *, retriever: Retriever, registry: PassageRegis
     text = format_passages(list(passages))
     if not retrieval.evidence.found:
         text = "Note: these passages may not answer the query (low retrieval confidence).\n\n" + text
-    short = "\n".join(f"[{p.n}] ({_label(p)}) {key_sentences(p.text, query)}" for p in passages)
+    short = "\n".join(f"[{p.n}] ({label(p.hit)}) {key_sentences(p.text, query)}" for p in passages)
     return ToolOutput(text, passages=passages, short=short)
-
-
-def _label(p: Passage) -> str:
-    page = f", page {p.hit.chunk.page}" if p.hit.chunk.page else ""
-    return f"{p.hit.chunk.source}{page}"
 
 
 def key_sentences(text: str, query: str, keep: int = 2) -> str:
