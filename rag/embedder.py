@@ -84,8 +84,7 @@ class Embedder:
 
         transformers_logging.set_verbosity_error()
         transformers_logging.disable_progress_bar()  # keep stderr for our own progress bars
-        self._model = SentenceTransformer(str(self.path), device="cpu")
-        return self._model
+        return SentenceTransformer(str(self.path), device="cpu")
 
     def embed(
         self,
@@ -116,8 +115,9 @@ class Embedder:
             if self._query_encoder is None:
                 path = self.cache_dir / f"{MODEL_NAME}-{fingerprint(self.path)}.onnx"
                 if not path.exists():
-                    model = self._model or self._load()
-                    export(model, path)
+                    if self._model is None:
+                        self._model = self._load()  # and kept, for embedding documents later
+                    export(self._model, path)
                 self._query_encoder = QueryEncoder(path, self.tokenizer, self.max_tokens)
             return self._query_encoder
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from pypdf import PdfReader, PdfWriter
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from ingest.pipeline import Failure, Ingestor, IngestReport, ProgressCallback
+from ingest.pipeline import Failure, Ingestor, IngestReport, ProgressCallback, file_sha256
 from rag.settings import PROJECT_ROOT, Settings, get_settings
 from rag.store import DocumentInfo, Store
 
@@ -105,7 +105,7 @@ class Library:
             if not candidate.exists() and not self.store.document(candidate.name):
                 _write_atomic(candidate, upload.data)
                 return Saved(upload.name, candidate)
-            if candidate.exists() and _sha256(candidate) == digest:
+            if candidate.exists() and file_sha256(candidate) == digest:
                 return Saved(upload.name, candidate)
         raise UploadError(f"{upload.name}: too many files with this name")
 
@@ -182,10 +182,6 @@ class Library:
         )
         report.failed[:0] = missing
         return report
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

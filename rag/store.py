@@ -244,9 +244,7 @@ class Store:
 
     def search_sparse(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the ``k`` best keyword matches."""
-        with self._mutex:
-            index = self.sparse_index()
-        return index.search(query, k)
+        return self.sparse_index().search(query, k)
 
     def sparse_index(self) -> SparseIndex:
         """The BM25 index for the current generation (loaded from disk, or rebuilt from the rows)."""
