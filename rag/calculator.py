@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import io
 import math
+import operator
 import tokenize
 from typing import Callable, Union
 
@@ -58,15 +59,6 @@ def _log(x: Number, base: Number | None = None) -> float:
     return math.log(x) if base is None else math.log(x, base)
 
 
-def _minmax(fn: Callable[..., Number], name: str) -> Callable[..., Number]:
-    def inner(*args: Number) -> Number:
-        if not args:
-            raise CalculatorError(f"{name}() needs at least one number")
-        return fn(args)
-
-    return inner
-
-
 _FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int]] = {
     # name: (function, min args, max args)
     "sqrt": (math.sqrt, 1, 1),
@@ -78,18 +70,13 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int]] = {
     "tan": (math.tan, 1, 1),
     "abs": (abs, 1, 1),
     "round": (_round, 1, 2),
-    "min": (_minmax(min, "min"), 1, 100),
-    "max": (_minmax(max, "max"), 1, 100),
+    "min": (lambda *args: min(args), 1, 100),  # _call checks the argument count first
+    "max": (lambda *args: max(args), 1, 100),
     "floor": (math.floor, 1, 1),
     "ceil": (math.ceil, 1, 1),
 }
 
 _CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e}
-
-_BINARY_SYMBOLS = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/",
-    ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**",
-}
 
 
 def calculate(expression: str) -> str:
@@ -185,29 +172,13 @@ def _eval(node: ast.AST, depth: int) -> Number:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
         operand = _eval(node.operand, depth + 1)
         return _check(-operand if isinstance(node.op, ast.USub) else +operand)
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_SYMBOLS:
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY_OPS:
         left = _eval(node.left, depth + 1)
         right = _eval(node.right, depth + 1)
-        return _check(_binary(node.op, left, right))
+        return _check(_BINARY_OPS[type(node.op)](left, right))
     if isinstance(node, ast.Call):
         return _call(node, depth)
     raise CalculatorError(f"unsupported syntax: {_describe(node)}")
-
-
-def _binary(op: ast.operator, left: Number, right: Number) -> Number:
-    if isinstance(op, ast.Add):
-        return left + right
-    if isinstance(op, ast.Sub):
-        return left - right
-    if isinstance(op, ast.Mult):
-        return left * right
-    if isinstance(op, ast.Div):
-        return left / right
-    if isinstance(op, ast.FloorDiv):
-        return left // right
-    if isinstance(op, ast.Mod):
-        return left % right
-    return _power(left, right)
 
 
 def _power(base: Number, exponent: Number) -> Number:
@@ -235,6 +206,12 @@ def _power(base: Number, exponent: Number) -> Number:
     if isinstance(result, complex):
         raise CalculatorError("the result is not a real number")
     return result
+
+
+_BINARY_OPS: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _power,
+}
 
 
 def _call(node: ast.Call, depth: int) -> Number:
@@ -301,8 +278,6 @@ def _describe(node: ast.AST) -> str:
     for kind, label in names.items():
         if isinstance(node, kind):
             return label
-    if isinstance(node, ast.BinOp):
-        return f"operator {type(node.op).__name__}"
-    if isinstance(node, ast.UnaryOp):
+    if isinstance(node, (ast.BinOp, ast.UnaryOp)):
         return f"operator {type(node.op).__name__}"
     return type(node).__name__

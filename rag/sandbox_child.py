@@ -93,7 +93,7 @@ ALLOWED_MODULES: tuple[str, ...] = (
 )
 """Modules a program may import (top-level names plus ``collections.abc``)."""
 
-ALLOWED_LIST_TEXT = "collections, datetime, decimal, fractions, itertools, math, re, statistics"
+ALLOWED_LIST_TEXT = ", ".join(m for m in ALLOWED_MODULES if "." not in m)
 
 # Loaded before lock-down because allowed modules import them lazily inside functions
 # (datetime.strptime -> _strptime -> locale/calendar, Counter.most_common -> heapq).
@@ -205,13 +205,11 @@ class _Checker(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         self._name(node, node.id)
 
-    def visit_Global(self, node: ast.Global) -> None:
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
         for name in node.names:
             self._name(node, name)
 
-    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
-        for name in node.names:
-            self._name(node, name)
+    visit_Nonlocal = visit_Global
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -237,23 +235,17 @@ class _Checker(ast.NodeVisitor):
                 self._fail(node, f"access to {attr!r} is not allowed")
         self.generic_visit(node)
 
-    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+    def visit_MatchAs(self, node: ast.MatchAs | ast.MatchStar | ast.ExceptHandler) -> None:
+        """Nodes that bind an optional ``name``: ``case x``, ``case [*rest]``, ``except E as e``."""
         if node.name:
             self._name(node, node.name)
         self.generic_visit(node)
 
-    def visit_MatchStar(self, node: ast.MatchStar) -> None:
-        if node.name:
-            self._name(node, node.name)
+    visit_MatchStar = visit_ExceptHandler = visit_MatchAs
 
     def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
         if node.rest:
             self._name(node, node.rest)
-        self.generic_visit(node)
-
-    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
-        if node.name:
-            self._name(node, node.name)
         self.generic_visit(node)
 
 
@@ -277,7 +269,6 @@ class _State:
         self.chunks: list[str] = []
         self.size = 0
         self.finished = False
-        self.result_fd = 1
 
 
 _state = _State(10_000)
@@ -295,7 +286,7 @@ def _finish(ok: bool, error: str | None) -> NoReturn:
         data = (line + "\n").encode("utf-8", "surrogatepass")
         while data:
             try:
-                written = os.write(st.result_fd, data)
+                written = os.write(1, data)  # the verdict goes to fd 1; the program's prints are captured
             except InterruptedError:
                 continue
             except OSError:
@@ -568,14 +559,12 @@ def _mount_points() -> list[tuple[bytes, str]]:
     return points
 
 
-def _os_hardening() -> list[str]:
+def _os_hardening() -> None:
     """Namespaces, read-only mounts, uid drop and prctl flags; best effort.
 
-    Returns the names of the measures that took effect.  Everything here needs
-    kernel support that a container may withhold; the audit hook and the
-    language guards do not depend on any of it.
+    Everything here needs kernel support that a container may withhold; the
+    audit hook and the language guards do not depend on any of it.
     """
-    applied: list[str] = []
     try:
         import ctypes
 
@@ -591,17 +580,13 @@ def _os_hardening() -> list[str]:
             # MS_BIND|MS_REMOUNT changes only this namespace's mount flags.
             if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
                 return
-            done = True
             for point, options in _mount_points():
                 flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
                 opts = options.split(",")
                 for name, bit in (("nosuid", _MS_NOSUID), ("nodev", _MS_NODEV), ("noexec", _MS_NOEXEC)):
                     if name in opts:
                         flags |= bit
-                if libc.mount(None, point, None, flags, None) != 0 and point == b"/":
-                    done = False
-            if done:
-                applied.append("read-only mounts")
+                libc.mount(None, point, None, flags, None)
 
         def drop_uid() -> None:
             uid = SANDBOX_UID_BASE + os.getpid() % 100_000_000
@@ -612,27 +597,22 @@ def _os_hardening() -> list[str]:
                     os.setuid(candidate)
                 except OSError:
                     continue
-                applied.append(f"uid {candidate}")
                 return
 
         root = os.geteuid() == 0
         if root and unshare(_CLONE_NEWNS | _CLONE_NEWNET):
-            applied.append("mount+net namespaces")
             read_only_mounts()
             drop_uid()
         else:
             if root:
                 drop_uid()
             if unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWNET):
-                applied.append("user+mount+net namespaces")
                 read_only_mounts()
-            elif unshare(_CLONE_NEWNET):
-                applied.append("net namespace")
+            else:
+                unshare(_CLONE_NEWNET)
         # After any uid change (which clears the parent-death signal).
-        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
-            applied.append("pdeathsig")
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
-            applied.append("no_new_privs")
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
         del libc, ctypes
     except Exception:  # noqa: BLE001 - best effort by design
         pass
@@ -641,7 +621,6 @@ def _os_hardening() -> list[str]:
         for name in list(sys.modules):
             if name == "ctypes" or name.startswith("ctypes.") or name == "_ctypes":
                 del sys.modules[name]
-    return applied
 
 
 def _apply_os_limits(timeout_s: float, memory_mb: int) -> None:
@@ -740,10 +719,6 @@ def _run_user_code(code: types.CodeType, user_globals: dict[str, Any], memory_mb
     _finish(True, None)
 
 
-def _fmt_seconds(value: float) -> str:
-    return f"{value:g}"
-
-
 def main() -> NoReturn:
     request = json.loads(sys.stdin.buffer.read().decode("utf-8", "surrogatepass"))
     code_text: str = request["code"]
@@ -754,7 +729,6 @@ def main() -> NoReturn:
     audit_guard = bool(request.get("audit_guard", True))
 
     _state.max_output = max_output
-    _state.result_fd = 1
 
     for name in ALLOWED_MODULES + _SUPPORT_MODULES:
         __import__(name)
@@ -786,7 +760,7 @@ def main() -> NoReturn:
     sys.stdin = None  # type: ignore[assignment]
 
     def on_alarm(signum: int, frame: Any) -> None:
-        _finish(False, f"time limit of {_fmt_seconds(timeout_s)} s exceeded")
+        _finish(False, f"time limit of {timeout_s:g} s exceeded")
 
     signal.signal(signal.SIGALRM, on_alarm)
 

@@ -27,10 +27,10 @@ from rag.citations import split_sentences
 from rag.context import Passage, format_passages, label
 from rag.retrieve import Hit, Retriever
 from rag.sandbox import run_program
+from rag.sandbox_child import ALLOWED_LIST_TEXT
 from rag.settings import Settings, get_settings
 
 PYTHON_MAX_OUTPUT = 2_000  # characters of program output shown to the model
-ALLOWED_IMPORTS = "math, statistics, fractions, decimal, datetime, itertools, collections, re"
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def default_tools(retriever: Retriever, settings: Settings | None = None,
         Tool(
             "python",
             "run a short Python program and see what it prints (define solution() returning the result, or "
-            f"print it); only these imports work: {ALLOWED_IMPORTS}; no files or network",
+            f"print it); only these imports work: {ALLOWED_LIST_TEXT}; no files or network",
             "code",
             "a Python program",
             lambda code: python(code, timeout_s=s.agent_python_timeout, memory_mb=s.agent_python_memory_mb),
