@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-pytest_plugins: list[str] = ["tests.fixtures_llm"]
+pytest_plugins: list[str] = ["tests.fixtures_llm", "tests.fixtures_agent"]
 
 ROOT = Path(__file__).resolve().parent.parent
 XQUAD_DOCS = ROOT / "tests" / "data" / "xquad"  # five articles of the public set, vendored (CC BY-SA 4.0)
@@ -27,6 +27,18 @@ def embedder():
     embedder = get_embedder()
     embedder.model()
     return embedder
+
+
+def build_index(docs: Path, index_dir: Path, embedder):  # noqa: ANN201 - an IngestReport
+    """Ingest the files in ``docs`` into a new index at ``index_dir`` with the shared embedder, and close it."""
+    from ingest.pipeline import Ingestor
+    from rag.store import Store
+
+    store = Store(index_dir, embed_model=embedder.name, dim=embedder.dim)
+    try:
+        return Ingestor(store, embedder=embedder).ingest([docs])
+    finally:
+        store.close()
 
 
 @pytest.fixture

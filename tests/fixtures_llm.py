@@ -56,9 +56,6 @@ class VllmServer:
     base_url: str
     api_key: str
     model: str
-    port: int
-    pid: int
-    log_path: Path
 
 
 def _setup_needed() -> bool:
@@ -150,7 +147,7 @@ def vllm_server(pytestconfig: pytest.Config) -> Iterator[VllmServer]:
                 _progress(pytestconfig, f"waiting for vLLM ... {last_note - started:.0f} s")
             time.sleep(2)
         _progress(pytestconfig, f"vLLM ready in {time.monotonic() - started:.0f} s")
-        yield VllmServer(base_url, api_key, SERVED_NAME, port, process.pid, log_path)
+        yield VllmServer(base_url, api_key, SERVED_NAME)
     finally:
         stop_process_group(process)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Ingestor
 from rag.agent import (
     STOP,
     Agent,
@@ -33,8 +32,8 @@ from rag.retrieve import Retriever
 from rag.settings import Settings
 from rag.store import Store
 from rag.tools import PassageRegistry, calculator, default_tools, python
-from tests.conftest import XQUAD_DOCS
-from tests.fixtures_agent import ScriptedServer, scripted_server  # noqa: F401 - the fixture
+from tests.conftest import XQUAD_DOCS, build_index
+from tests.fixtures_agent import ScriptedServer
 from tests.pdfs import make_pdf
 
 DOCS = ["Nikola_Tesla.md", "Super_Bowl_50.md", "Oxygen.md"]
@@ -56,10 +55,8 @@ def agent_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) ->
     for name in DOCS:
         shutil.copy(XQUAD_DOCS / name, docs / name)
     make_pdf(docs / "lighthouse.pdf", PDF_PAGES)
-    store = Store(root / "index", embed_model=embedder.name, dim=embedder.dim)
-    report = Ingestor(store, embedder=embedder).ingest([docs])
+    report = build_index(docs, root / "index", embedder)
     assert len(report.added) == len(DOCS) + 1 and not report.failed
-    store.close()
     return root / "index"
 
 
@@ -175,7 +172,7 @@ def test_system_prompt_lists_the_tools_and_the_few_shot_examples() -> None:
 
 # ------------------------------------------------------------------------------------------- the loop, scripted
 def test_search_then_python_then_final_answer_cites_the_searched_passage(
-    scripted_server: ScriptedServer, retriever: Retriever  # noqa: F811
+    scripted_server: ScriptedServer, retriever: Retriever
 ) -> None:
     scripted_server.play(
         "Thought: I need the year Tesla died and the year the unit was named.\n"
@@ -232,7 +229,7 @@ def test_search_then_python_then_final_answer_cites_the_searched_passage(
     ],
 )
 def test_malformed_action_is_explained_and_the_model_corrects_it(
-    scripted_server: ScriptedServer, retriever: Retriever, bad_turn: str, told: str  # noqa: F811
+    scripted_server: ScriptedServer, retriever: Retriever, bad_turn: str, told: str
 ) -> None:
     scripted_server.play(
         bad_turn,
@@ -250,7 +247,7 @@ def test_malformed_action_is_explained_and_the_model_corrects_it(
 
 
 def test_unknown_tool_is_an_observation_and_the_run_goes_on(
-    scripted_server: ScriptedServer, retriever: Retriever  # noqa: F811
+    scripted_server: ScriptedServer, retriever: Retriever
 ) -> None:
     scripted_server.play(
         "Thought: Let me look it up online.\nAction: web_search\nAction Input: Tesla death",
@@ -267,7 +264,7 @@ def test_unknown_tool_is_an_observation_and_the_run_goes_on(
     assert [c.n for c in result.citations] == list(search.passages)
 
 
-def test_step_limit_stops_the_run(scripted_server: ScriptedServer, retriever: Retriever) -> None:  # noqa: F811
+def test_step_limit_stops_the_run(scripted_server: ScriptedServer, retriever: Retriever) -> None:
     turn = "Thought: Let me check again.\nAction: calculator\nAction Input: 1 + 1"
     scripted_server.play(turn, turn, turn, "Final Answer: 2")
     result = scripted_agent(scripted_server, retriever, agent_max_steps=2, agent_fallback=False).ask("What is 1 + 1?")
@@ -278,7 +275,7 @@ def test_step_limit_stops_the_run(scripted_server: ScriptedServer, retriever: Re
 
 
 def test_a_model_that_ignores_the_format_gets_the_plain_grounded_answer(
-    scripted_server: ScriptedServer, retriever: Retriever  # noqa: F811
+    scripted_server: ScriptedServer, retriever: Retriever
 ) -> None:
     """What the bundled 135M model does: free text every turn. After two malformed replies in a row the loop
     stops and the plain answer step answers, with its own citations (its prompt asks for [n] markers)."""
@@ -303,7 +300,7 @@ def test_a_model_that_ignores_the_format_gets_the_plain_grounded_answer(
 
 
 def test_calculator_step_and_an_invented_observation_is_cut_off(
-    scripted_server: ScriptedServer, retriever: Retriever  # noqa: F811
+    scripted_server: ScriptedServer, retriever: Retriever
 ) -> None:
     scripted_server.play(
         "Thought: Months between the two years.\nAction: calculator\nAction Input: (1960 - 1943) * 12\n"
@@ -318,7 +315,7 @@ def test_calculator_step_and_an_invented_observation_is_cut_off(
 
 
 def test_transcript_is_kept_inside_a_small_context_window(
-    scripted_server: ScriptedServer, retriever: Retriever  # noqa: F811
+    scripted_server: ScriptedServer, retriever: Retriever
 ) -> None:
     """Three searches of ~3 passages each would overflow a 1500-token window; old observations shrink instead."""
     scripted_server.play(
@@ -342,7 +339,7 @@ def test_transcript_is_kept_inside_a_small_context_window(
 
 
 def test_token_budget_and_model_failures_end_the_run_cleanly(
-    scripted_server: ScriptedServer, retriever: Retriever  # noqa: F811
+    scripted_server: ScriptedServer, retriever: Retriever
 ) -> None:
     long_turn = "Thought: " + "hmm " * 60 + "\nAction: calculator\nAction Input: 2 + 2"
     scripted_server.play(long_turn, long_turn, long_turn)
@@ -362,7 +359,7 @@ def test_token_budget_and_model_failures_end_the_run_cleanly(
 
 
 def test_cli_prints_the_trace_to_stderr_and_the_answer_to_stdout(
-    scripted_server: ScriptedServer, agent_index: Path, run_cli, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    scripted_server: ScriptedServer, agent_index: Path, run_cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scripted_server.play(
         "Thought: Search the lighthouse.\nAction: search_documents\nAction Input: Harbour Lighthouse lit automated",

@@ -4,35 +4,36 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import Ingestor
 from rag.answer import NOT_FOUND, Answerer, Delta, Finished, Retrieved, hide_thinking
 from rag.citations import cited_numbers, split_sentences, supporting_sentence
-from rag.context import fit_passages, format_passages
+from rag.context import Passage, fit_passages, format_passages
 from rag.embedder import Embedder
 from rag.llm import EmbeddedLLM, get_llm
 from rag.retrieve import Retriever
 from rag.settings import Settings
 from rag.store import Store
-from tests.conftest import XQUAD_DOCS
+from tests.conftest import XQUAD_DOCS, build_index
 
 DOCS = ["Nikola_Tesla.md", "Super_Bowl_50.md", "Oxygen.md", "Warsaw.md", "Normans.md"]
 
 
 @pytest.fixture(scope="module")
-def xquad_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Store:
+def xquad_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Store]:
     """Five real articles from the public set, ingested once for this module."""
     root = tmp_path_factory.mktemp("xquad")
     (root / "docs").mkdir()
     for name in DOCS:
         shutil.copy(XQUAD_DOCS / name, root / "docs" / name)
-    store = Store(root / "index", embed_model=embedder.name, dim=embedder.dim)
-    report = Ingestor(store, embedder=embedder).ingest([root / "docs"])
+    report = build_index(root / "docs", root / "index", embedder)
     assert len(report.added) == len(DOCS)
-    return store
+    store = Store(root / "index", embed_model=embedder.name, dim=embedder.dim)
+    yield store
+    store.close()
 
 
 class CountingLLM:
@@ -153,8 +154,12 @@ def test_passages_are_trimmed_to_the_budget_by_tokens(xquad_index: Store, embedd
     assert 1 <= len(passages) < 5
     assert llm.count_tokens(format_passages(passages)) <= 300
     assert [p.n for p in passages] == list(range(1, len(passages) + 1))
-    if len(passages) > 1 or passages[-1].text != passages[-1].hit.chunk.text:
-        assert passages[-1].text.endswith("…") or passages[-1].text == passages[-1].hit.chunk.text
+    # Room for the first passage and 60 tokens more: the second is cut at a word boundary to fit.
+    budget = llm.count_tokens(format_passages([Passage(1, hits[0], hits[0].chunk.text)])) + 2 + 60
+    cut = fit_passages(hits, budget, llm.count_tokens)
+    assert len(cut) == 2 and cut[0].text == hits[0].chunk.text
+    assert cut[1].text.endswith(" …") and hits[1].chunk.text.startswith(cut[1].text[:-2])
+    assert llm.count_tokens(format_passages(cut)) <= budget
 
 
 def test_reasoning_is_hidden_from_the_stream() -> None:

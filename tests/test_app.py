@@ -8,24 +8,28 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ingest.pipeline import Ingestor
-from rag.store import Store
-from tests.conftest import ROOT, XQUAD_DOCS
+from tests.conftest import ROOT, XQUAD_DOCS, build_index
 from tests.pdfs import make_pdf
 
 APP = str(ROOT / "app.py")
 
 
-@pytest.fixture
-def app_env(tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh index of two real articles, and the app pointed at it through RAG_INDEX_DIR."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
+@pytest.fixture(scope="module")
+def two_articles(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    """An index of two real articles, built once for this module."""
+    root = tmp_path_factory.mktemp("app")
+    (root / "docs").mkdir()
     for name in ("Nikola_Tesla.md", "Oxygen.md"):
-        shutil.copy(XQUAD_DOCS / name, docs / name)
-    store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
-    Ingestor(store, embedder=embedder).ingest([docs])
-    store.close()
+        shutil.copy(XQUAD_DOCS / name, root / "docs" / name)
+    report = build_index(root / "docs", root / "index", embedder)
+    assert len(report.added) == 2 and not report.failed
+    return root / "index"
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, two_articles: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh copy of that index (tests change it), and the app pointed at it through RAG_INDEX_DIR."""
+    shutil.copytree(two_articles, tmp_path / "index")
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("RAG_LLM", "embedded")
     return tmp_path
@@ -103,9 +107,7 @@ def test_a_cited_pdf_page_opens_even_when_two_answers_cite_it(
     docs.mkdir()
     make_pdf(docs / "harbour.pdf", ["Page one is about the river and its bridges.",
                                     "The harbour crane on page two lifts forty tonnes at a time."])
-    store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
-    Ingestor(store, embedder=embedder).ingest([docs])
-    store.close()
+    assert build_index(docs, tmp_path / "index", embedder).added == ["harbour.pdf"]
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("RAG_LLM", "embedded")
     monkeypatch.setenv("RAG_MAX_ANSWER_TOKENS", "32")

@@ -32,7 +32,7 @@ def test_get_llm_defaults_to_embedded() -> None:
     assert llm.context_window == 2048
 
 
-def test_health_checks_without_loading(llm: EmbeddedLLM) -> None:
+def test_health_checks_without_loading() -> None:
     fresh = EmbeddedLLM(n_ctx=1024)  # a configuration nobody loaded: health must not load it
     ok, detail = fresh.health()
     assert ok, detail
@@ -54,7 +54,7 @@ def test_streams_text_deltas_and_sets_usage(llm: EmbeddedLLM) -> None:
         "<|im_start|>system\nYou are a helpful assistant. Answer briefly.<|im_end|>\n"
         "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
     )
-    llama = embedded_module._load(llm.model_path, 2048, 2).llama
+    llama = llm._model().llama
     assert usage.prompt_tokens == len(llama.tokenize(rendered.encode(), add_bos=False, special=True))
     assert 1 <= usage.completion_tokens <= 24
 
@@ -80,7 +80,7 @@ def test_one_model_instance_per_process(llm: EmbeddedLLM) -> None:
     other = get_llm(Settings(temperature=0.7))
     other.count_tokens("load it")
     assert llm.loaded and other.loaded  # type: ignore[attr-defined]
-    assert embedded_module._load(llm.model_path, 2048, 2) is embedded_module._load(other.model_path, 2048, 2)  # type: ignore[attr-defined]
+    assert llm._model() is other._model()  # type: ignore[attr-defined]
     assert len(embedded_module._loaded) == 1
 
 
