@@ -19,9 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.pipeline import Ingestor  # noqa: E402
 from rag.answer import Answerer, Delta, Finished, Retrieved  # noqa: E402
-from rag.eval import Question, load_questions  # noqa: E402
+from rag.eval import Question, ingest_dataset, load_questions  # noqa: E402
 from rag.llm import LLM, get_llm  # noqa: E402
 from rag.retrieve import Retrieval, Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
@@ -36,7 +35,7 @@ def run(store: Store, llm: LLM, settings: Settings, questions: list[Question]) -
     prompt: list[int] = []
     first: list[float] = []
     total: list[float] = []
-    correct = asked = given = 0
+    correct = asked = given = failed = 0
     for q in questions:
         started = time.perf_counter()
         ttft = None
@@ -44,18 +43,24 @@ def run(store: Store, llm: LLM, settings: Settings, questions: list[Question]) -
             if isinstance(event, Retrieved):
                 if event.refused:
                     break
-                given = len(Retrieval(event.query, event.hits, event.evidence).relevant(settings.min_relative_score))
+                relevant = Retrieval(event.query, event.hits, event.evidence).relevant(settings.min_relative_score)
+                given = len(answerer._messages(q.question, [], relevant)[1])  # after trimming to the context
             if isinstance(event, Delta) and ttft is None:
                 ttft = time.perf_counter() - started
             if isinstance(event, Finished):
                 answer = event.answer
+                if answer.error:
+                    failed += 1
+                    continue
                 asked += 1
                 passages.append(given)
                 prompt.append(answer.usage.prompt_tokens if answer.usage else 0)
                 first.append(ttft or 0.0)
                 total.append(time.perf_counter() - started)
                 correct += any(a.lower() in answer.answer.lower() for a in q.answers)
-    return {"asked": asked, "passages": statistics.mean(passages), "prompt": statistics.mean(prompt),
+    if not asked:
+        raise SystemExit(f"no question was answered ({failed} failed): is the model working?")
+    return {"asked": asked, "failed": failed, "passages": statistics.mean(passages), "prompt": statistics.mean(prompt),
             "ttft": statistics.median(first), "total": statistics.median(total), "correct": correct / asked}
 
 
@@ -72,7 +77,7 @@ def main() -> None:
     llm = get_llm(shipped)
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "index")
-        Ingestor(store, settings=shipped).ingest([args.dataset / "docs"])
+        ingest_dataset(args.dataset, store)
         Answerer(Retriever(store, settings=shipped), llm, shipped).ask(questions[0].question)  # warm-up: model load
         rows = [
             (f"all top-{shipped.top_k} passages", run(store, llm, shipped.model_copy(update={"min_relative_score": 0.0}),
@@ -80,7 +85,9 @@ def main() -> None:
             (f"shipped: score >= {shipped.min_relative_score} x best", run(store, llm, shipped, questions)),
         ]
         store.close()
-    print(f"{args.dataset.name}: {rows[0][1]['asked']} questions answered by {llm.backend} ({llm.model}), greedy")
+    failed = sum(r["failed"] for _, r in rows)
+    print(f"{args.dataset.name}: {rows[0][1]['asked']} questions answered by {llm.backend} ({llm.model}), greedy"
+          + (f"; {failed} answers failed and are left out" if failed else ""))
     print("| passages given to the model | passages | prompt tokens | first token p50 s | answer p50 s | "
           "answer contains the reference |")
     print("|---|---:|---:|---:|---:|---:|")

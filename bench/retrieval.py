@@ -20,9 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from langchain_text_splitters import RecursiveCharacterTextSplitter  # noqa: E402
 
 from ingest.loaders import load_document  # noqa: E402
-from ingest.pipeline import Ingestor  # noqa: E402
 from rag.embedder import get_embedder  # noqa: E402
-from rag.eval import first_hit_rank, load_questions, score_retrieval  # noqa: E402
+from rag.eval import first_hit_rank, ingest_dataset, load_questions, score_retrieval  # noqa: E402
 from rag.retrieve import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.store import NewChunk, open_store, sha256_text  # noqa: E402
@@ -100,7 +99,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tutorial = tutorial_index(args.dataset, Path(tmp) / "tutorial")
         ours = open_store(Path(tmp) / "ours")
-        Ingestor(ours, settings=shipped).ingest([args.dataset / "docs"])
+        ingest_dataset(args.dataset, ours)  # with the default settings, as shipped
         dense = shipped.model_copy(update={"retrieval_mode": "dense"})
         for label, store, settings in (
             ("reference: dense, 1000-char chunks", tutorial, dense),
