@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/python -m rag.bootstrap
+	$(BIN)/python -m ingest.bootstrap
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
 
 vllm-setup:

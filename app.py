@@ -10,14 +10,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from ingest.loaders import SUPPORTED_SUFFIXES
-from ingest.pipeline import IngestReport, Progress
-from rag.answer import Answer, Answerer, Delta, Finished, Retrieved
-from rag.library import Library, Upload
-from rag.llm import LLM, get_llm
-from rag.retrieve import Retriever
+from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
+from ingest.report import IngestReport, Progress
+from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
+from rag.llm import LLM, backend_names, get_llm
+from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from rag.store import Store, open_store
 
 FILE_TYPES = [s.lstrip(".") for s in SUPPORTED_SUFFIXES]
 
@@ -28,8 +26,8 @@ st.set_page_config(page_title="Ask your documents", page_icon=":material/menu_bo
 
 
 @st.cache_resource(show_spinner="Opening the index…")
-def cached_store(index_dir: str) -> Store:
-    return open_store(Path(index_dir))  # re-reads itself whenever another writer changed the index
+def cached_library(index_dir: str) -> Library:
+    return Library.open(Settings(index_dir=Path(index_dir)))  # re-reads itself whenever another writer changed it
 
 
 @st.cache_resource(show_spinner=False)
@@ -48,7 +46,7 @@ def llm_health(backend: str, url: str, model: str, api_key: str) -> tuple[bool, 
 
 def sidebar_settings(base: Settings) -> Settings:
     st.sidebar.header("Model")
-    backends = ["embedded", "openai"]
+    backends = backend_names()
     backend = st.sidebar.selectbox(
         "Backend", backends, index=backends.index(base.llm), key="backend",
         format_func=lambda b: "Embedded (SmolLM2, in-process)" if b == "embedded" else "vLLM / OpenAI-compatible",
@@ -262,7 +260,8 @@ def run_answer(question: str, history: list, settings: Settings, library: Librar
 
 
 def run_agent(question: str, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
-    from rag.agent import Agent, AgentFinished, AgentStep, AgentText
+    from rag.agent.events import AgentFinished, AgentStep, AgentText
+    from rag.agent.loop import Agent
 
     agent = Agent(Retriever(library.store, settings=settings), llm, settings)
     result = None
@@ -294,11 +293,10 @@ def main() -> None:
     base = Settings()  # read from the environment on every run, so RAG_* changes apply without a restart
     st.session_state.setdefault("messages", [])
     st.session_state.setdefault("uploader_round", 0)
-    store = cached_store(str(base.index_dir))
+    library = cached_library(str(base.index_dir)).configured(base)
     st.sidebar.button("Clear conversation", icon=":material/delete_sweep:", width="stretch",
                       on_click=lambda: st.session_state.update(messages=[]))
     settings = sidebar_settings(base)
-    library = Library(store, settings=settings)
     sidebar_library(library)
 
     st.title(":material/menu_book: Ask your documents")

@@ -19,12 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.answer import Answerer, Delta, Finished, Retrieved  # noqa: E402
-from rag.eval import Question, ingest_dataset, load_questions  # noqa: E402
+from rag.answer.answerer import Answerer, Delta, Finished, Retrieved  # noqa: E402
+from rag.eval import ingest_dataset  # noqa: E402
+from rag.index.store import Store, open_store  # noqa: E402
 from rag.llm import LLM, get_llm  # noqa: E402
-from rag.retrieve import Retrieval, Retriever  # noqa: E402
+from rag.retrieval.evaluate import Question, load_questions  # noqa: E402
+from rag.retrieval.retriever import Retrieval, Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.store import Store, open_store  # noqa: E402
 
 DEFAULT_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "xquad-dev"
 

@@ -16,11 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest.pipeline import Ingestor  # noqa: E402
-from rag.embedder import Embedder, get_embedder  # noqa: E402
-from rag.eval import load_questions, score_retrieval  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
+from rag.index.embedder import Embedder, get_embedder  # noqa: E402
+from rag.index.store import open_store  # noqa: E402
+from rag.retrieval.evaluate import load_questions, score_retrieval  # noqa: E402
+from rag.retrieval.retriever import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.store import open_store  # noqa: E402
 
 DEFAULT_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "xquad-dev"
 MODES = {

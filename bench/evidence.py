@@ -6,7 +6,7 @@ For each half H: index only H's documents, then ask H's questions (in corpus: sh
 half's questions (out of corpus: should be refused). The logistic weights and threshold are fitted on half A and
 reported on half B (and the other way round, to show the figures do not hang on which half was chosen).
 
-``--splits N`` then measures the shipped rule (rag/evidence.py) on N random half/half document splits, both ways,
+``--splits N`` then measures the shipped rule (rag/retrieval/evidence.py) on N random half/half document splits, both ways,
 for a range of thresholds: the threshold is chosen from that table so that even the worst split stays inside both
 targets (>= 90 % of out-of-corpus questions refused, <= 5 % of in-corpus ones wrongly refused) with room to spare,
 since other question sets of the same shape will not sit exactly where this one does.
@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest.pipeline import Ingestor  # noqa: E402
-from rag import evidence  # noqa: E402
-from rag.eval import Question, load_questions  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
-from rag.store import open_store  # noqa: E402
+from rag.index.store import open_store  # noqa: E402
+from rag.retrieval import evidence  # noqa: E402
+from rag.retrieval.evaluate import Question, load_questions  # noqa: E402
+from rag.retrieval.retriever import Retriever  # noqa: E402
 
 DEFAULT_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "xquad-dev"
 MAX_FALSE_REFUSALS = 0.02  # aim well under the 5 % target on the calibration half, leaving room for the other

@@ -20,11 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from langchain_text_splitters import RecursiveCharacterTextSplitter  # noqa: E402
 
 from ingest.loaders import load_document  # noqa: E402
-from rag.embedder import get_embedder  # noqa: E402
-from rag.eval import first_hit_rank, ingest_dataset, load_questions, score_retrieval  # noqa: E402
-from rag.retrieve import Retriever  # noqa: E402
+from rag.eval import ingest_dataset  # noqa: E402
+from rag.index.embedder import get_embedder  # noqa: E402
+from rag.index.records import NewChunk, sha256_text  # noqa: E402
+from rag.index.store import open_store  # noqa: E402
+from rag.retrieval.evaluate import first_hit_rank, load_questions, score_retrieval  # noqa: E402
+from rag.retrieval.retriever import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.store import NewChunk, open_store, sha256_text  # noqa: E402
 
 DEFAULT_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "xquad-dev"
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ingest.pipeline import Ingestor, IngestReport, Progress
+from ingest.pipeline import Ingestor
+from ingest.report import IngestReport, Progress
 from rag.cli import open_index, parser, print_json, say
-from rag.store import StoreError
+from rag.index.records import StoreError
 
 
 class _Bars:

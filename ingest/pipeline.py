@@ -9,69 +9,19 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from ingest.loaders import LoadError, load_document
+from ingest.report import Failure, IngestReport, Progress, ProgressCallback, Stage
 from ingest.split import Chunk, Splitter
-from rag.embedder import Embedder, get_embedder
+from rag.index.embedder import Embedder, get_embedder
+from rag.index.records import NewChunk, indexed_text, sha256_text
+from rag.index.store import Store
 from rag.settings import Settings, get_settings
-from rag.store import NewChunk, Store, indexed_text, sha256_text
 
 SPLITTER_VERSION = 1
-Stage = Literal["start", "parsed", "embedding", "done", "unchanged", "failed"]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of an ingest run, for progress bars: which file, what stage, how many chunks embedded so far."""
-
-    path: Path
-    file_index: int  # 0-based position in this run
-    files_total: int
-    stage: Stage
-    chunks_done: int = 0
-    chunks_total: int = 0
-    message: str = ""
-
-
-ProgressCallback = Callable[[Progress], None]
-
-
-@dataclass
-class Failure:
-    path: str
-    error: str
-
-
-@dataclass
-class IngestReport:
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    failed: list[Failure] = field(default_factory=list)
-    chunks: int = 0  # chunks written in this run
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def to_json(self) -> dict[str, object]:
-        """The stable ``python -m ingest --json`` shape: counts, failures with reasons, chunks, seconds."""
-        return {
-            "added": len(self.added),
-            "updated": len(self.updated),
-            "unchanged": len(self.unchanged),
-            "removed": len(self.removed),
-            "failed": [asdict(f) for f in self.failed],
-            "chunks": self.chunks,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def recipe(settings: Settings, embedder: Embedder) -> str:

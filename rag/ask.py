@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from rag.answer import Answerer, Delta, Finished, Retrieved
+from rag.answer.answerer import Answerer, Delta, Finished, Retrieved
 from rag.cli import add_backend_option, open_index, parser, print_json, say, settings_with
 from rag.llm import get_llm
-from rag.retrieve import Retriever
+from rag.retrieval.retriever import Retriever
 
 
 def read_history(path: Path) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rag.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from rag.store import Store
+    from rag.index.store import Store
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -33,7 +33,8 @@ def index_dir(args: argparse.Namespace) -> Path:
 
 def open_index(args: argparse.Namespace) -> Store:
     """The index named by --index (or the settings), or exit 2 with the reason it cannot be used."""
-    from rag.store import StoreError, open_store
+    from rag.index.records import StoreError
+    from rag.index.store import open_store
 
     try:
         return open_store(index_dir(args))
@@ -43,7 +44,9 @@ def open_index(args: argparse.Namespace) -> Store:
 
 
 def add_backend_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["embedded", "openai"], help="LLM backend (default: $RAG_LLM or embedded)")
+    from rag.llm import backend_names
+
+    p.add_argument("--backend", choices=backend_names(), help="LLM backend (default: $RAG_LLM or embedded)")
 
 
 def settings_with(**overrides: object) -> Settings:

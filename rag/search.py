@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from rag.cli import open_index, parser, print_json, say
-from rag.retrieve import Retriever
+from rag.retrieval.retriever import Retriever
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     min_relative_score: float = Field(0.5, ge=0.0, le=1.0)
 
     # --- answering
-    llm: Literal["embedded", "openai"] = "embedded"
+    llm: str = "embedded"  # a backend registered in rag/llm/ (rag.llm.backend_names()): embedded, openai
     llm_url: str = "http://127.0.0.1:8000/v1"
     llm_model: str = "smollm2-135m"
     llm_api_key: str = "local-dev-key"

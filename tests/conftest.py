@@ -22,7 +22,7 @@ XQUAD_DOCS = ROOT / "tests" / "data" / "xquad"  # five articles of the public se
 @pytest.fixture(scope="session")
 def embedder():
     """The real all-MiniLM-L6-v2, loaded once for the whole run."""
-    from rag.embedder import get_embedder
+    from rag.index.embedder import get_embedder
 
     embedder = get_embedder()
     embedder.model()
@@ -32,7 +32,7 @@ def embedder():
 def build_index(docs: Path, index_dir: Path, embedder):  # noqa: ANN201 - an IngestReport
     """Ingest the files in ``docs`` into a new index at ``index_dir`` with the shared embedder, and close it."""
     from ingest.pipeline import Ingestor
-    from rag.store import Store
+    from rag.index.store import Store
 
     store = Store(index_dir, embed_model=embedder.name, dim=embedder.dim)
     try:
@@ -43,7 +43,7 @@ def build_index(docs: Path, index_dir: Path, embedder):  # noqa: ANN201 - an Ing
 
 @pytest.fixture
 def store(tmp_path: Path, embedder) -> Iterator:
-    from rag.store import Store
+    from rag.index.store import Store
 
     store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
     yield store

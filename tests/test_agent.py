@@ -16,22 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from rag.agent import (
-    STOP,
-    Agent,
-    AgentFinished,
-    AgentStep,
-    AgentText,
-    clean_reply,
-    parse_reply,
-    system_prompt,
-)
-from rag.embedder import Embedder
+from rag.agent.events import AgentFinished, AgentStep, AgentText
+from rag.agent.loop import STOP, Agent, system_prompt
+from rag.agent.reply import clean_reply, parse_reply
+from rag.agent.tools import PassageRegistry, calculator, default_tools, run_python
+from rag.index.embedder import Embedder
+from rag.index.store import Store
 from rag.llm import EmbeddedLLM, get_llm
-from rag.retrieve import Retriever
+from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from rag.store import Store
-from rag.tools import PassageRegistry, calculator, default_tools, python
 from tests.conftest import XQUAD_DOCS, build_index
 from tests.fixtures_agent import ScriptedServer
 from tests.pdfs import make_pdf
@@ -110,16 +103,16 @@ def test_calculator_tool_gives_results_and_errors_as_observations() -> None:
     tool = default_tools(retriever=None, settings=Settings())[1]  # type: ignore[arg-type]
     assert tool.name == "calculator" and tool('{"expression": "2 ** 10"}').text == "1024"
     assert tool.schema == {"type": "object", "properties": {"expression": {"type": "string",
-                           "description": tool.argument_description}}, "required": ["expression"],
+                           "description": "an arithmetic expression with numbers only"}}, "required": ["expression"],
                            "additionalProperties": False}
 
 
 def test_python_tool_runs_programs_in_the_sandbox() -> None:
-    benign = python("def solution():\n    return 1960 - 1943\n")
+    benign = run_python("def solution():\n    return 1960 - 1943\n")
     assert benign.ok and benign.text == "17"
-    blocked = python("import os\nprint(os.listdir('/'))")
+    blocked = run_python("import os\nprint(os.listdir('/'))")
     assert not blocked.ok and "import of 'os' is not allowed" in blocked.text
-    silent = python("x = 1")
+    silent = run_python("x = 1")
     assert not silent.ok and "printed nothing" in silent.text
     tool = default_tools(retriever=None, settings=Settings(agent_python_timeout=2))[2]  # type: ignore[arg-type]
     fenced = tool("```python\nfrom fractions import Fraction\nprint(Fraction(1, 3) + Fraction(1, 6))\n```")

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import NOT_FOUND, Answerer, Delta, Finished, Retrieved, hide_thinking
-from rag.citations import cited_numbers, split_sentences, supporting_sentence
-from rag.context import Passage, fit_passages, format_passages
-from rag.embedder import Embedder
+from rag.answer.answerer import NOT_FOUND, Answerer, Delta, Finished, Retrieved
+from rag.answer.citations import cited_numbers, split_sentences, supporting_sentence
+from rag.answer.context import Passage, fit_passages, format_passages
+from rag.answer.thinking import hide_thinking
+from rag.index.embedder import Embedder
+from rag.index.store import Store
 from rag.llm import EmbeddedLLM, get_llm
-from rag.retrieve import Retriever
+from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from rag.store import Store
 from tests.conftest import XQUAD_DOCS, build_index
 
 DOCS = ["Nikola_Tesla.md", "Super_Bowl_50.md", "Oxygen.md", "Warsaw.md", "Normans.md"]

@@ -1,4 +1,4 @@
-"""Tests for rag.calculator: correct arithmetic, strict allow-list, fast refusal of abuse."""
+"""Tests for rag.agent.calculator: correct arithmetic, strict allow-list, fast refusal of abuse."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from rag.calculator import CalculatorError, calculate
+from rag.agent.calculator import CalculatorError, calculate
 
 
 @pytest.mark.parametrize(

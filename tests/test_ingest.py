@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from ingest.pipeline import Ingestor
-from rag.embedder import Embedder
-from rag.retrieve import Retriever
-from rag.store import Store, StoreError
+from rag.index.embedder import Embedder
+from rag.index.records import StoreError
+from rag.index.store import Store
+from rag.retrieval.retriever import Retriever
 from tests.conftest import ROOT
 from tests.pdfs import make_encrypted_pdf, make_image_only_pdf, make_pdf, make_truncated_pdf
 
@@ -37,7 +38,8 @@ def _corpus(folder: Path) -> Path:
 
 
 def _dense_ids(store: Store) -> set[int]:
-    index = store._dense_index()
+    store._refresh()  # the current generation's index, as a search would load it
+    index = store._derived.dense()
     return {int(index.id_map.at(i)) for i in range(index.ntotal)}
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from rag.library import Library, Upload, UploadError, sanitize_filename
+from ingest.library import Library, Upload, UploadError, sanitize_filename
+from rag.index.store import Store
 from rag.settings import Settings
-from rag.store import Store
 from tests.pdfs import make_encrypted_pdf, make_pdf
 
 

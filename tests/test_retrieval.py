@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from ingest.pipeline import Ingestor
-from rag.bm25 import SparseIndex, tokenize
-from rag.embedder import Embedder
-from rag.fusion import convex, reciprocal_rank
-from rag.retrieve import Retriever
+from rag.index.embedder import Embedder
+from rag.index.keyword import SparseIndex, tokenize
+from rag.index.store import Store
+from rag.retrieval.fusion import convex, reciprocal_rank
+from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from rag.store import Store
 
 
 def test_tokenize_stems_and_drops_stop_words() -> None:

@@ -1,4 +1,4 @@
-"""Escape and exhaustion suite for the PAL sandbox (rag.sandbox / rag.sandbox_child).
+"""Escape and exhaustion suite for the PAL sandbox (rag.sandbox / rag.sandbox.child).
 
 Every hostile program must end with ok=False and a clear error, quickly, and leave
 no process behind.  Layer tests switch the inner layers off (``sandbox._run``) to
@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from rag import sandbox
 from rag.sandbox import SandboxResult, run_program
+from rag.sandbox import runner as sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 ALLOWED = "allowed: collections, datetime, decimal, fractions, itertools, math, re, statistics"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from ingest.loaders import Record, load_document
 from ingest.split import Splitter
-from rag.embedder import Embedder
+from rag.index.embedder import Embedder
 from tests.conftest import ROOT, XQUAD_DOCS
 
 

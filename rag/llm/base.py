@@ -11,6 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 Message = dict[str, str]
 ROLES = frozenset({"system", "user", "assistant", "tool"})
@@ -69,12 +73,17 @@ class LLM(ABC):
     """What the answer step calls. ``stream`` yields text deltas and sets ``last_usage`` once it finishes;
     ``complete`` joins ``stream``. Each backend implements the abstract methods."""
 
-    backend: str = ""
+    backend: str = ""  # set by ``@register``
     model: str = ""
 
     def __init__(self, *, temperature: float = 0.1) -> None:
         self.temperature = temperature
         self.last_usage: Usage | None = None
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> LLM:
+        """The backend configured from the ``RAG_*`` settings."""
 
     @property
     @abstractmethod

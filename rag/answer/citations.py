@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from rag.bm25 import tokenize
+from rag.answer.context import Passage
+from rag.index.keyword import tokenize
 
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    source: str
+    page: int | None
+    text: str  # the passage
+    chunk_id: int
+    support: str  # the sentence of the passage that best supports the answer
+    cited: bool  # False: the model did not cite it (a source consulted, or a closest passage of a refusal)
+
+    @property
+    def where(self) -> str:
+        """"report.pdf, page 2" (or just the file name when it has no pages)."""
+        return f"{self.source}, page {self.page}" if self.page else self.source
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "source": self.source,
+            "page": self.page,
+            "text": self.text,
+            "support": self.support,
+            "cited": self.cited,
+        }
 
 
 def cited_numbers(answer: str, valid: set[int]) -> tuple[str, list[int]]:
@@ -58,3 +86,15 @@ def supporting_sentence(passage: str, claim: str, embed: Callable[[list[str]], n
     claim_words = set(tokenize(claim))
     overlap = np.array([len(claim_words & set(tokenize(s))) / max(len(claim_words), 1) for s in sentences])
     return sentences[int(np.argmax(vectors[1:] @ vectors[0] + overlap))]
+
+
+def make_citations(passages: list[Passage], claim_source: str, cited: set[int],
+                   embed: Callable[[list[str]], np.ndarray]) -> list[Citation]:
+    """A citation per passage, with the sentence that best supports the answer's claims citing it (or, for a
+    passage not cited, ``claim_source`` as a whole: the answer, or the query of a refusal)."""
+    out = []
+    for p in passages:
+        claim = claims_citing(claim_source, p.n) if p.n in cited else claim_source
+        out.append(Citation(p.n, p.hit.chunk.source, p.hit.chunk.page, p.hit.chunk.text, p.hit.chunk.id,
+                            supporting_sentence(p.hit.chunk.text, claim, embed), p.n in cited))
+    return out

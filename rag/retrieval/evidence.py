@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from rag.bm25 import SparseIndex, tokenize
+from rag.index.keyword import SparseIndex, tokenize
 
 # Logistic model over (dense, coverage), fitted by bench/evidence.py on one half of xquad-dev (by document) and
 # reported on the other half. THRESHOLD is the probability under which we say "no evidence". It was chosen from

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from rag.embedder import Embedder, get_embedder
-from rag.evidence import Evidence, coverage, judge
-from rag.fusion import convex, reciprocal_rank
+from rag.index.embedder import Embedder, get_embedder
+from rag.index.records import ChunkRecord, indexed_text
+from rag.index.store import Store
+from rag.retrieval.evidence import Evidence, coverage, judge
+from rag.retrieval.fusion import convex, reciprocal_rank
 from rag.settings import Settings, get_settings
-from rag.store import ChunkRecord, Store, indexed_text
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 This file is executed as a *script* by :mod:`rag.sandbox`::
 
-    python -I -S -B rag/sandbox_child.py      (empty env, cwd = empty temp dir)
+    python -I -S -B rag/sandbox/child.py      (empty env, cwd = empty temp dir)
 
 It reads one JSON request on stdin (``code``, ``timeout_s``, ``memory_mb``,
 ``max_output``, ``language_guards``, ``audit_guard``), locks itself down and then

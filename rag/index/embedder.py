@@ -2,7 +2,7 @@
 
 Importing sentence-transformers costs seconds, so nothing here touches it until the first text is embedded; the
 tokenizer (used to size chunks) comes from the fast ``tokenizers`` library instead, and queries go through an
-ONNX export of the same model (``rag.query_encoder``).
+ONNX export of the same model (``rag.index.query_encoder``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from rag.query_encoder import QueryEncoder, export, fingerprint
+from rag.index.query_encoder import QueryEncoder, export, fingerprint
 from rag.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query as a unit vector, the same as ``embed([text])[0]`` but through the ONNX export of the model
-        (see ``rag.query_encoder``): exported on first use, loaded without torch afterwards."""
+        (see ``rag.index.query_encoder``): exported on first use, loaded without torch afterwards."""
         return self.query_encoder().encode(text)
 
     def query_encoder(self) -> QueryEncoder:

@@ -1,4 +1,4 @@
-"""``python -m rag.bootstrap``: before the app starts, fill an empty index with the demo corpus in data/sample/."""
+"""``python -m ingest.bootstrap``: before the app starts, fill an empty index with the demo corpus in data/sample/."""
 
 from __future__ import annotations
 

@@ -22,9 +22,11 @@ from pathlib import Path
 from pypdf import PdfReader, PdfWriter
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from ingest.pipeline import Failure, Ingestor, IngestReport, ProgressCallback, file_sha256
+from ingest.pipeline import Ingestor, file_sha256
+from ingest.report import Failure, IngestReport, ProgressCallback
+from rag.index.records import DocumentInfo
+from rag.index.store import Store, open_store
 from rag.settings import PROJECT_ROOT, Settings, get_settings
-from rag.store import DocumentInfo, Store
 
 _UNSAFE = re.compile(r"[^\w\-. ()\[\]+,&@]+", re.UNICODE)
 _MAX_NAME = 120
@@ -69,6 +71,16 @@ class Library:
         self.settings = settings or get_settings()
         self.folder = self.settings.uploads_path
         self.folder.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> Library:
+        """The library of the index in ``settings.index_dir`` (created if missing)."""
+        settings = settings or get_settings()
+        return cls(open_store(settings.index_dir), settings=settings)
+
+    def configured(self, settings: Settings) -> Library:
+        """The same index with other settings (the app reads them afresh on every run)."""
+        return Library(self.store, settings=settings)
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.retrieve import Hit
+from rag.retrieval.retriever import Hit
 
 MIN_PASSAGE_TOKENS = 48  # a passage cut shorter than this is more confusing than useful
 

@@ -6,51 +6,23 @@ word; ``Answerer.ask`` collects them into one ``Answer``.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from rag.citations import cited_numbers, claims_citing, supporting_sentence
-from rag.context import Passage, fit_passages, format_passages
-from rag.evidence import Evidence
+from rag.answer.citations import Citation, cited_numbers, make_citations
+from rag.answer.context import Passage, fit_passages, format_passages
+from rag.answer.rewrite import standalone_query
+from rag.answer.thinking import hide_thinking
 from rag.llm import LLM, LLMError, Message, Usage
 from rag.prompts import load
-from rag.retrieve import Hit, Retriever
-from rag.rewrite import standalone_query
+from rag.retrieval.evidence import Evidence
+from rag.retrieval.retriever import Hit, Retriever
 from rag.settings import Settings, get_settings
 
 NOT_FOUND = "I could not find this in your documents."
 MODEL_REFUSAL = "The documents do not contain the answer."
 _PROMPT_MARGIN = 16  # tokens of the chat template around the messages
-
-
-@dataclass(frozen=True)
-class Citation:
-    n: int
-    source: str
-    page: int | None
-    text: str  # the passage
-    chunk_id: int
-    support: str  # the sentence of the passage that best supports the answer
-    cited: bool  # False: the model did not cite it (a source consulted, or a closest passage of a refusal)
-
-    @property
-    def where(self) -> str:
-        """"report.pdf, page 2" (or just the file name when it has no pages)."""
-        return f"{self.source}, page {self.page}" if self.page else self.source
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "n": self.n,
-            "source": self.source,
-            "page": self.page,
-            "text": self.text,
-            "support": self.support,
-            "cited": self.cited,
-        }
 
 
 @dataclass
@@ -175,47 +147,3 @@ class Answerer:
 
     def _citations(self, passages: list[Passage], claim_source: str, cited: set[int]) -> list[Citation]:
         return make_citations(passages, claim_source, cited, self.retriever.embedder.embed)
-
-
-def make_citations(passages: list[Passage], claim_source: str, cited: set[int],
-                   embed: Callable[[list[str]], np.ndarray]) -> list[Citation]:
-    """A citation per passage, with the sentence that best supports the answer's claims citing it (or, for a
-    passage not cited, ``claim_source`` as a whole: the answer, or the query of a refusal)."""
-    out = []
-    for p in passages:
-        claim = claims_citing(claim_source, p.n) if p.n in cited else claim_source
-        out.append(Citation(p.n, p.hit.chunk.source, p.hit.chunk.page, p.hit.chunk.text, p.hit.chunk.id,
-                            supporting_sentence(p.hit.chunk.text, claim, embed), p.n in cited))
-    return out
-
-
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
-
-
-def strip_thinking(text: str) -> str:
-    """``text`` without a reasoning model's <think>…</think> block (an unclosed one runs to the end)."""
-    return _THINK.sub("", text)
-
-
-def hide_thinking(deltas: Iterator[str]) -> Iterator[str]:
-    """Drop a reasoning model's <think>…</think> block from a stream, even when tags are split across deltas."""
-    buffer = ""
-    for delta in deltas:
-        buffer += delta
-        if "<think>" in buffer and "</think>" not in buffer:
-            continue  # inside a thought: hold everything back
-        if "<" in buffer[-8:] and not buffer.endswith(">"):
-            tail = buffer[buffer.rfind("<"):]
-            if "<think>".startswith(tail):
-                visible = strip_thinking(buffer[: -len(tail)])
-                buffer = tail
-                if visible:
-                    yield visible
-                continue
-        visible = strip_thinking(buffer)
-        buffer = ""
-        if visible:
-            yield visible
-    visible = strip_thinking(buffer) if "<think>" in buffer else buffer
-    if visible:
-        yield visible

@@ -1,8 +1,8 @@
 """Run a small untrusted Python program (PAL style) in a locked-down child process.
 
-Parent side of the sandbox.  :func:`run_program` starts ``rag/sandbox_child.py``
+Parent side of the sandbox.  :func:`run_program` starts ``rag/sandbox/child.py``
 in a fresh interpreter and returns a :class:`SandboxResult`; the child does the
-actual lock-down (see the docstring of :mod:`rag.sandbox_child` for every layer).
+actual lock-down (see the docstring of :mod:`rag.sandbox.child` for every layer).
 
 What this side is responsible for, and why:
 
@@ -34,7 +34,6 @@ the exit status is 0 whether or not the program succeeded.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import selectors
@@ -46,7 +45,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-CHILD_SCRIPT = Path(__file__).with_name("sandbox_child.py")
+CHILD_SCRIPT = Path(__file__).with_name("child.py")
 
 _GRACE_S = 1.0
 """Extra wall time before the parent kills: lets the child's own timer report first
@@ -229,22 +228,3 @@ def _parse_verdict(
         return SandboxResult(False, "", f"memory limit of {memory_mb} MB exceeded")
     last = stderr_text.splitlines()[-1] if stderr_text else "no output"
     return SandboxResult(False, "", f"the sandbox failed (exit code {returncode}): {last}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rag.sandbox",
-        description="Run a Python program from stdin in the sandbox and print a JSON verdict.",
-    )
-    parser.add_argument("--timeout", type=float, default=5.0, help="wall-clock seconds (default 5)")
-    parser.add_argument("--memory", type=int, default=256, help="memory budget in MB (default 256)")
-    parser.add_argument("--max-output", type=int, default=10_000, help="output cap in characters")
-    args = parser.parse_args(argv)
-    code = sys.stdin.read()
-    result = run_program(code, timeout_s=args.timeout, memory_mb=args.memory, max_output=args.max_output)
-    print(json.dumps(result.to_dict()))  # ASCII: safe for any terminal/encoding
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Agent mode: a ReAct loop over the tools of ``rag.agent.tools``, ending in an answer that cites the passages it used.
+
+The model works in a plain-text format any chat model can follow (prompts ``react_system``, ``react_examples``,
+``pal_examples``)::
+
+    Thought: I need the year he died.
+    Action: search_documents
+    Action Input: Tesla death
+    Observation: [1] (Nikola_Tesla.md) ...        <- written by the loop, never by the model
+    ...
+    Final Answer: ... [1]
+
+Each model turn is one chat message; each observation goes back as a user message ``Observation: ...``.
+Generation stops at ``"\\nObservation:"`` so the model cannot invent results. Replies are parsed strictly: a reply
+without the format, with two actions, with an action and a final answer at once, naming an unknown tool, or with an
+input the tool's schema rejects becomes an observation saying what was wrong, and the model gets another turn.
+Nothing the model writes can crash the loop; it ends with one of the stop reasons ``final_answer``, ``max_steps``
+(settings ``agent_max_steps``), ``max_tokens`` (``agent_max_tokens`` over the run, or a transcript that no longer
+fits the context window), ``format_errors`` (``agent_max_format_errors`` malformed replies in a row: small models
+answer in free text whatever they are told) or ``llm_error: <message>``. Without a final answer (and without an
+LLM error) the plain grounded answer step answers instead (``agent_fallback``), and the result says so.
+
+The transcript is kept inside the model's context window: before each turn it is counted with the model's own
+tokenizer and, if needed, older observations are shortened, then dropped, then the newest is cut.
+
+For the UI::
+
+    agent = Agent(retriever, llm, settings)
+    for event in agent.run(question):
+        if isinstance(event, AgentText): ...          # the model's reply to the current turn, as it is written
+        elif isinstance(event, AgentStep): ...        # thought, action, input, observation (as soon as known)
+        elif isinstance(event, AgentFinished): event.result   # AgentResult: answer, steps, citations, ...
+
+CLI: ``python -m rag.agent "QUESTION" [--json] [--backend NAME] [--index DIR] [--max-steps N]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from rag.agent.events import (
+    FINAL_ANSWER,
+    FORMAT_ERRORS,
+    MAX_STEPS,
+    MAX_TOKENS,
+    AgentEvent,
+    AgentFinished,
+    AgentResult,
+    AgentStep,
+    AgentText,
+)
+from rag.agent.reply import Reply, clean_reply, parse_reply
+from rag.agent.tools import PassageRegistry, Tool, ToolOutput, default_tools
+from rag.agent.transcript import MIN_STEP_TOKENS, Counter, Turn, fit_transcript
+from rag.answer.answerer import Answerer
+from rag.answer.citations import Citation, cited_numbers, make_citations
+from rag.llm import LLM, LLMError
+from rag.prompts import load
+from rag.retrieval.retriever import Retriever
+from rag.settings import Settings, get_settings
+
+STOP = ["\nObservation:"]
+
+
+def system_prompt(tools: Iterable[Tool]) -> str:
+    """The ReAct instructions with the tool list and the few-shot examples whose tools are available."""
+    tools = list(tools)
+    names = {t.name for t in tools}
+    examples = []
+    if {"search_documents", "calculator"} <= names:
+        examples.append(load("react_examples"))
+    if {"search_documents", "python"} <= names:
+        examples.append(load("pal_examples"))
+    return (
+        load("react_system")
+        .replace("{tools}", "\n".join(t.describe() for t in tools))
+        .replace("{tool_names}", ", ".join(t.name for t in tools))
+        .replace("{examples}", "\n\n".join(examples))
+        .strip()
+    )
+
+
+@dataclass
+class Agent:
+    retriever: Retriever
+    llm: LLM
+    settings: Settings = field(default_factory=get_settings)
+    tools: Callable[[PassageRegistry], list[Tool]] | None = None  # per-run tool factory; None: default_tools
+
+    def ask(self, question: str) -> AgentResult:
+        """Run to the end and return the result."""
+        for event in self.run(question):
+            if isinstance(event, AgentFinished):
+                return event.result
+        raise AssertionError("run() always ends with AgentFinished")
+
+    def run(self, question: str) -> Iterator[AgentEvent]:
+        """Yield the model's text as it is written (``AgentText``), each ``AgentStep`` as soon as its observation is
+        known, then one ``AgentFinished``."""
+        started = time.perf_counter()
+        s = self.settings
+        registry = PassageRegistry()
+        tool_list = self.tools(registry) if self.tools else default_tools(self.retriever, s, registry)
+        tools = {t.name: t for t in tool_list}
+        system = system_prompt(tool_list)
+        counter = Counter(self.llm)
+        turns: list[Turn] = []
+        steps: list[AgentStep] = []
+        calls: dict[tuple[str, str], int] = {}
+        used = 0
+        format_errors = 0  # in a row
+        stopped, final, final_thought = MAX_STEPS, "", ""
+
+        for number in range(1, s.agent_max_steps + 1):
+            step_started = time.perf_counter()
+            want = min(s.agent_step_tokens, s.agent_max_tokens - used)
+            if want < MIN_STEP_TOKENS:
+                stopped = MAX_TOKENS
+                break
+            try:  # counting tokens loads the embedded model: a missing model fails here first
+                fitted = fit_transcript(system, question, turns, want, self.llm.context_window, counter)
+                if fitted is None:
+                    stopped = MAX_TOKENS
+                    break
+                messages, budget = fitted
+                pieces: list[str] = []
+                for piece in self.llm.stream(messages, max_tokens=budget, temperature=s.temperature, stop=STOP):
+                    pieces.append(piece)
+                    yield AgentText(number, piece)
+                raw = "".join(pieces)
+            except LLMError as exc:
+                stopped = f"llm_error: {exc}"
+                break
+            except Exception as exc:  # noqa: BLE001 - a backend bug must not take the UI down either
+                stopped = f"llm_error: {type(exc).__name__}: {exc}"
+                break
+            usage = self.llm.last_usage
+            written = usage.completion_tokens if usage else counter(raw)
+            used += written
+            reply_text = clean_reply(raw)
+            reply = parse_reply(reply_text)
+            if reply.final is not None:
+                stopped, final, final_thought = FINAL_ANSWER, reply.final, reply.thought
+                break
+            if reply.error and written >= budget:
+                reply = Reply(reply.thought, reply.action, reply.input, None,
+                              f"{reply.error} Your reply was cut off at {budget} tokens: keep the Thought short.")
+            output, valid = self._act(reply, tools, calls, number)
+            step = AgentStep(
+                reply.thought, reply.action or "", reply.input or "", output.text, valid, output.ok,
+                tuple(p.n for p in output.passages), reply_text, time.perf_counter() - step_started,
+            )
+            turns.append(Turn(reply_text or "(empty reply)", output.text, output.short or _shorten(output.text)))
+            steps.append(step)
+            yield step
+            format_errors = format_errors + 1 if reply.error else 0
+            if format_errors >= s.agent_max_format_errors:
+                stopped = FORMAT_ERRORS
+                break
+
+        fallback = refused = False
+        if stopped == FINAL_ANSWER:
+            answer, cited = cited_numbers(final, registry.numbers)
+            citations = self._citations(registry, answer, cited)
+        elif s.agent_fallback and not stopped.startswith("llm_error"):
+            # No final answer: the plain grounded answer is worth more to the user than the stop reason alone.
+            plain = Answerer(self.retriever, self.llm, s).ask(question)
+            answer, citations, refused, fallback = plain.answer, plain.citations, plain.refused, True
+            if plain.error:
+                answer = _stop_message(f"llm_error: {plain.error}", s.agent_max_steps)
+        else:
+            answer = _stop_message(stopped, s.agent_max_steps)
+            citations = self._citations(registry, question, [])
+        yield AgentFinished(
+            AgentResult(question, answer, steps, citations, stopped, self.llm.backend, self.llm.model,
+                        time.perf_counter() - started, used, final_thought, fallback, refused)
+        )
+
+    def _act(self, reply: Reply, tools: dict[str, Tool], calls: dict[tuple[str, str], int],
+             number: int) -> tuple[ToolOutput, bool]:
+        """Run the reply's action; anything wrong with it becomes an error observation."""
+        if reply.error:
+            return ToolOutput(reply.error, ok=False), False
+        assert reply.action is not None and reply.input is not None
+        tool = tools.get(reply.action) or next(
+            (t for name, t in tools.items() if name.lower() == reply.action.lower()), None
+        )
+        if tool is None:
+            return ToolOutput(
+                f"Error: unknown tool '{reply.action}'. Use one of: {', '.join(tools)}.", ok=False
+            ), False
+        output = tool(reply.input)
+        key = (tool.name, " ".join(reply.input.split()).lower())
+        if key in calls:
+            note = (f"Note: you already ran this in step {calls[key]}; the result is the same. Use it, try "
+                    f"something else, or give the Final Answer.\n")
+            output = ToolOutput(note + output.text, output.ok, output.passages, output.short)
+        else:
+            calls[key] = number
+        return output, True
+
+    def _citations(self, registry: PassageRegistry, claim_source: str, cited: list[int]) -> list[Citation]:
+        """Cited passages in order of citation; if none was cited, every passage retrieved, as consulted."""
+        passages = [p for p in (registry.get(n) for n in cited) if p is not None] or registry.passages
+        return make_citations(passages, claim_source, set(cited), self.retriever.embedder.embed)
+
+
+def _stop_message(stopped: str, max_steps: int) -> str:
+    if stopped == FORMAT_ERRORS:
+        return "No final answer: the model did not follow the agent format. The steps are shown."
+    if stopped == MAX_STEPS:
+        return f"No final answer within {max_steps} steps. The steps and the passages consulted are shown."
+    if stopped == MAX_TOKENS:
+        return "No final answer: the agent used up its token budget. The steps and the passages consulted are shown."
+    return f"The model failed before giving a final answer ({stopped.removeprefix('llm_error: ')})."
+
+
+def _shorten(text: str, words: int = 40) -> str:
+    parts = text.split()
+    return text if len(parts) <= words else " ".join(parts[:words]) + " … (shortened)"

@@ -1,0 +1,64 @@
+"""What the index stores and hands back: documents, chunks on their way in and out, and the errors it raises."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class StoreError(Exception):
+    """The index cannot be used as asked (locked by another writer, built with another model, ...)."""
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    id: int
+    name: str
+    path: str | None
+    kind: str
+    sha256: str
+    size: int
+    pages: int | None
+    chunks: int
+    recipe: str
+    added_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    id: int
+    source: str  # the document's name
+    page: int | None
+    section: str | None
+    start: int
+    end: int
+    ordinal: int
+    text: str
+    context: str | None = None  # indexed with the text, e.g. its section heading
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """A chunk ready to store: its text, where it came from and its vector."""
+
+    text: str
+    page: int | None
+    section: str | None
+    start: int
+    end: int
+    n_tokens: int
+    context: str | None  # indexed with the text (e.g. its section heading) but not part of it
+    sha256: str
+    vector: np.ndarray
+
+
+def indexed_text(text: str, context: str | None) -> str:
+    """What both search structures see for a chunk: its context line (if any), then its text."""
+    return f"{context}\n{text}" if context else text
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

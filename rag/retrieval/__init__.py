@@ -1,0 +1,2 @@
+"""Finding passages: dense and keyword search fused (``retriever``, ``fusion``), and whether they hold evidence for
+an answer at all (``evidence``)."""

@@ -1,0 +1,69 @@
+"""The tree shows the flow: ``ingest`` sits on top of ``rag`` (never the other way), ``rag`` is grouped into
+sub-packages, files stay small, and the app only renders."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Entry points sit on top of both layers: ``python -m rag.eval`` ingests a question set's documents first.
+ENTRY_POINTS = {ROOT / "rag" / "eval.py"}
+SANDBOX_CHILD = ROOT / "rag" / "sandbox" / "child.py"  # must stay one stdlib-only script
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def python_files(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def relative(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("path", [p for p in python_files("rag") if p not in ENTRY_POINTS], ids=relative)
+def test_rag_never_imports_ingest(path: Path) -> None:
+    assert not {m for m in imported_modules(path) if m == "ingest" or m.startswith("ingest.")}, (
+        f"{path.relative_to(ROOT)} imports ingest: the core must not depend on the layer that feeds it"
+    )
+
+
+def test_rag_is_grouped_into_sub_packages() -> None:
+    flat = [p.name for p in (ROOT / "rag").glob("*.py")]
+    assert len(flat) <= 10, flat
+    for package in ("index", "retrieval", "answer", "llm", "agent", "sandbox"):
+        assert (ROOT / "rag" / package / "__init__.py").is_file(), package
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in [*python_files("rag"), *python_files("ingest"), ROOT / "app.py"] if p != SANDBOX_CHILD],
+    ids=relative,
+)
+def test_no_module_over_400_lines(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= 400, f"{path.relative_to(ROOT)} has {lines} lines; split it along its seams"
+
+
+def test_the_sandbox_child_imports_only_the_standard_library() -> None:
+    import sys
+
+    outside = {m.split(".")[0] for m in imported_modules(SANDBOX_CHILD)} - set(sys.stdlib_module_names)
+    assert not outside, outside
+
+
+def test_app_imports_no_storage_or_parsing_library() -> None:
+    forbidden = ("rag.index", "ingest.loaders", "ingest.split", "pypdf", "faiss", "sqlite3", "bm25s", "numpy")
+    imports = imported_modules(ROOT / "app.py")
+    assert not {m for m in imports if m.startswith(forbidden)}, imports
