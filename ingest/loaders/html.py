@@ -1,0 +1,32 @@
+"""Web pages (.html, .htm): the article text only, through trafilatura, with its headings as sections.
+
+trafilatura drops navigation, headers, footers, scripts and styles, and writes the article as Markdown (headings
+as ``#`` lines, tables as rows), which is then cut at its headings like a Markdown file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ingest.loaders.base import LoadedDocument, LoadError
+from ingest.loaders.markdown import split_markdown_sections
+from ingest.normalize import normalize_text
+
+_TABLE_RULE = re.compile(r"^\|?(?:\s*:?-{3,}:?\s*\|)+\s*:?-*:?\s*$", re.MULTILINE)  # "|---|---|" under a header row
+_CELL_EDGES = re.compile(r"^\| (.*?) \|\s*$", re.MULTILINE)
+
+
+def load_html(path: Path, data: bytes) -> LoadedDocument:
+    import trafilatura
+
+    article = trafilatura.extract(
+        data, output_format="markdown", include_tables=True, include_formatting=True, include_comments=False,
+        include_images=False, include_links=False, deduplicate=False,
+    )
+    text = normalize_text(_CELL_EDGES.sub(r"\1", _TABLE_RULE.sub("", article or "")))
+    if not text:
+        raise LoadError("no article text in the web page (nothing but navigation, scripts or styles, or empty)")
+    metadata = trafilatura.extract_metadata(data)
+    title = metadata.title.strip() if metadata is not None and metadata.title else None
+    return LoadedDocument(path=path, kind="html", records=split_markdown_sections(text), title=title)
