@@ -96,7 +96,12 @@ def test_pdf_title_from_the_largest_type_on_page_one(tmp_path: Path) -> None:
     pdf = FPDF()
     pdf.add_page()
     pdf.set_font("helvetica", size=22)
-    pdf.multi_cell(0, 11, "Precise Zero-Shot Dense Retrieval without Relevance Labels", new_x="LMARGIN", new_y="NEXT")
+    with pdf.rotation(90, 10, 200):  # arXiv's stamp: set sideways in the margin, in larger type than the title
+        pdf.text(10, 200, "arXiv:2212.10496v1 [cs.IR] 20 Dec 2022")
+    pdf.set_font("helvetica", size=18)
+    pdf.set_xy(20, 20)
+    pdf.multi_cell(0, 9, "Precise Zero-Shot Dense Retrieval without Relevance Labels", new_x="LMARGIN",
+                   new_y="NEXT")
     pdf.set_font("helvetica", size=10)
     pdf.multi_cell(0, 6, "Abstract. We propose to pivot through Hypothetical Document Embeddings (HyDE). " * 3)
     pdf.add_page()

@@ -17,7 +17,9 @@ from ingest.loaders.base import LoadedDocument, LoadError, Record
 from ingest.loaders.ocr import read_pdf_pages
 from ingest.normalize import document_words, normalize_text
 
-_NOT_A_TITLE = re.compile(r"(?i)^(untitled|document\d*|slide \d+|microsoft \w+ - .*)$|\.(docx?|pdf|tex|dvi|ps|indd)$")
+_NOT_A_TITLE = re.compile(
+    r"(?i)^(untitled|document\d*|slide \d+|microsoft \w+ - .*|arxiv:.*)$|\.(docx?|pdf|tex|dvi|ps|indd)$"
+)
 _MAX_TITLE = 200
 
 
@@ -93,10 +95,11 @@ def _text_and_heading(page: Any) -> tuple[str, str | None]:
     runs: list[tuple[float, str]] = []
 
     def visit(text: str, cm: list[float], tm: list[float], _font: object, font_size: float) -> None:
-        if text.strip():
-            # the text's height on the page: the font size scaled by the text matrix and then the page's matrix
-            scale = math.hypot(tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3])
-            runs.append((round(abs(font_size) * scale, 1), text))
+        # where the text's baseline and height point on the page: the text matrix, then the page's matrix
+        across = (tm[0] * cm[0] + tm[1] * cm[2], tm[0] * cm[1] + tm[1] * cm[3])
+        height = math.hypot(tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3])
+        if text.strip() and abs(across[1]) <= abs(across[0]):  # not sideways, like arXiv's stamp in the margin
+            runs.append((round(abs(font_size) * height, 1), text))
 
     text = page.extract_text(visitor_text=visit) or ""
     return text, _heading(runs)
