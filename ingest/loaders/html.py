@@ -15,6 +15,8 @@ from ingest.normalize import normalize_text
 
 _TABLE_RULE = re.compile(r"^\|?(?:\s*:?-{3,}:?\s*\|)+\s*:?-*:?\s*$", re.MULTILINE)  # "|---|---|" under a header row
 _CELL_EDGES = re.compile(r"^\| (.*?) \|\s*$", re.MULTILINE)
+_EMPHASIS = re.compile(r"(\*\*|(?<![\\*])\*|`)(?=\S)(.+?)(?<=[^\s\\])\1")  # **bold**, *italic*, `code`
+_ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")  # trafilatura's escapes of Markdown punctuation
 
 
 def load_html(path: Path, data: bytes) -> LoadedDocument:
@@ -24,9 +26,15 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
         data, output_format="markdown", include_tables=True, include_formatting=True, include_comments=False,
         include_images=False, include_links=False, deduplicate=False,
     )
-    text = normalize_text(_CELL_EDGES.sub(r"\1", _TABLE_RULE.sub("", article or "")))
+    text = normalize_text(_plain(article or ""))
     if not text:
         raise LoadError("no article text in the web page (nothing but navigation, scripts or styles, or empty)")
     metadata = trafilatura.extract_metadata(data)
     title = metadata.title.strip() if metadata is not None and metadata.title else None
     return LoadedDocument(path=path, kind="html", records=split_markdown_sections(text), title=title)
+
+
+def _plain(markdown: str) -> str:
+    """Keep the headings (they make the sections); drop table rules, table edges and inline emphasis marks."""
+    text = _CELL_EDGES.sub(r"\1", _TABLE_RULE.sub("", markdown))
+    return _ESCAPED.sub(r"\1", _EMPHASIS.sub(r"\2", text))
