@@ -51,11 +51,14 @@ def sidebar_settings(base: Settings) -> Settings:
         "Backend", backends, index=backends.index(base.llm), key="backend",
         format_func=lambda b: "Embedded (SmolLM2, in-process)" if b == "embedded" else "vLLM / OpenAI-compatible",
     )
-    url, model = base.llm_url, base.llm_model
+    url, model, api_key = base.llm_url, base.llm_model, base.llm_api_key
     if backend == "openai":
         url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
         model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
-    ok, detail = llm_health(backend, url, model, base.llm_api_key)
+        api_key = base.api_key_for(url) or st.sidebar.text_input(
+            "API key for this server", "", type="password", key="llm_key",
+            help="The configured key (RAG_LLM_API_KEY) is only ever sent to the configured server (RAG_LLM_URL)")
+    ok, detail = llm_health(backend, url, model, api_key)
     (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
     temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
 
@@ -64,7 +67,8 @@ def sidebar_settings(base: Settings) -> Settings:
     mode = st.sidebar.selectbox("Search mode", modes, index=modes.index(base.retrieval_mode), key="mode",
                                 help="hybrid: meaning and keywords together; dense: meaning only; keyword: BM25")
     top_k = st.sidebar.slider("Passages per answer (top-k)", 1, 10, base.top_k, key="top_k")
-    return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "temperature": temperature,
+    return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key,
+                                   "temperature": temperature,
                                    "retrieval_mode": mode, "top_k": top_k})
 
 

@@ -129,9 +129,9 @@ class Library:
             try:
                 saved.append(self.save(upload))
             except UploadError as exc:
-                refused.append(Failure(upload.name, str(exc).removeprefix(f"{upload.name}: ")))
+                refused.append(Failure(upload.name, str(exc).removeprefix(f"{upload.name}: "), "UploadError"))
             except OSError as exc:
-                refused.append(Failure(upload.name, f"could not be saved ({exc.strerror or exc})"))
+                refused.append(Failure(upload.name, f"could not be saved ({exc.strerror or exc})", type(exc).__name__))
         report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
             [s.path for s in saved]
         ) if saved else IngestReport()
@@ -187,7 +187,7 @@ class Library:
         """Read every document again from its file and rebuild its chunks and vectors."""
         docs = self.store.documents()
         present = {Path(d.path): d.name for d in docs if d.path and Path(d.path).is_file()}
-        missing = [Failure(d.name, "its file is no longer on disk; delete it or upload it again")
+        missing = [Failure(d.name, "its file is no longer on disk; delete it or upload it again", "FileNotFoundError")
                    for d in docs if not d.path or not Path(d.path).is_file()]
         report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
             list(present), names=present, force=True
