@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
@@ -13,6 +12,7 @@ import streamlit as st
 from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
 from ingest.report import IngestReport, Progress
 from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
+from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.llm import LLM, backend_names, get_llm
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
@@ -86,14 +86,14 @@ def ingest_with_progress(label: str, run) -> IngestReport:  # noqa: ANN001 - run
                          text=f"{event.path.name}: {event.stage} {event.chunks_done}/{event.chunks_total} chunks"
                          if event.stage == "embedding" else f"{event.path.name}: {event.stage}")
             if event.stage == "done":
-                st.write(f":material/check: {event.path.name}: {event.chunks_total} chunks")
+                st.write(f":material/check: {text_markdown(event.path.name)}: {event.chunks_total} chunks")
             elif event.stage == "unchanged":
-                st.write(f":material/check: {event.path.name}: already in the library")
+                st.write(f":material/check: {text_markdown(event.path.name)}: already in the library")
 
         report = run(on_progress)
         bar.progress(1.0, text="done")
         for failure in report.failed:
-            st.write(f":material/close: {Path(failure.path).name}: {failure.error}")
+            st.write(f":material/close: {text_markdown(Path(failure.path).name)}: {text_markdown(failure.error)}")
         state = "error" if report.failed and not (report.added or report.updated or report.unchanged) else "complete"
         status.update(label=summary(report), state=state, expanded=bool(report.failed))
     return report
@@ -114,10 +114,10 @@ def add_files(library: Library, files: list) -> None:  # noqa: ANN001 - Streamli
 
 def upload_note(report: IngestReport) -> str:
     lines = [f":material/attach_file: **{summary(report)}**"]
-    lines += [f"- {name}: added" for name in report.added]
-    lines += [f"- {name}: updated" for name in report.updated]
-    lines += [f"- {name}: already in the library" for name in report.unchanged]
-    lines += [f"- :material/close: {Path(f.path).name}: {f.error}" for f in report.failed]
+    lines += [f"- {text_markdown(name)}: added" for name in report.added]
+    lines += [f"- {text_markdown(name)}: updated" for name in report.updated]
+    lines += [f"- {text_markdown(name)}: already in the library" for name in report.unchanged]
+    lines += [f"- :material/close: {text_markdown(Path(f.path).name)}: {text_markdown(f.error)}" for f in report.failed]
     return "\n".join(lines)
 
 
@@ -138,7 +138,7 @@ def sidebar_library(library: Library) -> None:
     for doc in docs:
         pages = f"{doc.pages} pages · " if doc.pages else ""
         left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
-        left.markdown(f"**{doc.name}**  \n:gray[{pages}{doc.chunks} chunks · added {doc.added_at[:10]}]")
+        left.markdown(f"**{text_markdown(doc.name)}**  \n:gray[{pages}{doc.chunks} chunks · added {doc.added_at[:10]}]")
         if right.button("", icon=":material/delete:", key=f"delete-{doc.name}", help=f"Delete {doc.name}"):
             library.delete(doc.name)
             st.toast(f"Deleted {doc.name}")
@@ -153,15 +153,13 @@ def sidebar_library(library: Library) -> None:
 
 def highlight(text: str, support: str) -> str:
     """The passage as Markdown, with the supporting sentence highlighted."""
-    safe = escape_md(text)
-    sentence = escape_md(support)
+    safe = text_markdown(text)
+    sentence = text_markdown(support)
     if sentence and sentence in safe:
         return safe.replace(sentence, f":orange-background[{sentence}]", 1)
     return safe
 
 
-def escape_md(text: str) -> str:
-    return re.sub(r"([\\`*_{}\[\]<>#+|~$:])", r"\\\1", text).replace("\n", "  \n")
 
 
 def source_label(citation: dict) -> str:
@@ -176,7 +174,7 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
         st.warning("**Not found in your documents.** None of the passages holds evidence for an answer, so the "
                    "model was not asked to guess. The closest passages are below.", icon=":material/search_off:")
     elif not text_on_screen:
-        st.markdown(message["content"] or "…")
+        st.markdown(answer_markdown(message["content"]) or "…")
     if answer.get("fallback"):
         st.caption(f":material/info: The agent stopped without an answer ({answer.get('stopped_reason')}), so this "
                    "is the plain answer from your documents.")
@@ -211,7 +209,7 @@ def show_page(library: Library, citation: dict, *, key: str) -> None:
 
 
 def render_step(i: int, step: dict) -> None:
-    st.markdown(f"**{i}. {step.get('action') or 'thought'}** — {escape_md(step.get('thought') or '')}")
+    st.markdown(f"**{i}. {step.get('action') or 'thought'}** — {text_markdown(step.get('thought') or '')}")
     if step.get("input"):
         st.code(step["input"])
     st.text(step.get("observation") or "")
@@ -225,7 +223,7 @@ def answer_question(question: str, settings: Settings, library: Library) -> None
     history = history_for_model(st.session_state.messages)
     st.session_state.messages.append({"role": "user", "kind": "question", "content": question})
     with st.chat_message("user"):
-        st.markdown(question)
+        st.markdown(answer_markdown(question))
     message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
                "id": len(st.session_state.messages)}
     st.session_state.messages.append(message)  # kept even if the user stops the stream midway
@@ -257,7 +255,9 @@ def run_answer(question: str, history: list, settings: Settings, library: Librar
         list(deltas())
     else:
         with st.spinner("Writing the answer…"):
-            st.write_stream(deltas())
+            shown = st.empty()  # the growing answer, made safe to render at every step (not st.write_stream)
+            for _ in deltas():
+                shown.markdown(answer_markdown(message["content"]))
     answer = done[0]
     message.update(content=answer.answer, answer=answer.to_json(), stopped=False)
     render_answer(message, library, text_on_screen=not retrieved.refused)
@@ -317,7 +317,7 @@ def main() -> None:
             if message.get("kind") == "answer":
                 render_answer(message, library)
             else:
-                st.markdown(message["content"])
+                st.markdown(answer_markdown(message["content"]))
 
     # Read the chat box first (it is pinned to the bottom wherever it is called), so that suggestions are not
     # drawn above a question that is being answered in this same run.
