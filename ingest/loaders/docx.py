@@ -12,7 +12,7 @@ from typing import Any
 
 from ingest.loaders.base import LoadedDocument, LoadError
 from ingest.loaders.markdown import split_markdown_sections
-from ingest.loaders.office import open_package
+from ingest.loaders.office import read_package
 from ingest.normalize import normalize_text
 
 _HEADING_STYLE = re.compile(r"^(?:Heading|Überschrift|Titre|Título|Titolo|Kop)\s*(\d)$", re.IGNORECASE)
@@ -21,7 +21,10 @@ _HEADING_STYLE = re.compile(r"^(?:Heading|Überschrift|Titre|Título|Titolo|Kop)
 def load_docx(path: Path, data: bytes) -> LoadedDocument:
     import docx
 
-    document = open_package(data, docx.Document, app="Word", suffix=".docx")
+    return read_package(data, lambda f: _read(path, docx.Document(f)), app="Word", suffix=".docx")
+
+
+def _read(path: Path, document: Any) -> LoadedDocument:
     blocks = [_block(item) for item in document.iter_inner_content()]
     text = normalize_text("\n\n".join(b for b in blocks if b))
     if not text:

@@ -22,14 +22,17 @@ _ESCAPED = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])")  # trafilatura's escapes 
 def load_html(path: Path, data: bytes) -> LoadedDocument:
     import trafilatura
 
-    article = trafilatura.extract(
-        data, output_format="markdown", include_tables=True, include_formatting=True, include_comments=False,
-        include_images=False, include_links=False, deduplicate=False,
-    )
+    try:
+        article = trafilatura.extract(
+            data, output_format="markdown", include_tables=True, include_formatting=True, include_comments=False,
+            include_images=False, include_links=False, deduplicate=False,
+        )
+        metadata = trafilatura.extract_metadata(data)
+    except Exception as exc:  # noqa: BLE001 - lxml and the date/encoding guessers fail many ways on broken pages
+        raise LoadError(f"the web page could not be read ({type(exc).__name__}: {exc})"[:500]) from exc
     text = normalize_text(_plain(article or ""))
     if not text:
         raise LoadError("no article text in the web page (nothing but navigation, scripts or styles, or empty)")
-    metadata = trafilatura.extract_metadata(data)
     title = metadata.title.strip() if metadata is not None and metadata.title else None
     return LoadedDocument(path=path, kind="html", records=split_markdown_sections(text), title=title)
 

@@ -17,7 +17,10 @@ def load_md(path: Path, data: bytes) -> LoadedDocument:
     text = normalize_text(decode_text(data))
     if not text:
         raise LoadError("the file holds no text")
-    return LoadedDocument(path=path, kind="md", records=split_markdown_sections(text))
+    records = split_markdown_sections(text)
+    if not records:
+        raise LoadError("the file holds only headings, no text")
+    return LoadedDocument(path=path, kind="md", records=records)
 
 
 def split_markdown_sections(text: str) -> list[Record]:

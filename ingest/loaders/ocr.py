@@ -29,7 +29,8 @@ class _Box:
 
 
 def read_pdf_pages(data: bytes, pages: list[int]) -> tuple[dict[int, str], list[str]]:
-    """The text OCR reads on the given 1-based pages, and a warning for each page it could not read."""
+    """The text OCR reads on those of the given 1-based pages that show a picture (a page with neither text nor
+    picture is blank, or drawn with lines only: nothing to read), and a warning for each page it could not read."""
     texts: dict[int, str] = {}
     warnings: list[str] = []
     engine = _engine()
@@ -52,6 +53,7 @@ def read_image(image: Any, engine: Any = None) -> str:
 
 def _rendered(data: bytes, pages: list[int], warnings: list[str]) -> Iterator[tuple[int, Any]]:
     import pypdfium2
+    from pypdfium2.raw import FPDF_PAGEOBJ_IMAGE
 
     try:
         document = pypdfium2.PdfDocument(data)
@@ -61,8 +63,10 @@ def _rendered(data: bytes, pages: list[int], warnings: list[str]) -> Iterator[tu
     try:
         for number in pages:
             try:
-                bitmap = document[number - 1].render(scale=RENDER_DPI / 72, grayscale=True)
-                image = bitmap.to_pil()
+                page = document[number - 1]
+                if next(page.get_objects(filter=[FPDF_PAGEOBJ_IMAGE], max_depth=3), None) is None:
+                    continue
+                image = page.render(scale=RENDER_DPI / 72, grayscale=True).to_pil()
             except (pypdfium2.PdfiumError, IndexError) as exc:
                 warnings.append(f"page {number}: could not be drawn for OCR ({exc})")
                 continue

@@ -16,16 +16,21 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 T = TypeVar("T")
 
 
-def open_package(data: bytes, opener: Callable[[io.BytesIO], T], *, app: str, suffix: str) -> T:
-    """``opener`` applied to the file's bytes, or a LoadError naming what is wrong with the file."""
+def read_package(data: bytes, read: Callable[[io.BytesIO], T], *, app: str, suffix: str) -> T:
+    """``read`` applied to the file's bytes, or a LoadError naming what is wrong with the file.
+
+    python-docx and python-pptx parse lazily, so a damaged part can fail anywhere in ``read``, not only on opening:
+    any error but ``read``'s own LoadError means a damaged file."""
     if data.startswith(_OLE_MAGIC):
         raise LoadError(_ole_reason(data, app, suffix))
     if not data.startswith(b"PK"):
         raise LoadError(f"not a {app} file (a {suffix} file is a zip package, and this one is not)")
     try:
-        return opener(io.BytesIO(data))
+        return read(io.BytesIO(data))
+    except LoadError:
+        raise
     except Exception as exc:  # noqa: BLE001 - zip, XML and package errors all mean a damaged file here
-        raise LoadError(f"the {app} file is corrupt or incomplete ({type(exc).__name__}: {exc})") from exc
+        raise LoadError(f"the {app} file is corrupt or incomplete ({type(exc).__name__}: {exc})"[:500]) from exc
 
 
 def _ole_reason(data: bytes, app: str, suffix: str) -> str:
@@ -33,7 +38,7 @@ def _ole_reason(data: bytes, app: str, suffix: str) -> str:
 
     try:
         encrypted = olefile.OleFileIO(data).exists("EncryptionInfo")
-    except OSError:
+    except Exception:  # noqa: BLE001 - a damaged OLE file: not known to be encrypted
         encrypted = False
     if encrypted:
         return f"the {app} file is password-protected; remove the password in {app} and try again"

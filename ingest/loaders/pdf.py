@@ -60,7 +60,7 @@ def load_pdf(path: Path, data: bytes) -> LoadedDocument:
 def _open(data: bytes) -> tuple[list[Any], str | None]:
     """The pages and the metadata title, or a LoadError saying why the file cannot be opened."""
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PdfReadError
+    from pypdf.errors import DependencyError, PdfReadError, PyPdfError
 
     if not data.lstrip().startswith(b"%PDF"):
         raise LoadError("not a PDF file (it does not start with the %PDF header)")
@@ -79,7 +79,8 @@ def _open(data: bytes) -> tuple[list[Any], str | None]:
         pages = list(reader.pages)
     except LoadError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError,
+            RecursionError) as exc:  # pypdf's limits on hostile files (LimitReachedError) are PyPdfError
         raise LoadError(f"the PDF is corrupt or unreadable ({type(exc).__name__}: {exc})") from exc
     if not pages:
         raise LoadError("the PDF has no pages")

@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from ingest.loaders.base import LoadedDocument, LoadError, Record
-from ingest.loaders.office import open_package
+from ingest.loaders.office import read_package
 from ingest.normalize import normalize_text
 
 
 def load_pptx(path: Path, data: bytes) -> LoadedDocument:
     import pptx
 
-    presentation = open_package(data, pptx.Presentation, app="PowerPoint", suffix=".pptx")
+    return read_package(data, lambda f: _read(path, pptx.Presentation(f)), app="PowerPoint", suffix=".pptx")
+
+
+def _read(path: Path, presentation: Any) -> LoadedDocument:
     slides = list(presentation.slides)
     records: list[Record] = []
     for number, slide in enumerate(slides, start=1):

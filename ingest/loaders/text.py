@@ -13,7 +13,11 @@ def decode_text(data: bytes) -> str:
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        text = data.decode("utf-16", errors="replace")  # a file cut short loses its last character, not all
+        damaged = text.count("\ufffd")
+        if damaged and (damaged > len(text) // 100 or len(text) < 100):
+            raise LoadError("the file starts like UTF-16 text (byte-order mark) but is not valid UTF-16")
+        return text
     if _looks_binary(data):
         raise LoadError("this looks like binary data, not text")
     try:
