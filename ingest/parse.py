@@ -1,0 +1,108 @@
+"""Read and split files one step ahead of embedding, in a separate process.
+
+Parsing (pypdf above all) is plain Python and would hold the interpreter while the model waits; in a process of
+its own it runs beside the embedding of the files before it, on the other core. Files come back in the order
+given, each as its chunks or as the reason it failed. A file that crashes the parser process (a hostile PDF can)
+fails alone: the process is started again for the files after it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ingest.loaders import LoadedDocument, LoadError, load_document
+from ingest.split import Chunk, Splitter
+from rag.index.embedder import load_tokenizer
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """What a parser process needs to split like this one: the tokenizer's folder and the sizes."""
+
+    model_dir: Path
+    chunk_tokens: int
+    overlap: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Parsed:
+    document: LoadedDocument
+    chunks: list[Chunk]
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    reason: str  # for a person
+    kind: str  # for a program: LoadError, OSError, ...
+
+
+def failure_reason(exc: BaseException) -> ParseFailure:
+    """What went wrong with one file, in words a user can act on."""
+    if isinstance(exc, LoadError):
+        return ParseFailure(str(exc), "LoadError")
+    if isinstance(exc, OSError):
+        return ParseFailure(f"cannot read the file ({exc.strerror or exc})", type(exc).__name__)
+    return ParseFailure(f"could not be ingested ({type(exc).__name__}: {exc})"[:500], type(exc).__name__)
+
+
+@lru_cache(maxsize=4)
+def splitter_for(config: SplitConfig) -> Splitter:
+    tokenizer = load_tokenizer(config.model_dir)
+    return Splitter(
+        lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids),
+        chunk_tokens=config.chunk_tokens,
+        overlap=config.overlap,
+        max_tokens=config.max_tokens,
+    )
+
+
+def parse_file(path: Path, config: SplitConfig) -> Parsed | ParseFailure:
+    """Load and split one file; any failure comes back as its reason (exceptions need not cross processes)."""
+    try:
+        document = load_document(path)
+        chunks = splitter_for(config).split(document.records)
+        if not chunks:
+            raise LoadError("no text to index after splitting")
+        return Parsed(document, chunks)
+    except Exception as exc:  # noqa: BLE001 - one file's bytes must never take the batch down
+        return failure_reason(exc)
+
+
+CRASHED = ParseFailure("the parser process stopped while reading this file (it crashed or ran out of memory)",
+                       "ParserCrashed")
+
+
+def parse_in_order(paths: list[Path], config: SplitConfig, *, ahead: int) -> Iterator[Parsed | ParseFailure]:
+    """Each file's outcome in order. With ``ahead`` > 0 a separate process reads up to ``ahead`` files in advance;
+    with 0 (or a single file, where a process would only add its start-up) they are read here, one at a time."""
+    if ahead <= 0 or len(paths) < 2:
+        yield from (parse_file(path, config) for path in paths)
+        return
+    queue = deque(paths)
+    while queue:
+        # "spawn": a clean interpreter; forking a process that runs threads (the app, onnxruntime) can deadlock.
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        running: deque[tuple[Path, Future[Parsed | ParseFailure]]] = deque()
+        try:
+            while queue or running:
+                while queue and len(running) < ahead:
+                    path = queue.popleft()
+                    running.append((path, pool.submit(parse_file, path, config)))
+                try:
+                    outcome = running.popleft()[1].result()
+                except BrokenProcessPool:
+                    # The process died on this file (files are parsed in order); the ones after it start again.
+                    queue.extendleft(reversed([path for path, _ in running]))
+                    yield CRASHED
+                    break
+                yield outcome
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # also when the caller stops early
