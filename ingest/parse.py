@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -76,15 +76,19 @@ def parse_file(path: Path, config: SplitConfig) -> Parsed | ParseFailure:
         return failure_reason(exc)
 
 
+Parser = Callable[[Path, SplitConfig], "Parsed | ParseFailure"]
 CRASHED = ParseFailure("the parser process stopped while reading this file (it crashed or ran out of memory)",
                        "ParserCrashed")
 
 
-def parse_in_order(paths: list[Path], config: SplitConfig, *, ahead: int) -> Iterator[Parsed | ParseFailure]:
+def parse_in_order(
+    paths: list[Path], config: SplitConfig, *, ahead: int, parse: Parser = parse_file
+) -> Iterator[Parsed | ParseFailure]:
     """Each file's outcome in order. With ``ahead`` > 0 a separate process reads up to ``ahead`` files in advance;
-    with 0 (or a single file, where a process would only add its start-up) they are read here, one at a time."""
+    with 0 (or a single file, where a process would only add its start-up) they are read here, one at a time.
+    ``parse`` must be a module-level function (the process imports it by name)."""
     if ahead <= 0 or len(paths) < 2:
-        yield from (parse_file(path, config) for path in paths)
+        yield from (parse(path, config) for path in paths)
         return
     queue = deque(paths)
     while queue:
@@ -95,7 +99,7 @@ def parse_in_order(paths: list[Path], config: SplitConfig, *, ahead: int) -> Ite
             while queue or running:
                 while queue and len(running) < ahead:
                     path = queue.popleft()
-                    running.append((path, pool.submit(parse_file, path, config)))
+                    running.append((path, pool.submit(parse, path, config)))
                 try:
                     outcome = running.popleft()[1].result()
                 except BrokenProcessPool:

@@ -250,7 +250,9 @@ def test_crash_mid_ingest_leaves_an_index_that_opens_and_answers(tmp_path: Path,
     index = tmp_path / "index"
     child = subprocess.Popen(
         [sys.executable, "-m", "ingest", str(docs), "--index", str(index)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # Small embedding windows, so files are stored one after another while the rest still embed.
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "RAG_EMBED_WINDOW": "4"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
     stored = 0

@@ -1,0 +1,19 @@
+"""A parser for ``ingest.parse.parse_in_order`` that kills its process on chosen files.
+
+A fake, on purpose: no real file at hand crashes pypdf's interpreter outright (a segfault or the kernel's OOM
+killer), and the behaviour under test is what happens to the other files when that process dies. It lives in a
+module of its own because the parser process imports it by name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ingest.parse import Parsed, ParseFailure, SplitConfig, parse_file
+
+
+def parse_or_die(path: Path, config: SplitConfig) -> Parsed | ParseFailure:
+    if path.name.startswith("crash"):
+        os._exit(70)  # as abrupt as a segfault: no exception, no clean-up
+    return parse_file(path, config)
