@@ -11,11 +11,13 @@ through langchain-community / langchain-huggingface, which are not installed): P
 (``page.extract_text()``), TextLoader reads the Markdown whole, ``RecursiveCharacterTextSplitter(chunk_size=1000,
 chunk_overlap=200)``, all-MiniLM-L6-v2 through sentence-transformers (``HuggingFaceEmbeddings`` calls
 ``encode`` on all texts, batches of 32), a FAISS ``IndexFlatL2`` saved to disk (``save_local``).
-Project: ``python -m ingest CORPUS --index DIR --json`` with the shipped settings.
+Project: ``python -m ingest CORPUS --index DIR --json`` with the shipped settings, then again with each of
+``--variants`` (one setting changed: parse ahead off, another embedding backend; speed only), then once more on
+the first index, where every file is unchanged.
 
 Both run as whole processes, alternately, ``--runs`` times: the seconds are wall time from start to exit
-(interpreter, imports, model load, parsing, embedding, writing the index), and the peak memory is that of the
-process tree. Afterwards, untimed, the same questions go to both indexes: a hit is a chunk from the question's
+(interpreter, imports, model load, parsing, embedding, writing the index), and the peak memory is the resident size
+of its largest process. Afterwards, untimed, the same questions go to both indexes: a hit is a chunk from the question's
 article (its .md or its .pdf) that contains one of its answers, the dataset's rule with the file's extension
 ignored. The project's ONNX model files are exported before the first run (once per machine, as any first ingest
 would); the table says which embedding backend ran.
@@ -163,9 +165,9 @@ def first_hit(hits: list, question) -> int | None:  # noqa: ANN001 - a Question
 # --- running and timing whole processes -------------------------------------------------------------------------------
 
 
-def timed(command: list[str]) -> tuple[float, float, str]:
+def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MB of the largest process of its tree, stdout) of one whole process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True)
@@ -173,9 +175,13 @@ def timed(command: list[str]) -> tuple[float, float, str]:
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode not in (0,):
+    if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited with {process.returncode}")
     return seconds, usage.ru_maxrss / 1024, stdout
+
+
+def ingest_command(corpus: Path, index: Path) -> list[str]:
+    return [sys.executable, "-m", "ingest", str(corpus), "--index", str(index), "--json"]
 
 
 def main() -> None:
@@ -183,6 +189,8 @@ def main() -> None:
     p.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
     p.add_argument("--runs", type=int, default=2, help="alternating runs of each pipeline (default 2)")
     p.add_argument("--extra", type=Path, help="a folder of more PDFs to ingest (speed only)")
+    p.add_argument("--variants", default="RAG_PARSE_AHEAD=false,RAG_EMBED_BACKEND=onnx,RAG_EMBED_BACKEND=torch",
+                   help="the project again with these settings (speed only; comma-separated; '' for none)")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--reference", nargs=2, type=Path, metavar=("CORPUS", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -190,44 +198,55 @@ def main() -> None:
         print(json.dumps(reference_ingest(*args.reference)))
         return
 
-    from rag.index.embedder import get_embedder
+    from rag.index.embedder import OnnxEmbedder, get_embedder
     from rag.retrieval.evaluate import load_questions
 
     embedder = get_embedder()
-    embedder.load()  # exports the ONNX files if this machine has none yet: once, not part of an ingest
+    for variant in (OnnxEmbedder(), OnnxEmbedder(int8=True)):
+        variant.model_file()  # exported (once per machine, as any first ingest would), not part of a timing
     questions = load_questions(args.dataset)
-    results: dict[str, list[tuple[float, float, int]]] = {"reference": [], "project": []}
+    variants = {"reference": None, "project": {}} | {
+        f"project, {v}": dict([v.split("=", 1)]) for v in args.variants.split(",") if v}
+    results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         corpus = Path(tmp) / "corpus"
         files, pages = make_corpus(args.dataset, corpus, args.extra)
         breakdown = []
         for run in range(args.runs):
-            ref_dir, our_dir = Path(tmp) / f"reference-{run}", Path(tmp) / f"project-{run}"
-            seconds, rss, out = timed([sys.executable, __file__, "--reference", str(corpus), str(ref_dir)])
-            breakdown.append(json.loads(out))
-            results["reference"].append((seconds, rss, breakdown[-1]["chunks"]))
-            seconds, rss, out = timed([sys.executable, "-m", "ingest", str(corpus), "--index", str(our_dir), "--json"])
-            results["project"].append((seconds, rss, json.loads(out)["chunks"]))
+            for name, env in variants.items():
+                out_dir = Path(tmp) / f"{name}-{run}"
+                if env is None:
+                    seconds, rss, out = timed([sys.executable, __file__, "--reference", str(corpus), str(out_dir)])
+                    breakdown.append(json.loads(out))
+                    results[name].append((seconds, rss, breakdown[-1]["chunks"]))
+                else:
+                    seconds, rss, out = timed(ingest_command(corpus, out_dir), env)
+                    results[name].append((seconds, rss, json.loads(out)["chunks"]))
+        again = [timed(ingest_command(corpus, Path(tmp) / "project-0")) for _ in range(args.runs)]
         ranks = {"reference": reference_hits(Path(tmp) / "reference-0", questions, args.k),
                  "project": project_hits(Path(tmp) / "project-0", questions, args.k)}
     print(f"{files} files ({len(list((args.dataset / 'docs').glob('*.md')))} articles as .md and .pdf, "
-          f"{'plus ' + str(args.extra) + ', ' if args.extra else ''}{pages} PDF pages), "
-          f"{len(questions)} questions; embedding backend: {embedder.backend} ({embedder.name}); {args.runs} runs each,"
-          " alternating, median shown")
-    print(f"| pipeline | seconds (runs) | files/s | chunks | chunks/s | peak RSS MB | hit@1 | hit@{args.k} |")
+          f"{'plus ' + str(args.extra) + ', ' if args.extra else ''}{pages} PDF pages), {len(questions)} questions; "
+          f"project's embedding backend: {embedder.backend} ({embedder.name}); {args.runs} runs each, in turn; "
+          "median shown")
+    print(f"| pipeline (whole process) | seconds (runs) | files/s | chunks | chunks/s | peak RSS MB | hit@1 | hit@{args.k} |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     medians = {}
-    for label, name in (("reference: LangChain tutorial (pypdf, 1000/200 chars, sentence-transformers, FAISS)",
-                         "reference"), (f"project: python -m ingest ({embedder.backend})", "project")):
-        runs = results[name]
-        seconds = statistics.median(r[0] for r in runs)
-        medians[name] = seconds
+    for name, runs in results.items():
+        seconds = medians[name] = statistics.median(r[0] for r in runs)
         chunks = runs[0][2]
-        r = ranks[name]
+        r = ranks.get(name)
+        hits = f"{sum(x == 1 for x in r) / len(r):.3f} | {sum(x is not None for x in r) / len(r):.3f}" if r else "- | -"
+        label = {"reference": "reference: LangChain tutorial (pypdf, 1000/200 chars, sentence-transformers, FAISS)",
+                 "project": f"project: python -m ingest ({embedder.backend})"}.get(name, name)
         print(f"| {label} | {seconds:.1f} ({', '.join(f'{x[0]:.1f}' for x in runs)}) | {files / seconds:.2f} | "
-              f"{chunks} | {chunks / seconds:.1f} | {max(x[1] for x in runs):.0f} | "
-              f"{sum(x == 1 for x in r) / len(r):.3f} | {sum(x is not None for x in r) / len(r):.3f} |")
-    print(f"speed-up: {medians['reference'] / medians['project']:.2f}x the reference's wall time")
+              f"{chunks} | {chunks / seconds:.1f} | {max(x[1] for x in runs):.0f} | {hits} |")
+    unchanged = [json.loads(out) for _, _, out in again]
+    print(f"| project, run again: {unchanged[0]['unchanged']} files unchanged | "
+          f"{statistics.median(x[0] for x in again):.1f} ({', '.join(f'{x[0]:.1f}' for x in again)}) | | 0 | | "
+          f"{max(x[1] for x in again):.0f} | | |")
+    print(f"speed-up: {medians['reference'] / medians['project']:.2f}x the reference's wall time; the unchanged re-run "
+          f"spends {', '.join(str(u['seconds']) for u in unchanged)} s in ingest itself")
     print("reference's own split of its time (s): " + "; ".join(
         f"start+load {b['start_and_load']:.1f}, parse {b['parse']:.1f}, embed {b['embed']:.1f}" for b in breakdown))
 
