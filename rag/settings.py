@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     embed_url: str | None = None  # e.g. http://127.0.0.1:8001/v1
     embed_model: str = "all-MiniLM-L6-v2"  # the model's name on that server (the index records it)
     embed_api_key: str = "local-dev-key"
-    embed_batch_size: int = Field(32, ge=1)  # texts per model call (per request to a server)
+    embed_batch_size: int = Field(32, ge=1)  # texts per PyTorch call or server request (ONNX: one text a call)
     embed_window: int = Field(64, ge=1)  # chunks gathered across files, sorted by length, then embedded
     embed_threads: int = Field(0, ge=0)  # ONNX Runtime threads; 0: one per core
     parse_ahead: bool = True  # read and split the next files in a separate process while the current ones embed

@@ -17,3 +17,12 @@ def parse_or_die(path: Path, config: SplitConfig) -> Parsed | ParseFailure:
     if path.name.startswith("crash"):
         os._exit(70)  # as abrupt as a segfault: no exception, no clean-up
     return parse_file(path, config)
+
+
+def slow_parse_reporting_pid(path: Path, config: SplitConfig) -> Parsed | ParseFailure:
+    """Takes 0.3 s a file and reports which process read it (as a failure's reason: the outcome that carries a
+    string), so a test can see when parsing moves to its own process."""
+    import time
+
+    time.sleep(0.3)
+    return ParseFailure(str(os.getpid()), "pid")

@@ -4,6 +4,7 @@ sorted by length, each text tokenized once, and no torch on the way."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from rag.index.records import StoreError
 from rag.index.store import Store
 from rag.settings import Settings
 from tests.conftest import ROOT, XQUAD_DOCS
-from tests.parsers import parse_or_die
+from tests.parsers import parse_or_die, slow_parse_reporting_pid
 from tests.pdfs import make_pdf
 from tests.test_ingest import CountingEmbedder
 
@@ -43,7 +44,7 @@ def _mixed_folder(folder: Path) -> Path:
 def test_parsing_ahead_in_a_process_gives_what_parsing_here_gives(tmp_path: Path, embedder: Embedder) -> None:
     paths = sorted(_mixed_folder(tmp_path / "docs").iterdir())
     here = list(parse_in_order(paths, _config(embedder), ahead=0))
-    ahead = list(parse_in_order(paths, _config(embedder), ahead=2))
+    ahead = list(parse_in_order(paths, _config(embedder), ahead=2, min_seconds=0))
     assert [type(o) for o in here] == [Parsed, ParseFailure, Parsed, ParseFailure, Parsed]
     assert ahead == here, "same chunks, same failures, same order"
     assert "corrupt" in here[1].reason and "unsupported file type" in here[3].reason
@@ -55,13 +56,29 @@ def test_a_file_that_kills_the_parser_process_fails_alone(tmp_path: Path, embedd
     for name in ("a.txt", "crash-1.txt", "b.txt", "c.txt", "crash-2.txt", "d.txt"):
         (folder / name).write_text(f"This is the file called {name}.")
     paths = sorted(folder.iterdir())
-    outcomes = list(parse_in_order(paths, _config(embedder), ahead=3, parse=parse_or_die))
+    outcomes = list(parse_in_order(paths, _config(embedder), ahead=3, parse=parse_or_die, min_seconds=0))
     by_name = {p.name: o for p, o in zip(paths, outcomes, strict=True)}
     for name, outcome in by_name.items():
         if name.startswith("crash"):
             assert isinstance(outcome, ParseFailure) and outcome.kind == "ParserCrashed", name
         else:
             assert isinstance(outcome, Parsed) and name in outcome.chunks[0].text, name
+
+
+def test_the_parser_process_starts_only_for_parsing_worth_its_start_up(tmp_path: Path, embedder: Embedder) -> None:
+    """Files are read here while the reading left (seconds per file so far x files left) is under ``min_seconds``,
+    then in a process of their own; a parser that takes 0.3 s a file and names its process shows where."""
+    paths = [tmp_path / f"{i}.txt" for i in range(10)]
+    here = str(os.getpid())
+
+    def readers(min_seconds: float) -> list[str]:
+        return [o.reason for o in parse_in_order(paths, _config(embedder), ahead=4, parse=slow_parse_reporting_pid,
+                                                 min_seconds=min_seconds)]
+
+    assert readers(1000) == [here] * 10, "too little to parse: no process"
+    switched = readers(2.0)  # after one file: 0.3 s x 9 files left = 2.7 s, worth it
+    assert switched[0] == here and len(set(switched[1:])) == 1 and switched[1] != here
+    assert here not in readers(0)
 
 
 def test_each_text_is_tokenized_once_while_splitting(embedder: Embedder) -> None:
