@@ -49,7 +49,7 @@ class ServerEmbedder(Embedder):
         return self._reached
 
     def load(self) -> None:
-        _ = self.dim
+        _ = self.dim  # one request: the server answers, and with how many dimensions
 
     def fit(self, text: str) -> str:
         """``text`` cut to the model's window, counted with the bundled tokenizer."""

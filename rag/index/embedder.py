@@ -16,7 +16,7 @@ import threading
 from abc import ABC, abstractmethod
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -57,6 +57,7 @@ class Embedder(ABC):
         self.path = path or model_dir()
         self.cache_dir = cache_dir or PROJECT_ROOT / "data" / "models"
         self._lock = threading.Lock()
+        self._runtime: Any = None
 
     @cached_property
     def dim(self) -> int:
@@ -76,13 +77,23 @@ class Embedder(ABC):
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     @property
-    @abstractmethod
     def loaded(self) -> bool:
         """Whether the model is in memory (or the server was reached) already."""
+        return self._runtime is not None
 
-    @abstractmethod
     def load(self) -> None:
         """Load the model now rather than on the first text (so a timing can leave the load out)."""
+        self.runtime()
+
+    def runtime(self) -> Any:  # noqa: ANN401 - whatever the backend runs: a model, a session
+        """The loaded model, started on first use (once, also when threads ask at the same time)."""
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = self._start()
+            return self._runtime
+
+    def _start(self) -> Any:  # noqa: ANN401
+        raise NotImplementedError(f"{type(self).__name__} runs no model in this process")
 
     @abstractmethod
     def embed_batch(self, texts: list[str]) -> np.ndarray:
@@ -115,29 +126,18 @@ class TorchEmbedder(Embedder):
 
     backend = "torch"
 
-    def __init__(self, path: Path | None = None, cache_dir: Path | None = None) -> None:
-        super().__init__(path, cache_dir)
-        self._model: SentenceTransformer | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
-
-    def load(self) -> None:
-        self.model()
-
     def model(self) -> SentenceTransformer:
-        with self._lock:
-            if self._model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as transformers_logging
+        return self.runtime()
 
-                transformers_logging.set_verbosity_error()
-                transformers_logging.disable_progress_bar()  # keep stderr for our own progress bars
-                self._model = SentenceTransformer(str(self.path), device="cpu")
-            return self._model
+    def _start(self) -> SentenceTransformer:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()  # keep stderr for our own progress bars
+        return SentenceTransformer(str(self.path), device="cpu")
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         vectors = self.model().encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
@@ -155,14 +155,6 @@ class OnnxEmbedder(Embedder):
         self.threads = threads
         self.name = f"{MODEL_NAME}-int8" if int8 else MODEL_NAME
         self.backend = "onnx-int8" if int8 else "onnx"
-        self._encoder: OnnxEncoder | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self._encoder is not None
-
-    def load(self) -> None:
-        self.encoder()
 
     def model_file(self) -> Path:
         """The ONNX file this embedder runs, exported (and quantised) on first use."""
@@ -177,10 +169,10 @@ class OnnxEmbedder(Embedder):
         return int8
 
     def encoder(self) -> OnnxEncoder:
-        with self._lock:
-            if self._encoder is None:
-                self._encoder = OnnxEncoder(self.model_file(), self.tokenizer, self.max_tokens, self.threads)
-            return self._encoder
+        return self.runtime()
+
+    def _start(self) -> OnnxEncoder:
+        return OnnxEncoder(self.model_file(), self.tokenizer, self.max_tokens, self.threads)
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         encoder = self.encoder()
