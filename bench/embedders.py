@@ -91,6 +91,11 @@ def quality(variant: str, dataset: Path, halves: tuple[Path, Path]) -> dict[str,
             "out_refused_a": a_in["out_of_corpus_refused"], "in_refused_a": a_in["in_corpus_refused"]}
 
 
+def cut(ids: list[int], max_tokens: int) -> list[int]:
+    """What sentence-transformers (and ``OnnxEncoder``) do with a long text: keep the start and the closing [SEP]."""
+    return ids if len(ids) <= max_tokens + 2 else ids[: max_tokens + 1] + ids[-1:]
+
+
 def batch_sizes(dataset: Path) -> None:
     """ONNX with padded batches (sorted by length) against one text per call, both variants, same run."""
     import numpy as np
@@ -106,7 +111,7 @@ def batch_sizes(dataset: Path) -> None:
             started = time.perf_counter()
             rows = []
             for start in range(0, len(texts), size):
-                batch = [tokenizer.encode(t).ids[: embedder.max_tokens + 2] for t in texts[start : start + size]]
+                batch = [cut(tokenizer.encode(t).ids, embedder.max_tokens) for t in texts[start : start + size]]
                 width = max(map(len, batch))
                 ids = np.array([b + [0] * (width - len(b)) for b in batch], dtype=np.int64)
                 mask = (np.arange(width)[None] < np.array([len(b) for b in batch])[:, None]).astype(np.int64)
