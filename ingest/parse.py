@@ -9,6 +9,8 @@ fails alone: the process is started again for the files after it.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -105,14 +107,33 @@ def parse_in_order(
         spent += time.perf_counter() - started
 
 
+def _exit_with_parent(parent: int) -> None:
+    """In the parser process: leave when the process that started it is gone (killed, say). It would otherwise
+    wait for work forever, since it holds the writing end of its own task queue."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _parse_in_a_process(paths: list[Path], config: SplitConfig, ahead: int,
                         parse: Parser) -> Iterator[Parsed | ParseFailure]:
     queue = deque(paths)
     while queue:
         # "spawn": a clean interpreter; forking a process that runs threads (the app, onnxruntime) can deadlock.
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
         running: deque[tuple[Path, Future[Parsed | ParseFailure]]] = deque()
         try:
+            try:
+                pool.submit(os.getpid).result()
+            except (RuntimeError, OSError, BrokenProcessPool):
+                # No process can start here (say, a script that spawns without a main guard): read here instead.
+                yield from (parse(path, config) for path in queue)
+                return
             while queue or running:
                 while queue and len(running) < ahead:
                     path = queue.popleft()

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,35 @@ def test_the_parser_process_starts_only_for_parsing_worth_its_start_up(tmp_path:
     switched = readers(2.0)  # after one file: 0.3 s x 9 files left = 2.7 s, worth it
     assert switched[0] == here and len(set(switched[1:])) == 1 and switched[1] != here
     assert here not in readers(0)
+
+
+def test_the_parser_process_leaves_when_ingest_is_killed(tmp_path: Path) -> None:
+    """It holds the writing end of its own task queue, so without watching its parent it would wait forever."""
+    for i in range(3):
+        (tmp_path / f"{i}.txt").write_text("x")
+    program = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from ingest.parse import SplitConfig, parse_in_order\n"
+        "from rag.index.embedder import model_dir\n"
+        "from tests.parsers import slow_parse_reporting_pid\n"
+        f"paths = sorted(Path({str(tmp_path)!r}).iterdir())\n"
+        "outcomes = parse_in_order(paths, SplitConfig(model_dir(), 254, 64, 254), ahead=2, min_seconds=0,\n"
+        "                          parse=slow_parse_reporting_pid)\n"
+        "print(next(outcomes).reason, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        worker = int(child.stdout.readline())
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not Path(f"/proc/{worker}").exists(), "the parser process outlived the ingest that started it"
 
 
 def test_each_text_is_tokenized_once_while_splitting(embedder: Embedder) -> None:
