@@ -47,6 +47,8 @@ bench: setup
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/answer.py
 	$(BIN)/python bench/ocr.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/embedders.py
 
 clean:
 	rm -rf $(VENV) .venv-vllm data/index data/models test-artifacts

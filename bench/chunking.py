@@ -35,11 +35,22 @@ class QueryCache(Embedder):
 
     def __init__(self, real: Embedder, queries: list[str]) -> None:
         super().__init__(real.path)
-        self._model = real.model()
+        self.real = real
+        self.name = real.name
         self._cache = dict(zip(queries, real.embed(queries, batch_size=64), strict=True))
 
+    @property
+    def loaded(self) -> bool:
+        return self.real.loaded
+
+    def load(self) -> None:
+        self.real.load()
+
+    def embed_batch(self, texts: list[str]):  # noqa: ANN201
+        return self.real.embed_batch(texts)
+
     def embed_query(self, text: str):  # type: ignore[override]
-        return self._cache[text] if text in self._cache else super().embed_query(text)
+        return self._cache[text] if text in self._cache else self.real.embed_query(text)
 
 
 def main() -> None:

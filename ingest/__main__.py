@@ -17,12 +17,13 @@ from rag.index.records import StoreError
 
 
 class _Bars:
-    """Two tqdm bars on stderr: files done, and chunks embedded for the current file."""
+    """Two tqdm bars on stderr: files done, and chunks embedded in this run (several files embed together)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.files: tqdm | None = None
         self.chunks: tqdm | None = None
+        self.embedded: dict[Path, int] = {}  # chunks embedded so far, per file
 
     def __call__(self, event: Progress) -> None:
         if not self.enabled:
@@ -30,29 +31,22 @@ class _Bars:
         if self.files is None:
             self.files = tqdm(total=event.files_total, desc="files", unit="file", position=0, file=sys.stderr)
         if event.stage == "parsed":
-            self._close_chunks()
-            self.chunks = tqdm(
-                total=event.chunks_total, desc=event.path.name[:30], unit="chunk", position=1, leave=False,
-                file=sys.stderr,
-            )
-        elif event.stage == "embedding" and self.chunks is not None:
-            self.chunks.n = event.chunks_done
+            if self.chunks is None:
+                self.chunks = tqdm(total=0, desc="chunks", unit="chunk", position=1, leave=False, file=sys.stderr)
+            self.chunks.total += event.chunks_total
             self.chunks.refresh()
+        elif event.stage == "embedding" and self.chunks is not None:
+            self.chunks.update(event.chunks_done - self.embedded.get(event.path, 0))
+            self.embedded[event.path] = event.chunks_done
         elif event.stage in ("done", "unchanged", "failed"):
-            self._close_chunks()
             self.files.update(1)
             if event.stage == "failed":
                 self.files.write(f"failed: {event.path}: {event.message}", file=sys.stderr)
 
-    def _close_chunks(self) -> None:
-        if self.chunks is not None:
-            self.chunks.close()
-            self.chunks = None
-
     def close(self) -> None:
-        self._close_chunks()
-        if self.files is not None:
-            self.files.close()
+        for bar in (self.chunks, self.files):
+            if bar is not None:
+                bar.close()
 
 
 def _summary(report: IngestReport) -> str:

@@ -1,6 +1,9 @@
-"""Files in, chunks and vectors stored: hash → (skip if unchanged) → load → split → embed → store, one file at a time.
+"""Files in, chunks and vectors stored: hash → (skip if unchanged) → load → split → embed → store.
 
-A file that fails is reported with its reason and never stops the others; what is already stored stays.
+Files are read and split one step ahead, in a separate process (``ingest.parse``), while the chunks of the files
+before them are embedded; chunks are embedded in windows that span files, in batches of similar length
+(``ingest.batching``); then each file is stored in its own transaction. A file that fails is reported with its
+reason and never stops the others; what is already stored stays.
 """
 
 from __future__ import annotations
@@ -8,20 +11,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ingest.loaders import LoadError, load_document
+from ingest.batching import embed_groups
+from ingest.loaders import LoadedDocument
+from ingest.parse import Parsed, ParseFailure, SplitConfig, failure_reason, parse_in_order
 from ingest.report import Failure, IngestReport, Note, Progress, ProgressCallback, Stage
-from ingest.split import Chunk, Splitter
+from ingest.split import Chunk
 from rag.index.embedder import Embedder, get_embedder
 from rag.index.records import NewChunk, StoreError, indexed_text, sha256_text
 from rag.index.store import Store
 from rag.settings import Settings, get_settings
 
 SPLITTER_VERSION = 2  # 2: compound hyphens kept at line breaks, PDF chunks indexed with the title
+PARSE_AHEAD_FILES = 8  # files read in advance: enough to fill the next window while this one embeds
 
 
 def recipe(settings: Settings, embedder: Embedder) -> str:
@@ -73,6 +80,27 @@ def chunk_context(chunk: Chunk, settings: Settings, title: str | None = None) ->
     return context
 
 
+@dataclass(frozen=True)
+class _Job:
+    """A file to read: it is new, changed, or re-indexed."""
+
+    path: Path
+    name: str
+    index: int  # its position in this run, for progress
+    sha256: str
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A file read and split, waiting for its vectors."""
+
+    job: _Job
+    document: LoadedDocument
+    chunks: list[Chunk]
+    contexts: list[str | None]
+    texts: list[str]  # what is embedded: each chunk with its context line
+
+
 class Ingestor:
     """Runs ingest against one store. Holds the write lock for the whole run."""
 
@@ -89,18 +117,11 @@ class Ingestor:
         self.embedder = embedder or get_embedder()
         self.on_progress = on_progress or (lambda _: None)
         self.recipe = recipe(self.settings, self.embedder)
-        self._splitter: Splitter | None = None
+        self._total = 0  # files in the current run, for progress
 
-    @property
-    def splitter(self) -> Splitter:
-        if self._splitter is None:
-            self._splitter = Splitter(
-                self.embedder.count_tokens,
-                chunk_tokens=self.settings.chunk_tokens,
-                overlap=self.settings.chunk_overlap,
-                max_tokens=self.embedder.max_tokens,
-            )
-        return self._splitter
+    def split_config(self) -> SplitConfig:
+        return SplitConfig(self.embedder.path, self.settings.chunk_tokens, self.settings.chunk_overlap,
+                           self.embedder.max_tokens)
 
     def ingest(
         self, paths: Iterable[Path], *, names: dict[Path, str] | None = None, force: bool = False
@@ -114,16 +135,21 @@ class Ingestor:
         paths = [Path(p) for p in paths]
         report = IngestReport()
         files, report.failed = collect_files(paths)
+        self._total = len(files)
         with self.store.writer():
-            seen: dict[str, Path] = {}
-            for index, path in enumerate(files):
-                name = (names or {}).get(path, path.name)
-                if name in seen:
-                    reason = f"another file with the same name was given in this run ({seen[name]}); rename one"
-                    self._fail(report, path, reason, index, len(files))
+            jobs = self._files_to_read(files, names or {}, force, report)
+            ahead = PARSE_AHEAD_FILES if self.settings.parse_ahead else 0
+            window: list[_Ready] = []
+            for job, parsed in zip(jobs, parse_in_order([j.path for j in jobs], self.split_config(), ahead=ahead),
+                                   strict=True):
+                if isinstance(parsed, ParseFailure):
+                    self._fail(report, job.path, parsed.reason, job.index, self._total, parsed.kind)
                     continue
-                seen[name] = path
-                self._ingest_file(path, name, index, len(files), report, force)
+                window.append(self._ready(job, parsed))
+                if sum(len(ready.texts) for ready in window) >= self.settings.embed_window:
+                    self._embed_and_store(window, report)
+                    window = []
+            self._embed_and_store(window, report)
             for folder in (p for p in paths if p.is_dir()):
                 report.removed.extend(self._remove_missing(folder))
         report.seconds = time.perf_counter() - started
@@ -140,72 +166,90 @@ class Ingestor:
                     failures.append(Failure(name, "no document with this name in the index", "NotInIndex"))
         return removed, failures
 
-    def _ingest_file(
-        self, path: Path, name: str, index: int, total: int, report: IngestReport, force: bool = False
-    ) -> None:
-        def progress(stage: Stage, done: int = 0, chunks: int = 0, message: str = "") -> None:
-            self.on_progress(Progress(path, index, total, stage, done, chunks, message))
+    def _progress(self, job: _Job, stage: Stage, done: int = 0, chunks: int = 0, message: str = "") -> None:
+        self.on_progress(Progress(job.path, job.index, self._total, stage, done, chunks, message))
 
-        progress("start")
-        try:
-            sha = file_sha256(path)
+    def _files_to_read(self, files: list[Path], names: dict[Path, str], force: bool,
+                       report: IngestReport) -> list[_Job]:
+        """The files that are new or changed (or all, with ``force``); unchanged ones are reported as such."""
+        jobs: list[_Job] = []
+        seen: dict[str, Path] = {}
+        for index, path in enumerate(files):
+            name = names.get(path, path.name)
+            if name in seen:
+                reason = f"another file with the same name was given in this run ({seen[name]}); rename one"
+                self._fail(report, path, reason, index, len(files))
+                continue
+            seen[name] = path
+            job = _Job(path, name, index, "")
+            self._progress(job, "start")
+            try:
+                sha = file_sha256(path)
+            except OSError as exc:
+                failure = failure_reason(exc)
+                self._fail(report, path, failure.reason, index, len(files), failure.kind)
+                continue
             existing = self.store.document(name)
             if existing and existing.sha256 == sha and existing.recipe == self.recipe and not force:
                 report.unchanged.append(name)
-                progress("unchanged")
-                return
-            document = load_document(path)
-            chunks = self.splitter.split(document.records)
-            if not chunks:
-                raise LoadError("no text to index after splitting")
-            progress("parsed", 0, len(chunks), f"{len(chunks)} chunks")
-            contexts = [chunk_context(c, self.settings, document.title) for c in chunks]
-            texts = [indexed_text(c.text, ctx) for c, ctx in zip(chunks, contexts, strict=True)]
-            vectors = self._vectors(texts, lambda done, n: progress("embedding", done, n))
+                self._progress(job, "unchanged")
+                continue
+            jobs.append(_Job(path, name, index, sha))
+        return jobs
+
+    def _ready(self, job: _Job, parsed: Parsed) -> _Ready:
+        contexts = [chunk_context(c, self.settings, parsed.document.title) for c in parsed.chunks]
+        texts = [indexed_text(c.text, ctx) for c, ctx in zip(parsed.chunks, contexts, strict=True)]
+        self._progress(job, "parsed", 0, len(texts), f"{len(texts)} chunks")
+        return _Ready(job, parsed.document, parsed.chunks, contexts, texts)
+
+    def _embed_and_store(self, window: list[_Ready], report: IngestReport) -> None:
+        """Embed the window's chunks together, then store each file in its own transaction."""
+        if not window:
+            return
+        try:
+            vectors = embed_groups(
+                self.embedder, self.store, [r.texts for r in window], [[c.n_tokens for c in r.chunks] for r in window],
+                batch_size=self.settings.embed_batch_size,
+                on_progress=lambda i, done, total: self._progress(window[i].job, "embedding", done, total),
+            )
+        except StoreError:
+            raise  # the index itself cannot be used: no use going on with the other files
+        except Exception as exc:  # noqa: BLE001 - the model (or its server) failed: these files fail, not the run
+            failure = failure_reason(exc)
+            for ready in window:
+                self._fail(report, ready.job.path, failure.reason, ready.job.index, self._total, failure.kind)
+            return
+        for ready, file_vectors in zip(window, vectors, strict=True):
+            self._store(ready, file_vectors, report)
+
+    def _store(self, ready: _Ready, vectors: list[np.ndarray], report: IngestReport) -> None:
+        job, document = ready.job, ready.document
+        try:
             replaced = self.store.put_document(
-                name=name,
-                path=str(path.resolve()),
+                name=job.name,
+                path=str(job.path.resolve()),
                 kind=document.kind,
-                sha256=sha,
-                size=path.stat().st_size,
+                sha256=job.sha256,
+                size=job.path.stat().st_size,
                 pages=document.pages,
                 recipe=self.recipe,
                 chunks=[
                     NewChunk(c.text, c.page, c.section, c.start, c.end, c.n_tokens, ctx, sha256_text(text), v)
-                    for c, ctx, text, v in zip(chunks, contexts, texts, vectors, strict=True)
+                    for c, ctx, text, v in zip(ready.chunks, ready.contexts, ready.texts, vectors, strict=True)
                 ],
             )
-        except LoadError as exc:
-            self._fail(report, path, str(exc), index, total, "LoadError")
-            return
-        except OSError as exc:
-            self._fail(report, path, f"cannot read the file ({exc.strerror or exc})", index, total, type(exc).__name__)
-            return
         except StoreError:
-            raise  # the index itself cannot be written: no use going on with the other files
-        except Exception as exc:  # noqa: BLE001 - one file's bytes must never take the batch down
-            reason = f"could not be ingested ({type(exc).__name__}: {exc})"[:500]
-            self._fail(report, path, reason, index, total, type(exc).__name__)
+            raise
+        except Exception as exc:  # noqa: BLE001 - one file's failure must never take the batch down
+            failure = failure_reason(exc)
+            self._fail(report, job.path, failure.reason, job.index, self._total, failure.kind)
             return
-        (report.updated if replaced else report.added).append(name)
-        report.chunks += len(chunks)
+        (report.updated if replaced else report.added).append(job.name)
+        report.chunks += len(ready.chunks)
         report.ocr_pages += len(document.ocr_pages)
-        report.notes += [Note(str(path), note) for note in document.notes]
-        progress("done", len(chunks), len(chunks), "; ".join(document.notes))
-
-    def _vectors(self, texts: list[str], on_progress: Callable[[int, int], None]) -> list[np.ndarray]:
-        """Vectors for texts, reusing stored ones for texts already embedded (an edited file re-embeds its edits)."""
-        hashes = [sha256_text(t) for t in texts]
-        known = self.store.vectors_by_sha(hashes)
-        todo = [i for i, h in enumerate(hashes) if h not in known]
-        fresh = self.embedder.embed(
-            [texts[i] for i in todo],
-            batch_size=self.settings.embed_batch_size,
-            on_progress=lambda done, _: on_progress(len(texts) - len(todo) + done, len(texts)),
-        )
-        on_progress(len(texts), len(texts))
-        computed = dict(zip(todo, fresh, strict=True))
-        return [computed[i] if i in computed else known[h] for i, h in enumerate(hashes)]
+        report.notes += [Note(str(job.path), note) for note in document.notes]
+        self._progress(job, "done", len(ready.chunks), len(ready.chunks), "; ".join(document.notes))
 
     def _remove_missing(self, folder: Path) -> list[str]:
         """Documents ingested from inside ``folder`` whose files no longer exist there."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
@@ -36,7 +37,9 @@ class Splitter:
             raise ValueError(f"chunk size {chunk_tokens} exceeds the embedding model's limit of {max_tokens} tokens")
         if overlap >= chunk_tokens:
             raise ValueError(f"overlap {overlap} must be smaller than the chunk size {chunk_tokens}")
-        self.count_tokens = count_tokens
+        # The splitter asks for the length of the same piece several times (to test it, to merge it, to drop it
+        # from an overlap, to check the chunk); each distinct text is tokenized once.
+        self.count_tokens: Callable[[str], int] = lru_cache(maxsize=16384)(count_tokens)
         self.max_tokens = max_tokens
         self._splitter = self._make(chunk_tokens, overlap)
         self._fallback = self._make(max_tokens // 2, 0)

@@ -21,7 +21,7 @@ from rag.retrieval.retriever import Retriever
 
 def ingest_dataset(dataset: Path, store: Store) -> dict[str, float]:
     """Ingest ``docs/`` and time it; the embedding model is loaded first, so the figure is ingest speed alone."""
-    get_embedder().model()
+    get_embedder().load()
     report = Ingestor(store).ingest([dataset / "docs"])
     if report.failed:
         raise SystemExit(f"ingest failed for {[f.path for f in report.failed]}")

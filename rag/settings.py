@@ -25,8 +25,18 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(64, ge=0)
     heading_context: bool = True  # index each chunk with its section heading
 
-    # --- embedding
-    embed_batch_size: int = Field(32, ge=1)
+    # --- embedding (bench/embedders.py measures the variants; the README's deployment table has the figures)
+    # onnx-int8: ONNX Runtime, int8 weights (default: fastest, retrieval holds); onnx: ONNX Runtime, float32 (the
+    # same vectors as torch); torch: sentence-transformers; openai: an OpenAI-compatible /v1/embeddings server at
+    # embed_url (vLLM serves embedding models). None: openai when embed_url is set, else onnx-int8.
+    embed_backend: Literal["onnx-int8", "onnx", "torch", "openai"] | None = None
+    embed_url: str | None = None  # e.g. http://127.0.0.1:8001/v1
+    embed_model: str = "all-MiniLM-L6-v2"  # the model's name on that server (the index records it)
+    embed_api_key: str = "local-dev-key"
+    embed_batch_size: int = Field(32, ge=1)  # texts per PyTorch call or server request (ONNX: one text a call)
+    embed_window: int = Field(64, ge=1)  # chunks gathered across files, sorted by length, then embedded
+    embed_threads: int = Field(0, ge=0)  # ONNX Runtime threads; 0: one per core
+    parse_ahead: bool = True  # read and split the next files in a separate process while the current ones embed
 
     # --- retrieval
     top_k: int = Field(5, ge=1, le=50)
@@ -75,6 +85,11 @@ class Settings(BaseSettings):
         """The configured API key if ``url`` is the configured server, else "": a key is never sent to a server it
         was not configured for (a URL typed in the sidebar could be anyone's)."""
         return self.llm_api_key if url.strip().rstrip("/") == self.llm_url.strip().rstrip("/") else ""
+
+    @property
+    def embedding_backend(self) -> str:
+        """The embedding backend in force: the one chosen, else the server when a URL is set, else ONNX int8."""
+        return self.embed_backend or ("openai" if self.embed_url else "onnx-int8")
 
     @property
     def uploads_path(self) -> Path:

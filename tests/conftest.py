@@ -21,11 +21,11 @@ XQUAD_DOCS = ROOT / "tests" / "data" / "xquad"  # five articles of the public se
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The real all-MiniLM-L6-v2, loaded once for the whole run."""
+    """The real all-MiniLM-L6-v2 through the configured backend (ONNX int8 by default), loaded once for the run."""
     from rag.index.embedder import get_embedder
 
     embedder = get_embedder()
-    embedder.model()
+    embedder.load()
     return embedder
 
 

