@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -38,19 +39,23 @@ def recipe(settings: Settings, embedder: Embedder) -> str:
     )
 
 
-def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[Failure]]:
-    """Expand folders (recursively, skipping hidden entries) into files; paths that do not exist are failures."""
-    files: list[Path] = []
+def collect_files(paths: Iterable[Path]) -> tuple[dict[Path, str], list[Failure]]:
+    """Expand folders (recursively, skipping hidden entries) into files; paths that do not exist are failures.
+
+    Returns each file's absolute path (its identity in the index) with its label base: its path relative to the
+    folder it was found in, or its file name when it was given itself. A file given twice is read once.
+    """
+    files: dict[Path, str] = {}
     failures: list[Failure] = []
     for path in paths:
+        root = Path(os.path.abspath(path))
         if path.is_dir():
-            files.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            for found in sorted(root.rglob("*")):
+                relative = found.relative_to(root)
+                if found.is_file() and not any(part.startswith(".") for part in relative.parts):
+                    files.setdefault(found, relative.as_posix())
         elif path.is_file():
-            files.append(path)
+            files.setdefault(root, root.name)
         else:
             failures.append(Failure(str(path), "no such file or folder"))
     return files, failures
@@ -101,45 +106,42 @@ class Ingestor:
         return self._splitter
 
     def ingest(
-        self, paths: Iterable[Path], *, names: dict[Path, str] | None = None, force: bool = False
+        self, paths: Iterable[Path], *, bases: dict[Path, str] | None = None, force: bool = False
     ) -> IngestReport:
         """Ingest files and folders. For folders, documents whose files are gone from them are removed.
 
-        ``names`` maps a file to the name it is stored under (by default its file name); ``force`` reads and
-        embeds files again even when they are unchanged (re-index).
+        A document is its file's absolute path; it is labelled by its path relative to the folder it was ingested
+        from (a file given itself: its name), lengthened by the store only when two would share a label. ``bases``
+        sets other label bases for some files; ``force`` reads and embeds files again even when they are unchanged
+        (re-index).
         """
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
         report = IngestReport()
         files, report.failed = collect_files(paths)
+        files.update({Path(os.path.abspath(p)): base for p, base in (bases or {}).items() if Path(p).is_file()})
         with self.store.writer():
-            seen: dict[str, Path] = {}
-            for index, path in enumerate(files):
-                name = (names or {}).get(path, path.name)
-                if name in seen:
-                    reason = f"another file with the same name was given in this run ({seen[name]}); rename one"
-                    self._fail(report, path, reason, index, len(files))
-                    continue
-                seen[name] = path
-                self._ingest_file(path, name, index, len(files), report, force)
+            for index, (path, base) in enumerate(files.items()):
+                self._ingest_file(path, base, index, len(files), report, force)
             for folder in (p for p in paths if p.is_dir()):
                 report.removed.extend(self._remove_missing(folder))
         report.seconds = time.perf_counter() - started
         return report
 
     def remove(self, names: Iterable[str]) -> tuple[list[str], list[Failure]]:
+        """Delete documents by label (as ``--list`` shows them) or by the path of their file."""
         removed: list[str] = []
         failures: list[Failure] = []
         with self.store.writer():
             for name in names:
-                if self.store.remove_document(name):
+                if self.store.remove_document(name) or self.store.remove_document(os.path.abspath(name)):
                     removed.append(name)
                 else:
                     failures.append(Failure(name, "no document with this name in the index"))
         return removed, failures
 
     def _ingest_file(
-        self, path: Path, name: str, index: int, total: int, report: IngestReport, force: bool = False
+        self, path: Path, base: str, index: int, total: int, report: IngestReport, force: bool = False
     ) -> None:
         def progress(stage: Stage, done: int = 0, chunks: int = 0, message: str = "") -> None:
             self.on_progress(Progress(path, index, total, stage, done, chunks, message))
@@ -147,9 +149,9 @@ class Ingestor:
         progress("start")
         try:
             sha = file_sha256(path)
-            existing = self.store.document(name)
+            existing = self.store.document_at(path)
             if existing and existing.sha256 == sha and existing.recipe == self.recipe and not force:
-                report.unchanged.append(name)
+                report.unchanged.append(existing.name)
                 progress("unchanged")
                 return
             document = load_document(path)
@@ -160,9 +162,9 @@ class Ingestor:
             contexts = [chunk_context(c, self.settings) for c in chunks]
             texts = [indexed_text(c.text, ctx) for c, ctx in zip(chunks, contexts, strict=True)]
             vectors = self._vectors(texts, lambda done, n: progress("embedding", done, n))
-            replaced = self.store.put_document(
-                name=name,
-                path=str(path.resolve()),
+            stored = self.store.put_document(
+                path=path,
+                base=base,
                 kind=document.kind,
                 sha256=sha,
                 size=path.stat().st_size,
@@ -179,7 +181,7 @@ class Ingestor:
         except OSError as exc:
             self._fail(report, path, f"cannot read the file ({exc.strerror or exc})", index, total)
             return
-        (report.updated if replaced else report.added).append(name)
+        (report.updated if stored.replaced else report.added).append(stored.label)
         report.chunks += len(chunks)
         progress("done", len(chunks), len(chunks), "; ".join(document.warnings))
 
@@ -199,15 +201,14 @@ class Ingestor:
 
     def _remove_missing(self, folder: Path) -> list[str]:
         """Documents ingested from inside ``folder`` whose files no longer exist there."""
-        root = folder.resolve()
+        root = Path(os.path.abspath(folder))
         gone = [
-            doc.name
-            for doc in self.store.documents()
+            doc for doc in self.store.documents()
             if doc.path and Path(doc.path).is_relative_to(root) and not Path(doc.path).exists()
         ]
-        for name in gone:
-            self.store.remove_document(name)
-        return gone
+        for doc in gone:  # by path: removing one may shorten the labels of the others
+            self.store.remove_document(doc.path)
+        return [doc.name for doc in gone]
 
     def _fail(self, report: IngestReport, path: Path, reason: str, index: int, total: int) -> None:
         report.failed.append(Failure(str(path), reason))
