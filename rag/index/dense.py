@@ -98,6 +98,7 @@ class DenseIndex:
         self._seen_max = 0  # the highest chunk id read into the delta
         self._delta_ids = np.zeros(0, dtype=np.int64)
         self._delta = np.zeros((0, dim), dtype=np.float32)
+        self._delta_index = faiss.IndexFlatIP(dim)
         self._skip: faiss.IDSelector | None = None
 
     # --- reading (the store holds its lock and a read transaction) -------------------------------------------------
@@ -120,6 +121,8 @@ class DenseIndex:
         new_ids, new_vectors = _rows_after(db, self._seen_max, self.dim)
         self._delta_ids = np.concatenate([self._delta_ids[keep], new_ids])
         self._delta = np.vstack([self._delta[keep], new_vectors])
+        self._delta_index = faiss.IndexFlatIP(self.dim)  # FAISS, not numpy: one thread, no BLAS threads spinning
+        self._delta_index.add(self._delta)
         self._seen_max = max(self._seen_max, int(new_ids[-1]) if len(new_ids) else 0)
         in_snapshot = gone[gone <= self._info.max_id]
         self._skip = faiss.IDSelectorNot(faiss.IDSelectorBatch(in_snapshot)) if len(in_snapshot) else None
@@ -143,9 +146,8 @@ class DenseIndex:
             scores, ids = self._snapshot.search(query, min(k, self._snapshot.ntotal), params=params)
             found += [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         if len(self._delta_ids):
-            scores = self._delta @ query[0]
-            top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k]
-            found += [(int(self._delta_ids[i]), float(scores[i])) for i in top]
+            scores, rows = self._delta_index.search(query, min(k, len(self._delta_ids)))
+            found += [(int(self._delta_ids[r]), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
         return sorted(found, key=lambda hit: -hit[1])[:k]
 
     def _load(self, name: str) -> faiss.Index | None:
@@ -202,6 +204,7 @@ class DenseIndex:
         self._snapshot, self._info, self._seen_max = index, info, info.max_id
         self._delta_ids = np.zeros(0, dtype=np.int64)
         self._delta = np.zeros((0, self.dim), dtype=np.float32)
+        self._delta_index = faiss.IndexFlatIP(self.dim)
         self._skip = None
         self.generation = generation
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -25,6 +24,7 @@ import bm25s.stopwords
 
 K1, B = 1.5, 0.75  # bm25s's defaults, which the shipped fusion was measured with
 _EXTRA_CANDIDATES = 20  # FTS5 candidates beyond 2k, rescored: its ranking differs a little from Lucene's
+COMMON_TERM_CHUNKS = 2_000  # see _candidate_terms
 TOKENIZER_VERSION = "1"  # bump when tokenize() changes: stored postings were made with the old one
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
@@ -58,8 +58,8 @@ _STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN) | frozenset(
 
 def bm25(query: list[str], passage: list[str], weights: dict[str, float], average_length: float) -> float:
     """Lucene's BM25 of a tokenized passage for a tokenized query (a word the query repeats counts again)."""
-    counts = Counter(passage)
     norm = K1 * (1 - B + B * len(passage) / average_length)
+    counts = {t: passage.count(t) for t in set(query)}
     return sum(weights.get(t, 0.0) * counts[t] / (counts[t] + norm) for t in query if counts[t])
 
 
@@ -102,15 +102,18 @@ class KeywordIndex:
         if not terms or k < 1 or not documents:
             return []
         unique = sorted(set(terms))
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in unique)
+        frequencies = self.document_frequencies(unique)
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in _candidate_terms(unique, frequencies))
+        if not match:
+            return []  # no chunk holds any of the words
         candidates = self.db.execute(
             "SELECT rowid, tokens FROM keyword WHERE keyword MATCH ? ORDER BY rank LIMIT ?",
             (match, 2 * k + _EXTRA_CANDIDATES),
         ).fetchall()
-        weights = {t: idf(documents, n) for t, n in self.document_frequencies(unique).items()}
+        weights = {t: idf(documents, n) for t, n in frequencies.items()}
         average = tokens / documents
         scored = sorted(((i, bm25(terms, stems.split(), weights, average)) for i, stems in candidates),
-                        key=lambda hit: -hit[1])
+                        key=lambda hit: (-hit[1], hit[0]))
         return [(int(i), float(s)) for i, s in scored[:k] if s > 0]
 
     def document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
@@ -119,3 +122,14 @@ class KeywordIndex:
             return {}
         marks = ",".join("?" * len(terms))
         return dict(self.db.execute(f"SELECT term, doc FROM keyword_terms WHERE term IN ({marks})", list(terms)))
+
+
+def _candidate_terms(terms: list[str], frequencies: dict[str, int]) -> list[str]:
+    """The query words that pick candidates: all of them, except that words held by more than
+    ``COMMON_TERM_CHUNKS`` chunks are left out while a rarer word remains. FTS5 scores every chunk that holds a
+    word of the MATCH, so a common word would cost time in proportion to the index; the chunks it alone brings
+    score low anyway (its IDF is small), and every candidate is still scored on all the query's words (as Lucene's
+    common-terms query does). Indexes under that many chunks never leave a word out."""
+    held = [t for t in terms if t in frequencies]
+    rare = [t for t in held if frequencies[t] <= COMMON_TERM_CHUNKS]
+    return rare or sorted(held, key=lambda t: frequencies[t])[:1]
