@@ -89,3 +89,16 @@ def put(store, document: SyntheticDocument) -> None:  # noqa: ANN001 - a rag.ind
         path=document.path, base=document.base, kind="txt", sha256=f"synthetic-{document.base}",
         size=sum(len(t) for t in document.texts), pages=None, recipe="synthetic", chunks=new_chunks(document),
     )
+
+
+def clustered_vectors(count: int, dim: int = 384, seed: int = 0) -> np.ndarray:
+    """``count`` unit vectors, ``CHUNKS_PER_TOPIC`` around each random topic centre (as ``Corpus`` makes them)."""
+    corpus = Corpus.__new__(Corpus)
+    corpus.dim, corpus.seed = dim, seed
+    out = np.empty((count, dim), dtype=np.float32)
+    rng = np.random.default_rng((seed, 4))
+    for start in range(0, count, CHUNKS_PER_TOPIC):
+        n = min(CHUNKS_PER_TOPIC, count - start)
+        block = corpus.topic_centre(start // CHUNKS_PER_TOPIC) + rng.normal(size=(n, dim)).astype(np.float32) / np.sqrt(dim)
+        out[start : start + n] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out

@@ -10,7 +10,7 @@
   tombstones. A crash before that transaction leaves the old snapshot named and an unused file, deleted next time.
 - A reader caches the snapshot and the delta of the generation it last saw; on a newer generation it reads only the
   rows after what it holds, plus the tombstones. It reads inside the store's read transaction: one generation.
-- The kind of snapshot follows the size (``DensePolicy``, measured by ``bench/dense.py``): exact (Flat) while small,
+- The kind of snapshot follows the size (``DensePolicy``, measured by ``bench/dense_indexes.py``): exact (Flat) while small,
   IVF with 8-bit scalar quantisation once large (a quarter of Flat's memory), trained on a sample of the rows and
   trained again when the index has grown ``retrain_growth`` times since. HNSW was measured too: it cannot remove
   ids, and took longest to build.
@@ -37,7 +37,7 @@ _BATCH = 20_000
 
 @dataclass(frozen=True)
 class DensePolicy:
-    """Which index, and when to fold the delta into a new snapshot (figures behind them: bench/dense.py)."""
+    """Which index, and when to fold the delta into a new snapshot (figures behind them: bench/dense_indexes.py)."""
 
     exact_limit: int = 50_000  # chunks; below this the snapshot is exact (Flat)
     merge_rows: int = 20_000  # delta rows + tombstones that make the writer merge...

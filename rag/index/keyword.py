@@ -1,6 +1,6 @@
 """Keyword search: BM25 over SQLite FTS5, written in the same transaction as the rows it indexes.
 
-Why FTS5 (``bench/keyword.py`` measured it against tantivy and against rebuilding bm25s, the previous engine): it
+Why FTS5 (``bench/keyword_engines.py`` measured it against tantivy and against rebuilding bm25s, the previous engine): it
 lives inside the store's SQLite file, so a committed change is searchable at once, a rolled-back one never is, and
 a reader sees the keyword index of exactly the rows it sees. Nothing is rebuilt per write: adding or removing a
 document touches only its own postings.
