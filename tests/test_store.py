@@ -76,6 +76,8 @@ def test_incremental_writes_give_the_results_of_a_rebuild(tmp_path: Path) -> Non
             _put(rebuilt, name, chunks)
     assert incremental.dense_ids() == {r[0] for r in incremental._db.execute("SELECT id FROM chunks")}
     assert _results(incremental, np.random.default_rng(5)) == _results(rebuilt, np.random.default_rng(5))
+    terms = "SELECT term, chunks FROM keyword_terms ORDER BY term"
+    assert incremental._db.execute(terms).fetchall() == rebuilt._db.execute(terms).fetchall()
     assert incremental._db.execute("INSERT INTO keyword(keyword) VALUES ('integrity-check')") is not None
 
 

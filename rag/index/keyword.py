@@ -17,20 +17,21 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import bm25s.stopwords
 
 K1, B = 1.5, 0.75  # bm25s's defaults, which the shipped fusion was measured with
-_EXTRA_CANDIDATES = 20  # FTS5 candidates beyond 2k, rescored: its ranking differs a little from Lucene's
-COMMON_TERM_CHUNKS = 2_000  # see _candidate_terms
+_EXTRA_CANDIDATES = 20  # FTS5 candidates beyond k, rescored: its ranking differs a little from Lucene's
+CANDIDATE_POSTINGS = 2_000  # see _candidate_terms
 TOKENIZER_VERSION = "1"  # bump when tokenize() changes: stored postings were made with the old one
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS keyword USING fts5(tokens, content='chunks', content_rowid='id');
-CREATE VIRTUAL TABLE IF NOT EXISTS keyword_terms USING fts5vocab(keyword, 'row');
+CREATE TABLE IF NOT EXISTS keyword_terms (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -78,16 +79,39 @@ class KeywordIndex:
 
     def add_document(self, doc_id: int) -> None:
         self.db.execute("INSERT INTO keyword(rowid, tokens) SELECT id, tokens FROM chunks WHERE doc_id = ?", (doc_id,))
+        rows = self.db.execute("SELECT tokens FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()
+        self.count_terms([tokens for (tokens,) in rows], +1)
 
     def remove_document(self, doc_id: int) -> int:
         """Drop a document's postings; returns how many tokens its chunks held."""
         rows = self.db.execute("SELECT id, tokens FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()
         self.db.executemany("INSERT INTO keyword(keyword, rowid, tokens) VALUES ('delete', ?, ?)", rows)
+        self.count_terms([tokens for _, tokens in rows], -1)
         return sum(len(tokens.split()) for _, tokens in rows)
+
+    def count_terms(self, chunks: Iterable[str], sign: int) -> None:
+        """Keep ``keyword_terms`` (how many chunks hold each stem: BM25's document frequencies) in step. FTS5's
+        own vocabulary table counts by reading a term's whole posting list, which at a million chunks costs more
+        than the search itself."""
+        counts = Counter(term for tokens in chunks for term in set(tokens.split()))
+        self.db.executemany(
+            "INSERT INTO keyword_terms(term, chunks) VALUES (?, ?)"
+            " ON CONFLICT(term) DO UPDATE SET chunks = chunks + excluded.chunks",
+            ((term, sign * n) for term, n in counts.items()),
+        )
+        if sign < 0:
+            self.db.executemany("DELETE FROM keyword_terms WHERE term = ? AND chunks <= 0", ((t,) for t in counts))
 
     def rebuild(self) -> None:
         """Index every chunk's stored stems afresh."""
         self.db.execute("INSERT INTO keyword(keyword) VALUES ('rebuild')")
+        self.db.execute("DELETE FROM keyword_terms")
+        last = 0
+        while rows := self.db.execute(
+            "SELECT id, tokens FROM chunks WHERE id > ? ORDER BY id LIMIT 20000", (last,)
+        ).fetchall():
+            self.count_terms([tokens for _, tokens in rows], +1)
+            last = rows[-1][0]
 
     # --- reading ---------------------------------------------------------------------------------------------------
 
@@ -108,7 +132,7 @@ class KeywordIndex:
             return []  # no chunk holds any of the words
         candidates = self.db.execute(
             "SELECT rowid, tokens FROM keyword WHERE keyword MATCH ? ORDER BY rank LIMIT ?",
-            (match, 2 * k + _EXTRA_CANDIDATES),
+            (match, k + _EXTRA_CANDIDATES),
         ).fetchall()
         weights = {t: idf(documents, n) for t, n in frequencies.items()}
         average = tokens / documents
@@ -121,15 +145,21 @@ class KeywordIndex:
         if not terms:
             return {}
         marks = ",".join("?" * len(terms))
-        return dict(self.db.execute(f"SELECT term, doc FROM keyword_terms WHERE term IN ({marks})", list(terms)))
+        return dict(self.db.execute(f"SELECT term, chunks FROM keyword_terms WHERE term IN ({marks})", list(terms)))
 
 
 def _candidate_terms(terms: list[str], frequencies: dict[str, int]) -> list[str]:
-    """The query words that pick candidates: all of them, except that words held by more than
-    ``COMMON_TERM_CHUNKS`` chunks are left out while a rarer word remains. FTS5 scores every chunk that holds a
-    word of the MATCH, so a common word would cost time in proportion to the index; the chunks it alone brings
-    score low anyway (its IDF is small), and every candidate is still scored on all the query's words (as Lucene's
-    common-terms query does). Indexes under that many chunks never leave a word out."""
-    held = [t for t in terms if t in frequencies]
-    rare = [t for t in held if frequencies[t] <= COMMON_TERM_CHUNKS]
-    return rare or sorted(held, key=lambda t: frequencies[t])[:1]
+    """The query words that pick candidates: the rarest first, while the chunks holding them add up to at most
+    ``CANDIDATE_POSTINGS`` (and always the rarest one). FTS5 scores every chunk holding a word of the MATCH, so a
+    common word would cost time in proportion to the index; the chunks that only a common word brings score low
+    anyway (its IDF is small), and every candidate is still scored on all the query's words (as Lucene's
+    common-terms query does). In a small index no word is left out (xquad-dev: 114 chunks, at most 114 postings a
+    word)."""
+    chosen: list[str] = []
+    postings = 0
+    for term in sorted((t for t in terms if t in frequencies), key=lambda t: frequencies[t]):
+        postings += frequencies[term]
+        if chosen and postings > CANDIDATE_POSTINGS:
+            break
+        chosen.append(term)
+    return chosen
