@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synthetic import clustered_vectors  # noqa: E402
+from rag.index.dense import DensePolicy  # noqa: E402
 
 DIM = 384
 QUERIES = 200
@@ -45,11 +45,13 @@ def run(chunks: int, hnsw_limit: int, threads: int) -> list[dict[str, object]]:
     rng = np.random.default_rng(1)
     queries = vectors[rng.integers(0, chunks, QUERIES)] + rng.normal(size=(QUERIES, DIM)).astype(np.float32) * 0.02
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    nlist = int(min(max(math.sqrt(chunks), 16), 8192))
+    policy = DensePolicy()
+    nlist = policy.nlist(chunks)
+    nprobe = policy.nprobe(nlist)
     candidates = {
         "Flat (exact)": lambda: faiss.IndexFlatIP(DIM),
-        f"IVF{nlist}-Flat, nprobe 24": lambda: faiss.index_factory(DIM, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT),
-        f"IVF{nlist}-SQ8, nprobe 24 (shipped above 50k)": lambda: faiss.index_factory(
+        f"IVF{nlist}-Flat": lambda: faiss.index_factory(DIM, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT),
+        f"IVF{nlist}-SQ8 (shipped from {policy.exact_limit:,})": lambda: faiss.index_factory(
             DIM, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT),
         "HNSW32, efSearch 64": lambda: faiss.index_factory(DIM, "HNSW32", faiss.METRIC_INNER_PRODUCT),
     }
@@ -67,17 +69,20 @@ def run(chunks: int, hnsw_limit: int, threads: int) -> list[dict[str, object]]:
         index.add(vectors)
         build = time.perf_counter() - started
         faiss.omp_set_num_threads(1)
-        if isinstance(index, faiss.IndexIVF):
-            index.nprobe = 24
         if isinstance(index, faiss.IndexHNSW):
             index.hnsw.efSearch = 64
-        result = measure(index, queries, exact)
-        if exact is None:
-            exact = result["found"]
-        del result["found"]
-        rows.append({"chunks": chunks, "index": name, "build_s": build,
-                     "memory_mb": faiss.serialize_index(index).nbytes / 2**20, **result})
-        print(json.dumps(rows[-1]), file=sys.stderr)
+        memory = faiss.serialize_index(index).nbytes / 2**20
+        probes = [nprobe // 4, nprobe // 2, nprobe, 2 * nprobe] if isinstance(index, faiss.IndexIVF) else [None]
+        for probe in probes:  # the shipped rule (a tenth of the lists) and around it
+            if probe is not None:
+                index.nprobe = max(1, probe)
+            result = measure(index, queries, exact)
+            if exact is None:
+                exact = result["found"]
+            del result["found"]
+            label = name + (f", nprobe {index.nprobe}" + (" (the rule)" if probe == nprobe else "") if probe else "")
+            rows.append({"chunks": chunks, "index": label, "build_s": build, "memory_mb": memory, **result})
+            print(json.dumps(rows[-1]), file=sys.stderr)
         del index
     return rows
 

@@ -45,7 +45,7 @@ def peak_mb() -> float:
 
 def open_store(folder: Path) -> Store:
     s = get_settings()
-    policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, nprobe=s.dense_nprobe)
+    policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, min_nprobe=s.dense_nprobe)
     return Store(folder, embed_model="synthetic", dim=DIM, policy=policy)
 
 

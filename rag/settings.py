@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # --- the dense index (rag/index/dense.py; the figures behind the defaults: bench/dense_indexes.py, bench/scale.py)
     dense_exact_limit: int = Field(50_000, ge=0)  # chunks below which search is exact (FAISS Flat), IVF-SQ8 above
     dense_merge_rows: int = Field(20_000, ge=1)  # rows written or deleted since the snapshot before it is rebuilt
-    dense_nprobe: int = Field(24, ge=1)  # IVF lists searched per query
+    dense_nprobe: int = Field(32, ge=1)  # IVF lists searched per query: at least this many, and a tenth of them
 
     # --- retrieval
     top_k: int = Field(5, ge=1, le=50)

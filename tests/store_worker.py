@@ -21,7 +21,7 @@ from rag.index.records import NewChunk, StoreError, sha256_text
 from rag.index.store import DensePolicy, Store
 
 DIM = 32
-POLICY = DensePolicy(exact_limit=60, merge_rows=12, merge_share=0.0, nprobe=64)  # merges and IVF rebuilds often
+POLICY = DensePolicy(exact_limit=60, merge_rows=12, merge_share=0.0, min_nprobe=64)  # merges and IVF rebuilds often
 WORDS = "river harbour lantern orchard meadow glacier canyon ember falcon willow".split()
 
 

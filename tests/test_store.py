@@ -83,7 +83,7 @@ def test_incremental_writes_give_the_results_of_a_rebuild(tmp_path: Path) -> Non
 
 def test_ivf_snapshot_finds_what_exact_search_finds_and_never_a_removed_id(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    store = Store(tmp_path, embed_model="t", dim=DIM, policy=DensePolicy(exact_limit=150, merge_rows=40, nprobe=64))
+    store = Store(tmp_path, embed_model="t", dim=DIM, policy=DensePolicy(exact_limit=150, merge_rows=40, min_nprobe=64))
     names = [f"doc{i}.txt" for i in range(120)]
     with store.writer():
         for name in names:

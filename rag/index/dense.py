@@ -42,7 +42,7 @@ class DensePolicy:
     exact_limit: int = 50_000  # chunks; below this the snapshot is exact (Flat)
     merge_rows: int = 20_000  # delta rows + tombstones that make the writer merge...
     merge_share: float = 0.05  # ...or this share of the snapshot, whichever is larger
-    nprobe: int = 24  # IVF lists searched per query
+    min_nprobe: int = 32  # IVF lists searched per query: at least this many, and a tenth of the lists
     retrain_growth: float = 4.0  # an IVF index is trained again once the rows have grown this many times
 
     def kind(self, chunks: int) -> str:
@@ -51,6 +51,10 @@ class DensePolicy:
     def nlist(self, chunks: int) -> int:
         """IVF lists: about sqrt(n), so a probed list holds about sqrt(n) vectors."""
         return int(min(max(math.sqrt(chunks), 16), 8192))
+
+    def nprobe(self, nlist: int) -> int:
+        """Lists to search: a tenth of them keeps recall@10 >= 0.95 at a million chunks (bench/dense_indexes.py)."""
+        return min(nlist, max(self.min_nprobe, nlist // 10))
 
     def merge_due(self, delta: int, snapshot_rows: int) -> bool:
         return delta > max(self.merge_rows, self.merge_share * snapshot_rows)
@@ -142,7 +146,7 @@ class DenseIndex:
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         found: list[tuple[int, float]] = []
         if self._snapshot is not None and self._snapshot.ntotal:
-            params = _params(self._snapshot, self._skip, self.policy.nprobe)
+            params = _params(self._snapshot, self._skip, self.policy)
             scores, ids = self._snapshot.search(query, min(k, self._snapshot.ntotal), params=params)
             found += [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         if len(self._delta_ids):
@@ -235,8 +239,9 @@ def _kind(index: faiss.Index) -> str:
     return "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
 
 
-def _params(index: faiss.Index, skip: faiss.IDSelector | None, nprobe: int) -> faiss.SearchParameters | None:
+def _params(index: faiss.Index, skip: faiss.IDSelector | None, policy: DensePolicy) -> faiss.SearchParameters | None:
     if isinstance(index, faiss.IndexIVF):
+        nprobe = policy.nprobe(index.nlist)
         return faiss.SearchParametersIVF(sel=skip, nprobe=nprobe) if skip else faiss.SearchParametersIVF(nprobe=nprobe)
     return faiss.SearchParameters(sel=skip) if skip else None
 

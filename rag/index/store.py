@@ -369,5 +369,5 @@ def open_store(index_dir: Path) -> Store:
 
     embedder = get_embedder()
     s = get_settings()
-    policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, nprobe=s.dense_nprobe)
+    policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, min_nprobe=s.dense_nprobe)
     return Store(index_dir, embed_model=embedder.name, dim=embedder.dim, policy=policy)
