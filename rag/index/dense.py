@@ -3,17 +3,17 @@
 - The snapshot (``vectors-<gen>.faiss``) holds the vectors of the chunks with ids up to ``dense_max_id`` as they
   were at generation <gen>. The store's meta table names it, in the same SQLite file as the rows.
 - The delta is what changed since: rows with a higher id (chunk ids only grow: AUTOINCREMENT), searched exactly
-  with numpy, and tombstones, ids deleted since (written by the transaction that deletes the rows), which the
+  (a FAISS Flat index of the delta), and tombstones, ids deleted since (written by the transaction that deletes the rows), which the
   snapshot's search skips through an ID selector. So a write touches SQLite only.
 - When delta rows + tombstones pass ``DensePolicy.merge_due`` the writer folds them into a new snapshot: built
   aside from a connection of its own, fsynced, renamed, then named in meta by one transaction that also clears the
   tombstones. A crash before that transaction leaves the old snapshot named and an unused file, deleted next time.
 - A reader caches the snapshot and the delta of the generation it last saw; on a newer generation it reads only the
   rows after what it holds, plus the tombstones. It reads inside the store's read transaction: one generation.
-- The kind of snapshot follows the size (``DensePolicy``, measured by ``bench/dense_indexes.py``): exact (Flat) while small,
-  IVF with 8-bit scalar quantisation once large (a quarter of Flat's memory), trained on a sample of the rows and
-  trained again when the index has grown ``retrain_growth`` times since. HNSW was measured too: it cannot remove
-  ids, and took longest to build.
+- The kind of snapshot follows the size (``DensePolicy``, measured by ``bench/dense_indexes.py``): exact (Flat)
+  while small, IVF with 8-bit scalar quantisation once large (a quarter of Flat's memory), trained on a sample of
+  the rows and trained again when the index has grown ``retrain_growth`` times since. HNSW was measured too: it
+  cannot remove ids, and took longest to build.
 """
 
 from __future__ import annotations
