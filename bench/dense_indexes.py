@@ -28,11 +28,16 @@ DIM = 384
 QUERIES = 200
 
 
-def measure(index: faiss.Index, queries: np.ndarray, exact: list[set[int]] | None) -> dict[str, float]:
+def measure(index: faiss.Index, queries: np.ndarray, exact: list[set[int]] | None,
+            vectors: np.ndarray | None = None) -> dict[str, float]:
+    """Latency and recall@10; with ``vectors``, the best 40 are scored again with them (the store's rerank)."""
     times, found = [], []
     for query in queries:
         started = time.perf_counter()
-        _, ids = index.search(query.reshape(1, -1), 10)
+        _, ids = index.search(query.reshape(1, -1), 10 if vectors is None else 40)
+        if vectors is not None:
+            candidates = ids[0][ids[0] >= 0]
+            ids = candidates[np.argsort(-(vectors[candidates] @ query))[:10]].reshape(1, -1)
         times.append((time.perf_counter() - started) * 1000)
         found.append(set(ids[0].tolist()))
     recall = 1.0 if exact is None else float(np.mean([len(f & e) / 10 for f, e in zip(found, exact, strict=True)]))
@@ -40,7 +45,7 @@ def measure(index: faiss.Index, queries: np.ndarray, exact: list[set[int]] | Non
             "found": found}
 
 
-def run(chunks: int, hnsw_limit: int, threads: int) -> list[dict[str, object]]:
+def run(chunks: int, hnsw_limit: int, threads: int, only: str | None = None) -> list[dict[str, object]]:
     vectors = clustered_vectors(chunks, DIM)
     rng = np.random.default_rng(1)
     queries = vectors[rng.integers(0, chunks, QUERIES)] + rng.normal(size=(QUERIES, DIM)).astype(np.float32) * 0.02
@@ -51,13 +56,15 @@ def run(chunks: int, hnsw_limit: int, threads: int) -> list[dict[str, object]]:
     candidates = {
         "Flat (exact)": lambda: faiss.IndexFlatIP(DIM),
         f"IVF{nlist}-Flat": lambda: faiss.index_factory(DIM, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT),
-        f"IVF{nlist}-SQ8 (shipped from {policy.exact_limit:,})": lambda: faiss.index_factory(
+        f"IVF{nlist}-SQ8 (from {policy.exact_limit:,})": lambda: faiss.index_factory(
             DIM, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT),
         "HNSW32, efSearch 64": lambda: faiss.index_factory(DIM, "HNSW32", faiss.METRIC_INNER_PRODUCT),
     }
     rows: list[dict[str, object]] = []
     exact = None
     for name, make in candidates.items():
+        if only and only not in name and not name.startswith("Flat"):  # Flat is the recall reference
+            continue
         if name.startswith("HNSW") and chunks > hnsw_limit:
             rows.append({"chunks": chunks, "index": name, "skipped": f"over --hnsw-limit {hnsw_limit}"})
             continue
@@ -73,14 +80,17 @@ def run(chunks: int, hnsw_limit: int, threads: int) -> list[dict[str, object]]:
             index.hnsw.efSearch = 64
         memory = faiss.serialize_index(index).nbytes / 2**20
         probes = [nprobe // 4, nprobe // 2, nprobe, 2 * nprobe] if isinstance(index, faiss.IndexIVF) else [None]
-        for probe in probes:  # the shipped rule (a tenth of the lists) and around it
+        reranks = [False, True] if "SQ8" in name else [False]
+        for probe, rerank in ((p, r) for p in probes for r in reranks):  # the shipped rule (a tenth) and around it
             if probe is not None:
                 index.nprobe = max(1, probe)
-            result = measure(index, queries, exact)
+            result = measure(index, queries, exact, vectors if rerank else None)
             if exact is None:
                 exact = result["found"]
             del result["found"]
             label = name + (f", nprobe {index.nprobe}" + (" (the rule)" if probe == nprobe else "") if probe else "")
+            label += ", best 40 rescored exactly" if rerank else ""
+            label += " (shipped)" if rerank and probe == nprobe else ""
             rows.append({"chunks": chunks, "index": label, "build_s": build, "memory_mb": memory, **result})
             print(json.dumps(rows[-1]), file=sys.stderr)
         del index
@@ -92,9 +102,10 @@ def main() -> int:
     p.add_argument("--chunks", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--hnsw-limit", type=int, default=1_000_000, help="skip HNSW above this many chunks")
     p.add_argument("--threads", type=int, default=2, help="threads for building (queries use one)")
+    p.add_argument("--only", help="measure only the indexes whose name holds this (and Flat, the reference)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    rows = [row for n in args.chunks for row in run(n, args.hnsw_limit, args.threads)]
+    rows = [row for n in args.chunks for row in run(n, args.hnsw_limit, args.threads, args.only)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

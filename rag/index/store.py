@@ -177,7 +177,7 @@ class Store:
         """(chunk id, cosine similarity) of the ``k`` nearest chunks."""
         with self.reading():
             self._dense.refresh(self._db, self._meta_int("generation"))
-            return self._dense.search(vector, k)
+            return self._dense.search(vector, k, self._db)
 
     def search_sparse(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the ``k`` best keyword matches."""
