@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/scale.py --chunks 10000 --reference-writes
 	$(BIN)/python bench/dense_indexes.py --chunks 10000
 	$(BIN)/python bench/keyword_engines.py --chunks 10000
+	$(BIN)/python bench/ocr.py
 
 clean:
 	rm -rf $(VENV) .venv-vllm data/index data/models test-artifacts

@@ -13,6 +13,7 @@ from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
 from ingest.report import IngestReport, Progress
 from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
 from rag.answer.safe_markdown import answer_markdown, text_markdown
+from rag.conversations import ConversationStore, file_name, to_markdown
 from rag.llm import LLM, backend_names, get_llm
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
@@ -34,6 +35,11 @@ def cached_library(index_dir: str) -> Library:
 def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
     base = Settings()
     return get_llm(base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key}))
+
+
+@st.cache_resource(show_spinner=False)
+def cached_conversations(path: str) -> ConversationStore:
+    return ConversationStore(Path(path))
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -86,7 +92,8 @@ def ingest_with_progress(label: str, run) -> IngestReport:  # noqa: ANN001 - run
                          text=f"{event.path.name}: {event.stage} {event.chunks_done}/{event.chunks_total} chunks"
                          if event.stage == "embedding" else f"{event.path.name}: {event.stage}")
             if event.stage == "done":
-                st.write(f":material/check: {text_markdown(event.path.name)}: {event.chunks_total} chunks")
+                note = f" ({text_markdown(event.message)})" if event.message else ""
+                st.write(f":material/check: {text_markdown(event.path.name)}: {event.chunks_total} chunks{note}")
             elif event.stage == "unchanged":
                 st.write(f":material/check: {text_markdown(event.path.name)}: already in the library")
 
@@ -117,6 +124,7 @@ def upload_note(report: IngestReport) -> str:
     lines += [f"- {text_markdown(name)}: added" for name in report.added]
     lines += [f"- {text_markdown(name)}: updated" for name in report.updated]
     lines += [f"- {text_markdown(name)}: already in the library" for name in report.unchanged]
+    lines += [f"- {text_markdown(Path(n.path).name)}: {text_markdown(n.note)}" for n in report.notes]
     lines += [f"- :material/close: {text_markdown(Path(f.path).name)}: {text_markdown(f.error)}" for f in report.failed]
     return "\n".join(lines)
 
@@ -124,7 +132,7 @@ def upload_note(report: IngestReport) -> str:
 def sidebar_library(library: Library) -> None:
     st.sidebar.header("Library")
     key = f"uploader-{st.session_state.uploader_round}"
-    files = st.sidebar.file_uploader("Add documents (PDF, TXT, MD)", type=FILE_TYPES, accept_multiple_files=True,
+    files = st.sidebar.file_uploader("Add documents (PDF, Word, PowerPoint, HTML, TXT, MD)", type=FILE_TYPES, accept_multiple_files=True,
                                      key=key, help=f"Up to {library.settings.max_upload_mb} MB a file")
     if files:
         with st.sidebar:
@@ -148,6 +156,40 @@ def sidebar_library(library: Library) -> None:
             ingest_with_progress("Re-indexing…", library.reindex)
 
 
+# --- sidebar: kept conversations --------------------------------------------------------------------------------
+
+
+def open_conversation(store: ConversationStore, conversation_id: str | None) -> None:
+    """Show a saved conversation (None: a new one) in this tab; the address names it, so a reload reopens it."""
+    chat = store.open(conversation_id)
+    st.session_state.update(chat=chat, messages=chat.messages)
+    st.query_params.from_dict({"c": chat.id} if chat.id else {})
+
+
+def delete_conversation(store: ConversationStore, conversation_id: str) -> None:
+    store.delete(conversation_id)
+    if st.session_state.chat.id == conversation_id:
+        open_conversation(store, None)
+
+
+def sidebar_conversations(store: ConversationStore) -> None:
+    st.header("Conversations")
+    st.button("New conversation", icon=":material/add_comment:", on_click=open_conversation, args=(store, None))
+    for info in store.list(limit=30):
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        current = info.id == st.session_state.chat.id
+        left.button(text_markdown(info.title), key=f"open-{info.id}", type="primary" if current else "tertiary",
+                    on_click=open_conversation, args=(store, info.id), width="stretch")
+        with right.popover("", icon=":material/more_vert:", key=f"menu-{info.id}"):
+            st.text_input("Rename", info.title, key=f"name-{info.id}",
+                          on_change=lambda i=info.id: store.rename(i, st.session_state[f"name-{i}"]))
+            st.download_button("Export as Markdown", lambda i=info.id: to_markdown(store.open(i)),
+                               file_name=file_name(info.title), mime="text/markdown", icon=":material/download:",
+                               key=f"export-{info.id}", on_click="ignore")
+            st.button("Delete", icon=":material/delete:", key=f"forget-{info.id}", on_click=delete_conversation,
+                      args=(store, info.id))
+
+
 # --- chat -------------------------------------------------------------------------------------------------------
 
 
@@ -163,7 +205,8 @@ def highlight(text: str, support: str) -> str:
 
 
 def source_label(citation: dict) -> str:
-    page = f", page {citation['page']}" if citation.get("page") else ""
+    unit = "slide" if citation["source"].lower().endswith(".pptx") else "page"
+    page = f", {unit} {citation['page']}" if citation.get("page") else ""
     return f"[{citation['n']}] {citation['source']}{page}"
 
 
@@ -295,11 +338,12 @@ def run_agent(question: str, settings: Settings, library: Library, llm: LLM, mes
 
 def main() -> None:
     base = Settings()  # read from the environment on every run, so RAG_* changes apply without a restart
-    st.session_state.setdefault("messages", [])
     st.session_state.setdefault("uploader_round", 0)
     library = cached_library(str(base.index_dir)).configured(base)
-    st.sidebar.button("Clear conversation", icon=":material/delete_sweep:", width="stretch",
-                      on_click=lambda: st.session_state.update(messages=[]))
+    conversations = cached_conversations(str(base.conversations_path))
+    if "chat" not in st.session_state:  # a new tab, or a reload: the address may name a conversation
+        open_conversation(conversations, st.query_params.get("c"))
+    conversations_slot = st.sidebar.container()  # filled last, once this run's question is saved
     settings = sidebar_settings(base)
     sidebar_library(library)
 
@@ -336,7 +380,8 @@ def main() -> None:
                         st.session_state.pending = question
                         st.rerun()
             else:
-                st.info("Your library is empty. Drop PDF, TXT or Markdown files on the chat box or in the sidebar.")
+                st.info("Your library is empty. Drop PDF, Word, PowerPoint, HTML, TXT or Markdown files on the chat "
+                        "box or in the sidebar.")
 
     if submitted is not None and submitted.files:
         with st.chat_message("assistant"):
@@ -346,6 +391,10 @@ def main() -> None:
     question = (submitted.text if submitted is not None else "") or pending
     if question and question.strip():
         answer_question(question.strip(), settings, library)
+    if conversations.keep(st.session_state.chat):
+        st.query_params["c"] = st.session_state.chat.id
+    with conversations_slot:
+        sidebar_conversations(conversations)
 
 
 main()
