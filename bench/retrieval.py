@@ -42,7 +42,7 @@ def tutorial_index(dataset: Path, folder: Path):
             pieces = splitter.split_text(text)
             vectors = embedder.embed(pieces)
             store.put_document(
-                name=path.name, path=str(path), kind="md", sha256=sha256_text(text), size=len(text), pages=None,
+                path=path, base=path.name, kind="md", sha256=sha256_text(text), size=len(text), pages=None,
                 recipe="tutorial", chunks=[
                     NewChunk(t, None, None, 0, len(t), embedder.count_tokens(t), None, sha256_text(t), v)
                     for t, v in zip(pieces, vectors, strict=True)

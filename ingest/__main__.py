@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser("python -m ingest",
                "Add documents (PDF, Word, PowerPoint, web pages, TXT, Markdown) to the index, incrementally.")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders to ingest")
-    p.add_argument("--remove", nargs="+", metavar="NAME", help="delete documents by name")
+    p.add_argument("--remove", nargs="+", metavar="NAME", help="delete documents by label (as --list shows) or path")
     p.add_argument("--list", action="store_true", help="list the documents in the index")
     args = p.parse_args(argv)
     modes = sum([bool(args.paths), bool(args.remove), args.list])

@@ -2,8 +2,9 @@
 
 Uploaded file names are untrusted. What is kept on disk lives in the upload folder under a sanitised name (no
 folders, no traversal, no hidden or device names), and a different file with a name already taken gets a
-numbered name ("report (2).pdf") instead of replacing the first one. The stored name is the document's name in
-the index, so citations always point at the file that was actually indexed.
+numbered name ("report (2).pdf") instead of replacing the first one. The stored name is the document's label in
+the index (lengthened to "uploads/report.pdf" only if a document from an ingested folder has the same label), so
+citations always point at the file that was actually indexed.
 """
 
 from __future__ import annotations
@@ -120,8 +121,8 @@ class Library:
         try:
             for n in range(1, 1000):
                 candidate = self.folder / (wanted if n == 1 else f"{stem} ({n}){suffix}")
-                if self.store.document(candidate.name) and not candidate.exists():
-                    continue  # indexed under this name, its file gone: keep the name for that document
+                if self.store.document_at(candidate) and not candidate.exists():
+                    continue  # indexed from this path, its file gone: keep the name for that document
                 try:
                     os.link(tmp, candidate)
                 except FileExistsError:
@@ -148,13 +149,13 @@ class Library:
         report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
             [s.path for s in saved]
         ) if saved else IngestReport()
-        by_path = {str(s.path): s.original for s in saved}
+        by_path = {os.path.abspath(s.path): s.original for s in saved}
         for item in [*report.failed, *report.notes]:  # name the file as the user knows it
             item.path = by_path.get(item.path, item.path)
         report.failed[:0] = refused
         for failed in report.failed:  # a file that could not be ingested is not kept
             path = next((s.path for s in saved if s.original == failed.path), None)
-            if path is not None and not self.store.document(path.name):
+            if path is not None and not self.store.document_at(path):
                 path.unlink(missing_ok=True)
         return report
 
@@ -199,11 +200,11 @@ class Library:
     def reindex(self, on_progress: ProgressCallback | None = None) -> IngestReport:
         """Read every document again from its file and rebuild its chunks and vectors."""
         docs = self.store.documents()
-        present = {Path(d.path): d.name for d in docs if d.path and Path(d.path).is_file()}
+        present = {Path(d.path): d.base or Path(d.path).name for d in docs if d.path and Path(d.path).is_file()}
         missing = [Failure(d.name, "its file is no longer on disk; delete it or upload it again", "FileNotFoundError")
                    for d in docs if not d.path or not Path(d.path).is_file()]
         report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
-            list(present), names=present, force=True
+            list(present), bases=present, force=True
         )
         report.failed[:0] = missing
         return report

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ingest.loaders import LoadedDocument
 from ingest.parse import Parsed, ParseFailure, SplitConfig, failure_reason, parse_in_order
 from ingest.report import Failure, IngestReport, Note, Progress, ProgressCallback, Stage
 from ingest.split import Chunk
-from rag.index.embedder import Embedder, get_embedder
+from rag.index.embedder import Embedder, embedder_for
 from rag.index.records import NewChunk, StoreError, indexed_text, sha256_text
 from rag.index.store import Store
 from rag.settings import Settings, get_settings
@@ -45,19 +46,23 @@ def recipe(settings: Settings, embedder: Embedder) -> str:
     )
 
 
-def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[Failure]]:
-    """Expand folders (recursively, skipping hidden entries) into files; paths that do not exist are failures."""
-    files: list[Path] = []
+def collect_files(paths: Iterable[Path]) -> tuple[dict[Path, str], list[Failure]]:
+    """Expand folders (recursively, skipping hidden entries) into files; paths that do not exist are failures.
+
+    Returns each file's absolute path (its identity in the index) with its label base: its path relative to the
+    folder it was found in, or its file name when it was given itself. A file given twice is read once.
+    """
+    files: dict[Path, str] = {}
     failures: list[Failure] = []
     for path in paths:
+        root = Path(os.path.abspath(path))
         if path.is_dir():
-            files.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            for found in sorted(root.rglob("*")):
+                relative = found.relative_to(root)
+                if found.is_file() and not any(part.startswith(".") for part in relative.parts):
+                    files.setdefault(found, relative.as_posix())
         elif path.is_file():
-            files.append(path)
+            files.setdefault(root, root.name)
         else:
             failures.append(Failure(str(path), "no such file or folder", "FileNotFoundError"))
     return files, failures
@@ -84,8 +89,8 @@ def chunk_context(chunk: Chunk, settings: Settings, title: str | None = None) ->
 class _Job:
     """A file to read: it is new, changed, or re-indexed."""
 
-    path: Path
-    name: str
+    path: Path  # absolute: the document's identity
+    base: str  # its label base: the path relative to the folder it came from, or its file name
     index: int  # its position in this run, for progress
     sha256: str
 
@@ -114,7 +119,7 @@ class Ingestor:
     ) -> None:
         self.store = store
         self.settings = settings or get_settings()
-        self.embedder = embedder or get_embedder()
+        self.embedder = embedder or embedder_for(store.dir)
         self.on_progress = on_progress or (lambda _: None)
         self.recipe = recipe(self.settings, self.embedder)
         self._total = 0  # files in the current run, for progress
@@ -124,20 +129,23 @@ class Ingestor:
                            self.embedder.max_tokens)
 
     def ingest(
-        self, paths: Iterable[Path], *, names: dict[Path, str] | None = None, force: bool = False
+        self, paths: Iterable[Path], *, bases: dict[Path, str] | None = None, force: bool = False
     ) -> IngestReport:
         """Ingest files and folders. For folders, documents whose files are gone from them are removed.
 
-        ``names`` maps a file to the name it is stored under (by default its file name); ``force`` reads and
-        embeds files again even when they are unchanged (re-index).
+        A document is its file's absolute path; it is labelled by its path relative to the folder it was ingested
+        from (a file given itself: its name), lengthened by the store only when two would share a label. ``bases``
+        sets other label bases for some files; ``force`` reads and embeds files again even when they are unchanged
+        (re-index).
         """
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
         report = IngestReport()
         files, report.failed = collect_files(paths)
+        files.update({Path(os.path.abspath(p)): base for p, base in (bases or {}).items() if Path(p).is_file()})
         self._total = len(files)
         with self.store.writer():
-            jobs = self._files_to_read(files, names or {}, force, report)
+            jobs = self._files_to_read(files, force, report)
             ahead = PARSE_AHEAD_FILES if self.settings.parse_ahead else 0
             window: list[_Ready] = []
             for job, parsed in zip(jobs, parse_in_order([j.path for j in jobs], self.split_config(), ahead=ahead),
@@ -156,11 +164,12 @@ class Ingestor:
         return report
 
     def remove(self, names: Iterable[str]) -> tuple[list[str], list[Failure]]:
+        """Delete documents by label (as ``--list`` shows them) or by the path of their file."""
         removed: list[str] = []
         failures: list[Failure] = []
         with self.store.writer():
             for name in names:
-                if self.store.remove_document(name):
+                if self.store.remove_document(name) or self.store.remove_document(os.path.abspath(name)):
                     removed.append(name)
                 else:
                     failures.append(Failure(name, "no document with this name in the index", "NotInIndex"))
@@ -169,19 +178,11 @@ class Ingestor:
     def _progress(self, job: _Job, stage: Stage, done: int = 0, chunks: int = 0, message: str = "") -> None:
         self.on_progress(Progress(job.path, job.index, self._total, stage, done, chunks, message))
 
-    def _files_to_read(self, files: list[Path], names: dict[Path, str], force: bool,
-                       report: IngestReport) -> list[_Job]:
+    def _files_to_read(self, files: dict[Path, str], force: bool, report: IngestReport) -> list[_Job]:
         """The files that are new or changed (or all, with ``force``); unchanged ones are reported as such."""
         jobs: list[_Job] = []
-        seen: dict[str, Path] = {}
-        for index, path in enumerate(files):
-            name = names.get(path, path.name)
-            if name in seen:
-                reason = f"another file with the same name was given in this run ({seen[name]}); rename one"
-                self._fail(report, path, reason, index, len(files))
-                continue
-            seen[name] = path
-            job = _Job(path, name, index, "")
+        for index, (path, base) in enumerate(files.items()):
+            job = _Job(path, base, index, "")
             self._progress(job, "start")
             try:
                 sha = file_sha256(path)
@@ -189,12 +190,12 @@ class Ingestor:
                 failure = failure_reason(exc)
                 self._fail(report, path, failure.reason, index, len(files), failure.kind)
                 continue
-            existing = self.store.document(name)
+            existing = self.store.document_at(path)
             if existing and existing.sha256 == sha and existing.recipe == self.recipe and not force:
-                report.unchanged.append(name)
+                report.unchanged.append(existing.name)
                 self._progress(job, "unchanged")
                 continue
-            jobs.append(_Job(path, name, index, sha))
+            jobs.append(_Job(path, base, index, sha))
         return jobs
 
     def _ready(self, job: _Job, parsed: Parsed) -> _Ready:
@@ -226,9 +227,9 @@ class Ingestor:
     def _store(self, ready: _Ready, vectors: list[np.ndarray], report: IngestReport) -> None:
         job, document = ready.job, ready.document
         try:
-            replaced = self.store.put_document(
-                name=job.name,
-                path=str(job.path.resolve()),
+            stored = self.store.put_document(
+                path=job.path,
+                base=job.base,
                 kind=document.kind,
                 sha256=job.sha256,
                 size=job.path.stat().st_size,
@@ -245,7 +246,7 @@ class Ingestor:
             failure = failure_reason(exc)
             self._fail(report, job.path, failure.reason, job.index, self._total, failure.kind)
             return
-        (report.updated if replaced else report.added).append(job.name)
+        (report.updated if stored.replaced else report.added).append(stored.label)
         report.chunks += len(ready.chunks)
         report.ocr_pages += len(document.ocr_pages)
         report.notes += [Note(str(job.path), note) for note in document.notes]
@@ -253,15 +254,14 @@ class Ingestor:
 
     def _remove_missing(self, folder: Path) -> list[str]:
         """Documents ingested from inside ``folder`` whose files no longer exist there."""
-        root = folder.resolve()
+        root = Path(os.path.abspath(folder))
         gone = [
-            doc.name
-            for doc in self.store.documents()
+            doc for doc in self.store.documents()
             if doc.path and Path(doc.path).is_relative_to(root) and not Path(doc.path).exists()
         ]
-        for name in gone:
-            self.store.remove_document(name)
-        return gone
+        for doc in gone:  # by path: removing one may shorten the labels of the others
+            self.store.remove_document(doc.path)
+        return [doc.name for doc in gone]
 
     def _fail(self, report: IngestReport, path: Path, reason: str, index: int, total: int,
               kind: str | None = None) -> None:

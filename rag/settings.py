@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     embed_threads: int = Field(0, ge=0)  # ONNX Runtime threads; 0: one per core
     parse_ahead: bool = True  # read and split the next files in a separate process while the current ones embed
 
+    # --- the dense index (rag/index/dense.py; the figures behind the defaults: bench/dense_indexes.py, bench/scale.py)
+    dense_exact_limit: int = Field(50_000, ge=0)  # chunks below which search is exact (FAISS Flat), IVF-SQ8 above
+    dense_merge_rows: int = Field(20_000, ge=1)  # rows written or deleted since the snapshot before it is rebuilt
+    dense_nprobe: int = Field(32, ge=1)  # IVF lists searched per query: at least this many, and a tenth of them
+
     # --- retrieval
     top_k: int = Field(5, ge=1, le=50)
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = "hybrid"

@@ -201,3 +201,21 @@ def make_embedder(settings: Settings) -> Embedder:
 def get_embedder() -> Embedder:
     """One embedder per process, chosen by the settings: the model is large and thread-safe for inference."""
     return make_embedder(get_settings())
+
+
+@lru_cache(maxsize=4)
+def _float32_embedder() -> Embedder:
+    return OnnxEmbedder(int8=False, threads=get_settings().embed_threads)
+
+
+def embedder_for(index_dir: Path) -> Embedder:
+    """The embedder for the index in ``index_dir``: the configured one, except that when no backend is configured,
+    an index built with the float32 model (every index of the previous release) keeps being read and written with
+    float32 vectors, so it opens as it is instead of being refused for the int8 default."""
+    settings = get_settings()
+    if settings.embed_backend is None and settings.embed_url is None:
+        from rag.index.store import recorded_embed_model
+
+        if recorded_embed_model(index_dir) == MODEL_NAME:
+            return _float32_embedder()
+    return get_embedder()

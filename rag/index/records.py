@@ -15,8 +15,8 @@ class StoreError(Exception):
 @dataclass(frozen=True)
 class DocumentInfo:
     id: int
-    name: str
-    path: str | None
+    name: str  # its label: short, unique in the index (its path relative to the folder it was ingested from)
+    path: str | None  # its identity: the absolute path of the file it was read from
     kind: str
     sha256: str
     size: int
@@ -25,12 +25,13 @@ class DocumentInfo:
     recipe: str
     added_at: str
     updated_at: str
+    base: str | None = None  # the shortest label it may have (the label grows when another document shares it)
 
 
 @dataclass(frozen=True)
 class ChunkRecord:
     id: int
-    source: str  # the document's name
+    source: str  # the document's label
     page: int | None
     section: str | None
     start: int

@@ -1,74 +1,61 @@
-"""The on-disk index: SQLite holds documents, chunks and their vectors; search structures are derived copies.
+"""The on-disk index: one SQLite file holds documents, chunks, vectors and the keyword index; FAISS snapshots sit beside.
 
 Why this shape:
-- SQLite is the source of truth. Each document is written in one transaction, so a crash leaves either the old
+- SQLite is the source of truth. Each document is written in one transaction, together with its keyword postings
+  (FTS5, ``rag.index.keyword``) and the tombstones of the chunks it replaces, so a crash leaves either the old
   version or the new one, never half of each. Every committed change bumps ``generation``.
-- Search structures (the FAISS index and the BM25 index, ``rag.index.derived``) are *derived* from SQLite and saved
-  under the generation they were built from. A reader that finds none for the current generation (a crash, or a
-  writer still at work) rebuilds them in memory from the rows, so readers always see a consistent index.
+- A write costs the change, not the index: dense search reads a FAISS snapshot plus the rows written since, minus
+  the ids deleted since (``rag.index.dense``); the writer folds that delta into a new snapshot only once it has
+  grown, written aside and renamed, then named in the database.
+- A reader sees one generation: ``reading()`` holds a SQLite read transaction for a whole search (dense, keyword,
+  term statistics and the chunks' rows), so a concurrent write is either wholly seen or not at all, and a reader
+  never gets an id deleted before its read began.
 - One writer at a time: ``Store.writer()`` holds a file lock for the whole ingest or removal.
+- Documents are identified by their file's absolute path and shown under a short unique label (``rag.index.labels``).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
 
-from rag.index.derived import DerivedIndexes
-from rag.index.keyword import SparseIndex
+from rag.index import schema
+from rag.index.dense import DenseIndex, DensePolicy, snapshot_meta
+from rag.index.keyword import KeywordIndex, idf, tokenize
+from rag.index.labels import unique_labels
 from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, StoreError, indexed_text
 
-__all__ = ["ChunkRecord", "DocumentInfo", "NewChunk", "Store", "StoreError", "open_store"]
+__all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "Store", "StoreError", "Stored", "open_store"]
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    path TEXT,
-    kind TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    pages INTEGER,
-    recipe TEXT NOT NULL,
-    added_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL,
-    page INTEGER,
-    section TEXT,
-    start INTEGER NOT NULL,
-    end INTEGER NOT NULL,
-    n_tokens INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    context TEXT,
-    sha256 TEXT NOT NULL,
-    embedding BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
-CREATE INDEX IF NOT EXISTS chunks_sha ON chunks(sha256);
-"""
+_DOCUMENT_COLUMNS = (
+    "d.id, d.name, d.path, d.kind, d.sha256, d.size, d.pages,"
+    " (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id), d.recipe, d.added_at, d.updated_at, d.base"
+)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class Stored:
+    label: str  # the document's label right after the write
+    replaced: bool  # an earlier version of the same file was replaced
+
+
 class Store:
     """Documents, chunks and vectors of one index folder. Safe to share between threads of one process."""
 
-    def __init__(self, index_dir: Path, *, embed_model: str, dim: int) -> None:
+    def __init__(self, index_dir: Path, *, embed_model: str, dim: int, policy: DensePolicy | None = None) -> None:
         self.dir = Path(index_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dim = dim
@@ -79,24 +66,21 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._lock = FileLock(str(self.dir / "write.lock"))
         self._writing = False
-        self._derived = DerivedIndexes(self.dir, dim, self)
+        self._keyword = KeywordIndex(self._db)
+        self._dense = DenseIndex(self.dir, dim, policy or DensePolicy())
         with self._mutex:
-            self._db.executescript(_SCHEMA)
-            self._check_meta(embed_model, dim)
+            self._check_model(embed_model, dim)
+            if schema.needs_work(self._db):
+                with self._locked(600, "upgrading or creating"):
+                    if schema.needs_work(self._db):
+                        schema.prepare(self._db, self.dir, embed_model, dim)
 
-    # --- setup -------------------------------------------------------------------------------------------------------
-
-    def _check_meta(self, embed_model: str, dim: int) -> None:
-        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        if not meta:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)",
-                [("schema", str(SCHEMA_VERSION)), ("embed_model", embed_model), ("dim", str(dim)), ("generation", "0")],
-            )
-            self._db.execute("COMMIT")
-            return
-        if meta.get("embed_model") != embed_model or int(meta.get("dim", -1)) != dim:
+    def _check_model(self, embed_model: str, dim: int) -> None:
+        try:
+            meta = schema.meta(self._db)
+        except sqlite3.OperationalError:
+            return  # a new file
+        if meta and (meta.get("embed_model") != embed_model or int(meta.get("dim", -1)) != dim):
             raise StoreError(
                 f"the index in {self.dir} was built with embedding model {meta.get('embed_model')} "
                 f"({meta.get('dim')} dims), not {embed_model} ({dim}); use another --index folder or rebuild it"
@@ -108,29 +92,49 @@ class Store:
 
     # --- reading -----------------------------------------------------------------------------------------------------
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One consistent view of the index for every read inside (nested uses share it)."""
+        with self._mutex:
+            if self._db.in_transaction:
+                yield
+                return
+            self._db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._db.execute("COMMIT")
+
+    def _meta_int(self, key: str) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
     def generation(self) -> int:
         with self._mutex:
-            return int(self._db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-
-    def documents(self, name: str | None = None) -> list[DocumentInfo]:
-        """All documents by name, or the one called ``name`` (an empty list if there is none)."""
-        where, args = ("WHERE d.name = ?", (name,)) if name is not None else ("", ())
-        with self._mutex:
-            rows = self._db.execute(
-                "SELECT d.id, d.name, d.path, d.kind, d.sha256, d.size, d.pages, COUNT(c.id), d.recipe, d.added_at,"
-                f" d.updated_at FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id {where}"
-                " GROUP BY d.id ORDER BY d.name",
-                args,
-            ).fetchall()
-        return [DocumentInfo(*row) for row in rows]
-
-    def document(self, name: str) -> DocumentInfo | None:
-        found = self.documents(name)
-        return found[0] if found else None
+            return self._meta_int("generation")
 
     def chunk_count(self) -> int:
         with self._mutex:
-            return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+            return self._meta_int("chunks")
+
+    def documents(self, name: str | None = None) -> list[DocumentInfo]:
+        """All documents by label, or the one labelled ``name`` (an empty list if there is none)."""
+        where, args = ("WHERE d.name = ?", (name,)) if name is not None else ("", ())
+        with self._mutex:
+            rows = self._db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents d {where} ORDER BY d.name", args)
+            return [DocumentInfo(*row) for row in rows.fetchall()]
+
+    def document(self, name: str) -> DocumentInfo | None:
+        """The document labelled ``name``."""
+        found = self.documents(name)
+        return found[0] if found else None
+
+    def document_at(self, path: str | Path) -> DocumentInfo | None:
+        """The document read from the file at ``path`` (its identity)."""
+        with self._mutex:
+            row = self._db.execute(
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.path = ?", (os.path.abspath(path),)
+            ).fetchone()
+        return DocumentInfo(*row) if row else None
 
     def chunks(self, ids: Sequence[int]) -> list[ChunkRecord]:
         """The chunks with these ids, in the order asked (ids no longer stored are left out)."""
@@ -150,9 +154,9 @@ class Store:
         """Chunks of the same document within ``distance`` positions of ``chunk``, in reading order."""
         with self._mutex:
             rows = self._db.execute(
-                "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id"
-                " WHERE d.name = ? AND c.ordinal BETWEEN ? AND ? ORDER BY c.ordinal",
-                (chunk.source, chunk.ordinal - distance, chunk.ordinal + distance),
+                "SELECT c.id FROM chunks c WHERE c.doc_id = (SELECT doc_id FROM chunks WHERE id = ?)"
+                " AND c.ordinal BETWEEN ? AND ? ORDER BY c.ordinal",
+                (chunk.id, chunk.ordinal - distance, chunk.ordinal + distance),
             ).fetchall()
         return self.chunks([row[0] for row in rows])
 
@@ -169,152 +173,214 @@ class Store:
                     found[sha] = np.frombuffer(blob, dtype=np.float32)
         return found
 
-    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk ids, float32 matrix of their vectors), by id: what the dense index is built from."""
-        with self._mutex:
-            rows = self._db.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
-        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), self.dim)
-        return ids, vectors
-
-    def all_texts(self) -> tuple[list[int], list[str]]:
-        """(chunk ids, indexed texts), by id: what the keyword index is built from."""
-        with self._mutex:
-            rows = self._db.execute("SELECT id, text, context FROM chunks ORDER BY id").fetchall()
-        return [r[0] for r in rows], [indexed_text(r[1], r[2]) for r in rows]
-
     def search_dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the ``k`` nearest chunks."""
-        with self._mutex:
-            self._refresh()
-            index = self._derived.dense()
-            if index.ntotal == 0:
-                return []
-            scores, ids = index.search(np.asarray(vector, dtype=np.float32).reshape(1, -1), min(k, index.ntotal))
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        with self.reading():
+            self._dense.refresh(self._db, self._meta_int("generation"))
+            return self._dense.search(vector, k, self._db)
 
     def search_sparse(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the ``k`` best keyword matches."""
-        return self.sparse_index().search(query, k)
+        with self.reading():
+            documents, tokens = self._meta_int("chunks"), self._meta_int("keyword_tokens")
+            return self._keyword.search(query, k, documents=documents, tokens=tokens)
 
-    def sparse_index(self) -> SparseIndex:
-        """The BM25 index for the current generation (loaded from disk, or rebuilt from the rows)."""
-        with self._mutex:
-            self._refresh()
-            return self._derived.sparse()
+    def idf(self, terms: list[str]) -> list[float]:
+        """Inverse document frequency of stemmed terms over the chunks (the evidence signal's word weights)."""
+        with self.reading():
+            documents = self._meta_int("chunks")
+            frequencies = self._keyword.document_frequencies(terms)
+        return [idf(documents, frequencies.get(t, 0)) if documents else 0.0 for t in terms]
 
-    def _refresh(self) -> None:
-        generation = self.generation()
-        if generation != self._derived.generation and not self._writing:
-            self._derived.reset(generation)
+    def dense_ids(self) -> set[int]:
+        """Every chunk id dense search can return now (checks compare it with the rows)."""
+        with self.reading():
+            self._dense.refresh(self._db, self._meta_int("generation"))
+            return self._dense.ids()
 
     # --- writing -----------------------------------------------------------------------------------------------------
 
     @contextmanager
-    def writer(self, timeout: float = 600) -> Iterator[Store]:
-        """Hold the index's write lock; on exit save the search structures for the final generation."""
+    def _locked(self, timeout: float, doing: str) -> Iterator[None]:
         try:
             self._lock.acquire(timeout=timeout)
         except Timeout as exc:
-            raise StoreError(f"another process is writing to the index in {self.dir}; try again when it is done") from exc
+            raise StoreError(
+                f"the index in {self.dir} is busy: another process is writing to it; try again when it is done"
+                f" ({doing} waited {timeout:g} s)"
+            ) from exc
         try:
-            with self._mutex:
-                self._refresh()
-                self._derived.dense()  # bring the in-memory index up to date before changing it
-                self._writing = True
-            try:
-                yield self
-            finally:
-                with self._mutex:
-                    self._writing = False
-                    self._derived.generation = self.generation()
-                    self._derived.persist()
+            yield
         finally:
             self._lock.release()
+
+    @contextmanager
+    def writer(self, timeout: float = 600) -> Iterator[Store]:
+        """Hold the index's write lock; on the way out fold a grown delta into a new dense snapshot."""
+        with self._locked(timeout, "writing"):
+            self._writing = True
+            try:
+                yield self
+                self.merge(force=False)
+            finally:
+                self._writing = False
+
+    def merge(self, *, force: bool = True) -> bool:
+        """Fold the rows and deletions since the dense snapshot into a new one (when due, or ``force``d).
+        The writer calls it; the readers go on with the old snapshot until the new one is named."""
+        self._require_writer()
+        with self._mutex:
+            if not force and not self._dense.merge_due(self._db):
+                return False
+            generation = self._meta_int("generation")
+        info, index = self._dense.build_snapshot(self.dir / "index.sqlite", generation)
+        with self._mutex:
+            previous = self._db.execute("SELECT value FROM meta WHERE key = 'dense_snapshot'").fetchone()
+            with self._change():
+                self._db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", snapshot_meta(info))
+                self._db.execute("DELETE FROM tombstones WHERE chunk_id <= ?", (info.max_id,))
+            self._dense.adopt(info, index, self._meta_int("generation"))
+            self._dense.remove_stale_files({info.name, previous[0] if previous else ""})
+        return True
 
     def _require_writer(self) -> None:
         if not self._writing:
             raise StoreError("writes need `with store.writer():`")
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several writes in one transaction (bulk loads): one commit instead of one per document."""
+        self._require_writer()
+        with self._mutex, self._change():
+            yield
+
     def put_document(
         self,
         *,
-        name: str,
-        path: str | None,
+        path: str | Path,
+        base: str,
         kind: str,
         sha256: str,
         size: int,
         pages: int | None,
         recipe: str,
         chunks: Sequence[NewChunk],
-    ) -> bool:
-        """Store a document and its chunks, replacing any earlier version of the same name. True if it replaced one."""
+    ) -> Stored:
+        """Store the document read from ``path`` and its chunks, replacing an earlier version of the same file.
+        ``base`` is the shortest label it may have (its path relative to the folder it was ingested from)."""
         self._require_writer()
+        path = os.path.abspath(path)
         vectors = np.vstack([c.vector for c in chunks]).astype(np.float32) if chunks else np.zeros((0, self.dim))
         with self._mutex:
-            old = self._db.execute("SELECT id, added_at FROM documents WHERE name = ?", (name,)).fetchone()
             with self._change():
-                old_ids = self._delete_rows(old[0]) if old else []
+                old = self._db.execute("SELECT id, added_at FROM documents WHERE path = ?", (path,)).fetchone()
+                if old:
+                    self._delete_rows(old[0])
                 now = _now()
                 doc_id = self._db.execute(
-                    "INSERT INTO documents(name, path, kind, sha256, size, pages, recipe, added_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, path, kind, sha256, size, pages, recipe, old[1] if old else now, now),
+                    "INSERT INTO documents(name, path, base, kind, sha256, size, pages, recipe, added_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    ("\0" + path, path, base, kind, sha256, size, pages, recipe, old[1] if old else now, now),
                 ).lastrowid
-                new_ids = [
-                    self._db.execute(
-                        "INSERT INTO chunks(doc_id, ordinal, page, section, start, end, n_tokens, text, context,"
-                        " sha256, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (doc_id, ordinal, chunk.page, chunk.section, chunk.start, chunk.end, chunk.n_tokens,
-                         chunk.text, chunk.context, chunk.sha256, vector.tobytes()),
-                    ).lastrowid
-                    for ordinal, (chunk, vector) in enumerate(zip(chunks, vectors, strict=True))
-                ]
-            self._derived.apply(old_ids, new_ids, vectors)
-        return old is not None
+                stems = [tokenize(indexed_text(c.text, c.context)) for c in chunks]
+                self._db.executemany(
+                    "INSERT INTO chunks(doc_id, ordinal, page, section, start, end, n_tokens, text, context,"
+                    " sha256, embedding, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (doc_id, ordinal, c.page, c.section, c.start, c.end, c.n_tokens, c.text, c.context,
+                         c.sha256, vector.tobytes(), " ".join(words))
+                        for ordinal, (c, vector, words) in enumerate(zip(chunks, vectors, stems, strict=True))
+                    ],
+                )
+                self._keyword.add_document(doc_id)
+                self._count(len(chunks), sum(len(words) for words in stems))
+                label = self._relabel(path)
+        return Stored(label, old is not None)
 
     def remove_document(self, name: str) -> bool:
-        """Delete a document with its chunks and vectors. False if no document has that name."""
+        """Delete a document (by label, or by its file's absolute path) with its chunks, vectors and postings.
+        False if there is none."""
         self._require_writer()
         with self._mutex:
-            row = self._db.execute("SELECT id FROM documents WHERE name = ?", (name,)).fetchone()
+            row = self._db.execute(
+                "SELECT id, path FROM documents WHERE name = ? OR path = ? ORDER BY name = ? DESC LIMIT 1",
+                (name, name, name),
+            ).fetchone()
             if row is None:
                 return False
             with self._change():
-                old_ids = self._delete_rows(row[0])
-            self._derived.apply(old_ids, [], None)
+                self._delete_rows(row[0])
+                self._relabel(row[1])
         return True
 
     @contextmanager
     def _change(self) -> Iterator[None]:
         """One committed change: a write transaction that bumps the generation, or rolls back on any error.
-        (Reads just before it are safe: the file lock makes this the only writer.)"""
+        Inside ``batch()`` it joins the batch's transaction. (The file lock makes this the only writer.)"""
+        if self._db.in_transaction:
+            yield
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
-            self._bump_generation()
+            self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
-    def _delete_rows(self, doc_id: int) -> list[int]:
-        """Delete a document's rows; returns the ids its chunks had."""
-        old_ids = self._chunk_ids(doc_id)
+    def _count(self, chunks: int, tokens: int) -> None:
+        """Keep the chunk and keyword-token totals (BM25's collection statistics) in step with the rows."""
+        self._db.executemany(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = ?",
+            [(chunks, "chunks"), (tokens, "keyword_tokens")],
+        )
+
+    def _delete_rows(self, doc_id: int) -> None:
+        """Delete a document's rows, their postings, and record their ids as tombstones for the dense snapshot."""
+        tokens = self._keyword.remove_document(doc_id)
+        ids = self._db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()
+        self._db.executemany("INSERT OR IGNORE INTO tombstones(chunk_id) VALUES (?)", ids)
         self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
-        return old_ids
+        self._count(-len(ids), -tokens)
 
-    def _chunk_ids(self, doc_id: int) -> list[int]:
-        return [row[0] for row in self._db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+    def _relabel(self, path: str) -> str:
+        """Give the documents whose file has the same name as ``path``'s short labels that differ; returns the
+        label of ``path`` (or "" when it is no longer stored)."""
+        file_name = Path(path).name
+        pattern = "%/" + file_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._db.execute(
+            "SELECT id, path, base, name FROM documents WHERE path = ? OR path LIKE ? ESCAPE '\\'",
+            (path, pattern),
+        ).fetchall()
+        labels = unique_labels({p: base for _, p, base, _ in rows})
+        changed = [(doc_id, labels[p]) for doc_id, p, _, name in rows if labels[p] != name]
+        # in two steps, so that two documents can swap labels without clashing on the unique column
+        self._db.executemany("UPDATE documents SET name = ? WHERE id = ?", ((f"\0{i}", i) for i, _ in changed))
+        self._db.executemany("UPDATE documents SET name = ? WHERE id = ?", ((n, i) for i, n in changed))
+        return labels.get(path, "")
 
-    def _bump_generation(self) -> None:
-        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+def recorded_embed_model(index_dir: Path) -> str | None:
+    """The embedding model an existing index was built with, or None (no index there yet, or unreadable)."""
+    path = Path(index_dir) / "index.sqlite"
+    if not path.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'embed_model'").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
 
 
 def open_store(index_dir: Path) -> Store:
-    """Open (or create) the index in ``index_dir`` for the bundled embedding model."""
-    from rag.index.embedder import get_embedder
+    """Open (or create) the index in ``index_dir`` for the embedding model it was built with (``embedder_for``)."""
+    from rag.index.embedder import embedder_for
+    from rag.settings import get_settings
 
-    embedder = get_embedder()
-    return Store(index_dir, embed_model=embedder.name, dim=embedder.dim)
+    embedder = embedder_for(index_dir)
+    s = get_settings()
+    policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, min_nprobe=s.dense_nprobe)
+    return Store(index_dir, embed_model=embedder.name, dim=embedder.dim, policy=policy)

@@ -14,9 +14,10 @@ They are combined into one score with weights fitted on questions whose answer i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from rag.index.keyword import SparseIndex, tokenize
+from rag.index.keyword import tokenize
 
 # Logistic model over (dense, coverage), fitted by bench/evidence.py on one half of xquad-dev (by document) and
 # reported on the other half. THRESHOLD is the probability under which we say "no evidence". It was chosen from
@@ -45,10 +46,11 @@ class Evidence:
         }
 
 
-def coverage(query: str, passages: list[str], sparse: SparseIndex) -> float:
-    """The best IDF-weighted share of the query's words that one passage contains."""
+def coverage(query: str, passages: list[str], idf: Callable[[list[str]], list[float]]) -> float:
+    """The best IDF-weighted share of the query's words that one passage contains (``idf``: the index's weights
+    of stemmed terms, ``Store.idf``)."""
     terms = sorted(set(tokenize(query)))
-    weights = sparse.idf(terms)
+    weights = idf(terms)
     total = sum(weights)
     if not terms or total <= 0:
         return 0.0

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from rag.index.embedder import Embedder, get_embedder
+from rag.index.embedder import Embedder, embedder_for
 from rag.index.records import ChunkRecord, indexed_text
 from rag.index.store import Store
 from rag.retrieval.evidence import Evidence, coverage, judge
@@ -52,7 +52,7 @@ class Retriever:
     def __init__(self, store: Store, *, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.store = store
         self.settings = settings or get_settings()
-        self.embedder = embedder or get_embedder()
+        self.embedder = embedder or embedder_for(store.dir)
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         return self.retrieve(query, k).hits
@@ -62,25 +62,27 @@ class Retriever:
         s = self.settings
         k = k or s.top_k
         pool = max(s.candidates, k)
-        # Dense search always runs: its best similarity is half of the evidence signal.
-        dense = self.store.search_dense(self.embedder.embed_query(query), pool if s.retrieval_mode != "keyword" else 1)
-        sparse = self.store.search_sparse(query, pool) if s.retrieval_mode != "dense" else []
-        if s.retrieval_mode == "dense":
-            fused = dense
-        elif s.retrieval_mode == "keyword":
-            fused = sparse
-        elif s.fusion == "rrf":
-            fused = reciprocal_rank([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k)
-        else:
-            fused = convex(dense, sparse, s.dense_weight / (s.dense_weight + s.sparse_weight))
-        dense_scores, sparse_scores = dict(dense), dict(sparse)
-        hits = [
-            Hit(rank, score, chunk, dense_scores.get(chunk.id), sparse_scores.get(chunk.id))
-            for rank, (chunk, score) in enumerate(islice(self._distinct(fused, 2 * k), k), start=1)
-        ]
-        passages = [indexed_text(h.chunk.text, h.chunk.context) for h in hits]
-        best_dense = dense[0][1] if dense else 0.0
-        return Retrieval(query, hits, judge(best_dense, coverage(query, passages, self.store.sparse_index())))
+        vector = self.embedder.embed_query(query)
+        with self.store.reading():  # every read below sees the same generation of the index
+            # Dense search always runs: its best similarity is half of the evidence signal.
+            dense = self.store.search_dense(vector, pool if s.retrieval_mode != "keyword" else 1)
+            sparse = self.store.search_sparse(query, pool) if s.retrieval_mode != "dense" else []
+            if s.retrieval_mode == "dense":
+                fused = dense
+            elif s.retrieval_mode == "keyword":
+                fused = sparse
+            elif s.fusion == "rrf":
+                fused = reciprocal_rank([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k)
+            else:
+                fused = convex(dense, sparse, s.dense_weight / (s.dense_weight + s.sparse_weight))
+            dense_scores, sparse_scores = dict(dense), dict(sparse)
+            hits = [
+                Hit(rank, score, chunk, dense_scores.get(chunk.id), sparse_scores.get(chunk.id))
+                for rank, (chunk, score) in enumerate(islice(self._distinct(fused, 2 * k), k), start=1)
+            ]
+            passages = [indexed_text(h.chunk.text, h.chunk.context) for h in hits]
+            best_dense = dense[0][1] if dense else 0.0
+            return Retrieval(query, hits, judge(best_dense, coverage(query, passages, self.store.idf)))
 
     def _distinct(self, fused: list[tuple[int, float]], batch: int) -> Iterator[tuple[ChunkRecord, float]]:
         """The fused candidates as chunks, best first, each passage text once (a file uploaded twice would

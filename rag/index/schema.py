@@ -1,0 +1,148 @@
+"""The store's tables, and the upgrade of an index written by an earlier release.
+
+Schema 2 (this release): documents are identified by their file's absolute path (``path``, unique) and shown under
+``name``, a short label unique in the index (``rag.index.labels``); chunks carry text, vector and stems
+(``tokens``); ``keyword`` is the FTS5 index of those stems (``rag.index.keyword``); ``tombstones`` lists chunk ids deleted since the last dense
+snapshot (``rag.index.dense``). Meta keeps the embedding model, the generation, the chunk count and the snapshot.
+
+Schema 1 named documents by bare file name and kept a FAISS file and a bm25s folder per generation beside the
+database. Upgrading keeps every row, fills the keyword table from the stored texts, and deletes the old files: it
+is one transaction, so a crash during it leaves the schema 1 index as it was, to be upgraded at the next open.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+from rag.index.keyword import SCHEMA as KEYWORD_SCHEMA
+from rag.index.keyword import TOKENIZER_VERSION, KeywordIndex, tokenize
+from rag.index.records import indexed_text
+
+SCHEMA_VERSION = 2
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    path TEXT,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    pages INTEGER,
+    recipe TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    base TEXT
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    page INTEGER,
+    section TEXT,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    n_tokens INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    context TEXT,
+    sha256 TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    tokens TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE INDEX IF NOT EXISTS chunks_sha ON chunks(sha256);
+"""
+# Added by schema 2 (created on upgrade too, hence apart from the tables schema 1 already had).
+TABLES_2 = """
+CREATE UNIQUE INDEX IF NOT EXISTS documents_path ON documents(path);
+CREATE TABLE IF NOT EXISTS tombstones (chunk_id INTEGER PRIMARY KEY);
+""" + KEYWORD_SCHEMA
+
+
+def meta(db: sqlite3.Connection) -> dict[str, str]:
+    return dict(db.execute("SELECT key, value FROM meta").fetchall())
+
+
+def needs_work(db: sqlite3.Connection) -> bool:
+    """True when the file is new, from an older release, or indexed with another tokenizer."""
+    try:
+        values = meta(db)
+    except sqlite3.OperationalError:  # no meta table yet
+        return True
+    return (
+        not values
+        or int(values.get("schema", 0)) < SCHEMA_VERSION
+        or values.get("keyword_tokenizer") != TOKENIZER_VERSION
+    )
+
+
+def prepare(db: sqlite3.Connection, folder: Path, embed_model: str, dim: int) -> None:
+    """Create the tables, or upgrade older ones, in one transaction (the caller holds the write lock)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(TABLES):
+            db.execute(statement)
+        values = meta(db)
+        if not values:
+            db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [("schema", str(SCHEMA_VERSION)), ("embed_model", embed_model), ("dim", str(dim)),
+                 ("generation", "0"), ("chunks", "0"), ("keyword_tokens", "0"),
+                 ("keyword_tokenizer", TOKENIZER_VERSION)],
+            )
+            for statement in _statements(TABLES_2):
+                db.execute(statement)
+        else:
+            if int(values.get("schema", 0)) < 2:
+                _upgrade_from_1(db)
+            if meta(db).get("keyword_tokenizer") != TOKENIZER_VERSION:
+                _reindex_keywords(db)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    for old in [*folder.glob("dense-*"), *folder.glob("sparse-*")]:  # schema 1's derived files
+        shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _upgrade_from_1(db: sqlite3.Connection) -> None:
+    """Schema 1 → 2: a label base for every document, its path as its identity, the keyword table filled."""
+    db.execute("ALTER TABLE documents ADD COLUMN base TEXT")
+    db.execute("ALTER TABLE chunks ADD COLUMN tokens TEXT NOT NULL DEFAULT ''")
+    db.execute("UPDATE documents SET base = name, path = COALESCE(path, name)")
+    for statement in _statements(TABLES_2):
+        db.execute(statement)
+    count = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    db.executemany(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+        [("schema", str(SCHEMA_VERSION)), ("chunks", str(count)), ("keyword_tokenizer", "")],
+    )
+    db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+
+def _reindex_keywords(db: sqlite3.Connection) -> None:
+    """Stem every stored chunk again and rebuild the keyword table (after an upgrade, or a new ``tokenize``)."""
+    last = tokens = 0
+    while True:
+        rows = db.execute(
+            "SELECT id, text, context FROM chunks WHERE id > ? ORDER BY id LIMIT 5000", (last,)
+        ).fetchall()
+        if not rows:
+            break
+        stems = [(i, tokenize(indexed_text(text, context))) for i, text, context in rows]
+        db.executemany("UPDATE chunks SET tokens = ? WHERE id = ?", ((" ".join(t), i) for i, t in stems))
+        tokens += sum(len(t) for _, t in stems)
+        last = rows[-1][0]
+    KeywordIndex(db).rebuild()
+    db.executemany(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+        [("keyword_tokenizer", TOKENIZER_VERSION), ("keyword_tokens", str(tokens))],
+    )
+    db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
