@@ -18,7 +18,7 @@ from rag.index.store import Store
 from rag.llm import EmbeddedLLM, get_llm
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from tests.conftest import XQUAD_DOCS, build_index
+from tests.conftest import SMALL_MODEL, XQUAD_DOCS, build_index
 
 DOCS = ["Nikola_Tesla.md", "Super_Bowl_50.md", "Oxygen.md", "Warsaw.md", "Normans.md"]
 
@@ -89,7 +89,7 @@ def test_the_weak_tail_of_the_top_k_is_not_given_to_the_model(xquad_index: Store
 
 
 def test_out_of_corpus_question_is_refused_without_asking_the_model(xquad_index: Store, embedder: Embedder) -> None:
-    llm = CountingLLM(EmbeddedLLM())
+    llm = CountingLLM(EmbeddedLLM(model_name=SMALL_MODEL))
     answerer = Answerer(Retriever(xquad_index, embedder=embedder), llm, Settings())
     answer = answerer.ask("Which composer wrote the opera Tosca?")
     assert answer.refused and answer.answer == NOT_FOUND
@@ -102,7 +102,7 @@ def test_follow_up_question_retrieves_the_person_of_the_previous_turn(xquad_inde
         {"role": "user", "content": "Who was Nikola Tesla?"},
         {"role": "assistant", "content": "An inventor and engineer [1]."},
     ]
-    answerer = Answerer(Retriever(xquad_index, embedder=embedder), EmbeddedLLM(), Settings(rewrite="auto"))
+    answerer = Answerer(Retriever(xquad_index, embedder=embedder), EmbeddedLLM(model_name=SMALL_MODEL), Settings(rewrite="auto"))
     retrieved = next(answerer.run("and when did he die?", history))
     assert isinstance(retrieved, Retrieved)
     assert "Tesla" in retrieved.query and not retrieved.refused
@@ -149,7 +149,7 @@ def test_supporting_sentence_is_the_one_that_says_it(embedder: Embedder) -> None
 
 
 def test_passages_are_trimmed_to_the_budget_by_tokens(xquad_index: Store, embedder: Embedder) -> None:
-    llm = EmbeddedLLM()
+    llm = EmbeddedLLM(model_name=SMALL_MODEL)
     hits = Retriever(xquad_index, embedder=embedder).search("oxygen discovery", 5)
     passages = fit_passages(hits, 300, llm.count_tokens)
     assert 1 <= len(passages) < 5
