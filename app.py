@@ -14,6 +14,7 @@ from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
 from ingest.report import IngestReport, Progress
 from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
 from rag.llm import LLM, backend_names, get_llm
+from rag.llm.models import EMBEDDED_MODELS
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
 
@@ -32,8 +33,13 @@ def cached_library(index_dir: str) -> Library:
 
 @st.cache_resource(show_spinner=False)
 def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
-    base = Settings()
-    return get_llm(base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key}))
+    """``model``: the embedded model's name for the embedded backend, the served model's name for a server."""
+    chosen = {"embedded_model": model} if backend == "embedded" else {"llm_model": model}
+    return get_llm(Settings().model_copy(update={"llm": backend, "llm_url": url, "llm_api_key": api_key, **chosen}))
+
+
+def model_of(settings: Settings) -> str:
+    return settings.embedded_model if settings.llm == "embedded" else settings.llm_model
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -49,12 +55,18 @@ def sidebar_settings(base: Settings) -> Settings:
     backends = backend_names()
     backend = st.sidebar.selectbox(
         "Backend", backends, index=backends.index(base.llm), key="backend",
-        format_func=lambda b: "Embedded (SmolLM2, in-process)" if b == "embedded" else "vLLM / OpenAI-compatible",
+        format_func=lambda b: "Embedded (in-process)" if b == "embedded" else "vLLM / OpenAI-compatible",
     )
-    url, model = base.llm_url, base.llm_model
+    url, model, embedded = base.llm_url, base.llm_model, base.embedded_model
     if backend == "openai":
         url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
         model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
+    else:
+        names = list(EMBEDDED_MODELS)
+        embedded = st.sidebar.selectbox("Model", names, index=names.index(base.embedded_model)
+                                        if base.embedded_model in names else 0, key="embedded_model",
+                                        format_func=lambda name: EMBEDDED_MODELS[name].title)
+        model = embedded
     ok, detail = llm_health(backend, url, model, base.llm_api_key)
     (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
     temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
@@ -64,8 +76,9 @@ def sidebar_settings(base: Settings) -> Settings:
     mode = st.sidebar.selectbox("Search mode", modes, index=modes.index(base.retrieval_mode), key="mode",
                                 help="hybrid: meaning and keywords together; dense: meaning only; keyword: BM25")
     top_k = st.sidebar.slider("Passages per answer (top-k)", 1, 10, base.top_k, key="top_k")
-    return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "temperature": temperature,
-                                   "retrieval_mode": mode, "top_k": top_k})
+    return base.model_copy(update={"llm": backend, "llm_url": url, "temperature": temperature, "retrieval_mode": mode,
+                                   "top_k": top_k, "embedded_model": embedded,
+                                   "llm_model": model if backend == "openai" else base.llm_model})
 
 
 # --- sidebar: the library ---------------------------------------------------------------------------------------
@@ -173,6 +186,10 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
                    "model was not asked to guess. The closest passages are below.", icon=":material/search_off:")
     elif not text_on_screen:
         st.markdown(message["content"] or "…")
+    if answer.get("verified") is False and not answer.get("refused"):
+        missing = ", ".join(f"“{term}”" for term in answer.get("unverified") or [])
+        st.warning(f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it "
+                   "cites says it: check the passages below before relying on it.", icon=":material/report:")
     if answer.get("fallback"):
         st.caption(f":material/info: The agent stopped without an answer ({answer.get('stopped_reason')}), so this "
                    "is the plain answer from your documents.")
@@ -225,7 +242,7 @@ def answer_question(question: str, settings: Settings, library: Library) -> None
     message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
                "id": len(st.session_state.messages)}
     st.session_state.messages.append(message)  # kept even if the user stops the stream midway
-    llm = cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key)
+    llm = cached_llm(settings.llm, settings.llm_url, model_of(settings), settings.llm_api_key)
     with st.chat_message("assistant"):
         if st.session_state.get("agent_mode"):
             run_agent(question, settings, library, llm, message)
@@ -301,7 +318,7 @@ def main() -> None:
 
     st.title(":material/menu_book: Ask your documents")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
-    llm = cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key)
+    llm = cached_llm(settings.llm, settings.llm_url, model_of(settings), settings.llm_api_key)
     left.caption(f"Answers come only from your {len(library.documents())} document(s), with sources you can check. "
                  f"Model: {settings.llm} · {llm.model}")
     st.session_state.setdefault("agent_mode", False)

@@ -13,6 +13,7 @@ found, when it states something none of them says.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ NOT_FOUND = "I could not find this in your documents."
 MODEL_REFUSAL = "The documents do not contain the answer."
 _PROMPT_MARGIN = 16  # tokens of the chat template around the messages
 _MESSAGE_OVERHEAD = 5  # ChatML's role markers around each message
+# The refusal the prompt asks for, and the ways models paraphrase it ("The passage does not mention ...").
+_REFUSAL = re.compile(r"\b(documents?|passages?|context|text)\b[^.\n]{0,40}?\b(do|does|did)\s*(not|n't)\s+"
+                      r"(contain|mention|say|include|provide|state|specify|give)", re.IGNORECASE)
 # A model that goes on past its answer starts another example: cut there.
 STOP = ["\nQuestion:", "\nPassages:", "\n### "]
 
@@ -153,7 +157,7 @@ class Answerer:
         usage = generation.usage
 
         text, cited = cited_numbers("".join(shown).strip(), {p.n for p in passages})
-        if MODEL_REFUSAL.lower().rstrip(".") in text.lower():
+        if _REFUSAL.search(text):
             yield finish(text, "model", self._citations(passages, query, cited=set()))
             return
         by_number = {p.n: p for p in passages}
