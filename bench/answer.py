@@ -121,6 +121,7 @@ def run_model(name: str, store: Store, base: Settings, questions: list[Question]
                                   "unverified": list(answer.grounding.missing) if answer.grounding else [],
                                   "cited": [c.source for c in answer.citations if c.cited],
                                   "seconds": round(answer.seconds, 2)}) + "\n")
+            out.flush()
             print(f"  {name} {tally.asked}/{len(questions)} {v}: {answer.answer[:80]!r}", file=sys.stderr)
         for q in outside:
             answer, _ = ask(answerer, q.question)

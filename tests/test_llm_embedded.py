@@ -176,3 +176,17 @@ def test_loading_prints_nothing_to_stdout() -> None:
     assert len(lines) == 1 and lines[0].startswith("ANSWER:") and len(lines[0]) > len("ANSWER:''"), result.stdout
     assert "llama_model_loader" not in result.stderr and "llm_load" not in result.stderr, result.stderr[:2000]
     assert "Exception ignored" not in result.stderr, result.stderr[:2000]
+
+
+def test_llama_cpp_uses_the_best_instruction_set_of_this_cpu() -> None:
+    """The Makefile's build carries one CPU backend per x86 level and loads the best one at run time: on an
+    AVX-512 machine (this one) that must be an AVX-512 backend, not the portable AVX2 one."""
+    from rag.llm.embedded import load_cpu_backends
+
+    features = set(load_cpu_backends().split())
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    assert "AVX2" in features or "avx2" not in flags
+    if "avx512f" in flags:
+        assert "AVX512" in features, features
+    if "avx512_vnni" in flags:
+        assert "AVX512_VNNI" in features, features

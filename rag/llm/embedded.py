@@ -46,23 +46,53 @@ def load_cpu_backends() -> str:
     """Make llama.cpp's CPU backend available and say which instruction sets it uses.
 
     A build for runtime CPU dispatch (``GGML_BACKEND_DL`` + ``GGML_CPU_ALL_VARIANTS``, what the Makefile builds)
-    ships one CPU backend per instruction-set level in ``llama_cpp/lib`` and loads none by itself; llama-cpp-python
-    does not call ``ggml_backend_load_all`` (abetlen/llama-cpp-python#2069), so this does, from that folder, and
-    ggml picks the best variant this CPU supports (AVX-512 with VNNI/BF16 here). A plain build has its CPU backend
-    linked in: nothing is loaded then.
+    ships one CPU backend per instruction-set level (``libggml-cpu-haswell.so``, ``-skylakex``, ``-icelake`` …;
+    the wheel puts them in ``site-packages/bin``) and loads none by itself; llama-cpp-python does not call
+    ``ggml_backend_load_all`` (abetlen/llama-cpp-python#2069), so this does, from that folder, and ggml picks the
+    best variant this CPU supports (AVX-512 with VNNI/BF16 here). A plain build has its CPU backend linked in:
+    nothing is loaded then.
     """
-    import llama_cpp
-    from llama_cpp import _ggml
+    import llama_cpp  # loads libllama, and with it the libggml it links to
 
-    lib = _ggml.libggml
+    package = Path(llama_cpp.__file__).parent
+    # The wheel holds libggml.so and libggml.so.0 as two copies of one library, each with its own backend registry:
+    # open the one libllama is linked to (already loaded, so this returns that instance).
+    lib = ctypes.CDLL(str(next(p for p in (package / "lib" / "libggml.so.0", package / "lib" / "libggml.so")
+                               if p.is_file())))
     lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+    lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+    for folder in (package / "lib", package.parent / "bin"):
+        if lib.ggml_backend_reg_count() == 0 and any(folder.glob("libggml-cpu-*.so")):
+            lib.ggml_backend_load_all_from_path(str(folder).encode())
     if lib.ggml_backend_reg_count() == 0:
-        lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-        lib.ggml_backend_load_all_from_path(str(Path(_ggml.__file__).parent / "lib").encode())
-    if lib.ggml_backend_reg_count() == 0:
-        raise LLMUnavailable("llama.cpp found no CPU backend in its lib folder; reinstall llama-cpp-python (make setup)")
-    info = llama_cpp.llama_print_system_info()
-    return info.decode("utf-8", errors="replace") if isinstance(info, bytes) else str(info)
+        raise LLMUnavailable(f"llama.cpp found no CPU backend (looked in {package / 'lib'} and {package.parent / 'bin'}); "
+                             "reinstall llama-cpp-python: make setup")
+    return " ".join(_cpu_features(lib)) or str(llama_cpp.llama_print_system_info())
+
+
+class _Feature(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("value", ctypes.c_char_p)]
+
+
+def _cpu_features(lib: Any) -> list[str]:
+    """The features the CPU backend reports through ggml's registry ("AVX512", "AVX512_VNNI", …)."""
+    lib.ggml_backend_reg_get.restype, lib.ggml_backend_reg_get.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    lib.ggml_backend_reg_name.restype, lib.ggml_backend_reg_name.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    lib.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    lib.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    for i in range(lib.ggml_backend_reg_count()):
+        reg = lib.ggml_backend_reg_get(i)
+        address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features")
+        if lib.ggml_backend_reg_name(reg) != b"CPU" or not address:
+            continue
+        features = ctypes.CFUNCTYPE(ctypes.POINTER(_Feature), ctypes.c_void_p)(address)(reg)
+        found, n = [], 0
+        while features[n].name:
+            if features[n].value == b"1":
+                found.append(features[n].name.decode())
+            n += 1
+        return found
+    return []
 
 
 class _Loaded:
