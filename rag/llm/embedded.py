@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import importlib.util
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -33,9 +34,14 @@ from .registry import register
 if TYPE_CHECKING:
     from rag.settings import Settings
 
-# Both cores of the target machine. Measured caveat: while another process keeps a core busy, llama.cpp's thread
-# barriers stall and 2 threads can fall far below 1; the ``llm_threads`` setting chooses.
+# Both cores of the target machine.
 DEFAULT_THREADS = 2
+# llama.cpp's CPU threads meet at a barrier after every operation, and OpenMP's default is to spin there. When
+# another process holds one of the two cores, the spinning thread takes the core from the thread it waits for and
+# decoding collapses: measured here with the machine busy, 2 threads decoded 0.5 tokens/s spinning and 10.8 with
+# OpenMP told to sleep at barriers (1 thread: 11-17). Set before llama.cpp (and its OpenMP runtime) is loaded;
+# an OMP_WAIT_POLICY already in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _load_lock = threading.Lock()
 _loaded: dict[tuple[str, int, int], _Loaded] = {}
