@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
@@ -13,6 +12,7 @@ import streamlit as st
 from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
 from ingest.report import IngestReport, Progress
 from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
+from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.llm import LLM, backend_names, get_llm
 from rag.llm.models import EMBEDDED_MODELS
 from rag.retrieval.retriever import Retriever
@@ -57,17 +57,19 @@ def sidebar_settings(base: Settings) -> Settings:
         "Backend", backends, index=backends.index(base.llm), key="backend",
         format_func=lambda b: "Embedded (in-process)" if b == "embedded" else "vLLM / OpenAI-compatible",
     )
-    url, model, embedded = base.llm_url, base.llm_model, base.embedded_model
+    url, model, api_key, embedded = base.llm_url, base.llm_model, base.llm_api_key, base.embedded_model
     if backend == "openai":
         url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
         model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
+        api_key = base.api_key_for(url) or st.sidebar.text_input(
+            "API key for this server", "", type="password", key="llm_key",
+            help="The configured key (RAG_LLM_API_KEY) is only ever sent to the configured server (RAG_LLM_URL)")
     else:
         names = list(EMBEDDED_MODELS)
         embedded = st.sidebar.selectbox("Model", names, index=names.index(base.embedded_model)
                                         if base.embedded_model in names else 0, key="embedded_model",
                                         format_func=lambda name: EMBEDDED_MODELS[name].title)
-        model = embedded
-    ok, detail = llm_health(backend, url, model, base.llm_api_key)
+    ok, detail = llm_health(backend, url, embedded if backend == "embedded" else model, api_key)
     (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
     temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
 
@@ -76,9 +78,9 @@ def sidebar_settings(base: Settings) -> Settings:
     mode = st.sidebar.selectbox("Search mode", modes, index=modes.index(base.retrieval_mode), key="mode",
                                 help="hybrid: meaning and keywords together; dense: meaning only; keyword: BM25")
     top_k = st.sidebar.slider("Passages per answer (top-k)", 1, 10, base.top_k, key="top_k")
-    return base.model_copy(update={"llm": backend, "llm_url": url, "temperature": temperature, "retrieval_mode": mode,
-                                   "top_k": top_k, "embedded_model": embedded,
-                                   "llm_model": model if backend == "openai" else base.llm_model})
+    return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key,
+                                   "embedded_model": embedded, "temperature": temperature,
+                                   "retrieval_mode": mode, "top_k": top_k})
 
 
 # --- sidebar: the library ---------------------------------------------------------------------------------------
@@ -95,14 +97,14 @@ def ingest_with_progress(label: str, run) -> IngestReport:  # noqa: ANN001 - run
                          text=f"{event.path.name}: {event.stage} {event.chunks_done}/{event.chunks_total} chunks"
                          if event.stage == "embedding" else f"{event.path.name}: {event.stage}")
             if event.stage == "done":
-                st.write(f":material/check: {event.path.name}: {event.chunks_total} chunks")
+                st.write(f":material/check: {text_markdown(event.path.name)}: {event.chunks_total} chunks")
             elif event.stage == "unchanged":
-                st.write(f":material/check: {event.path.name}: already in the library")
+                st.write(f":material/check: {text_markdown(event.path.name)}: already in the library")
 
         report = run(on_progress)
         bar.progress(1.0, text="done")
         for failure in report.failed:
-            st.write(f":material/close: {Path(failure.path).name}: {failure.error}")
+            st.write(f":material/close: {text_markdown(Path(failure.path).name)}: {text_markdown(failure.error)}")
         state = "error" if report.failed and not (report.added or report.updated or report.unchanged) else "complete"
         status.update(label=summary(report), state=state, expanded=bool(report.failed))
     return report
@@ -123,10 +125,10 @@ def add_files(library: Library, files: list) -> None:  # noqa: ANN001 - Streamli
 
 def upload_note(report: IngestReport) -> str:
     lines = [f":material/attach_file: **{summary(report)}**"]
-    lines += [f"- {name}: added" for name in report.added]
-    lines += [f"- {name}: updated" for name in report.updated]
-    lines += [f"- {name}: already in the library" for name in report.unchanged]
-    lines += [f"- :material/close: {Path(f.path).name}: {f.error}" for f in report.failed]
+    lines += [f"- {text_markdown(name)}: added" for name in report.added]
+    lines += [f"- {text_markdown(name)}: updated" for name in report.updated]
+    lines += [f"- {text_markdown(name)}: already in the library" for name in report.unchanged]
+    lines += [f"- :material/close: {text_markdown(Path(f.path).name)}: {text_markdown(f.error)}" for f in report.failed]
     return "\n".join(lines)
 
 
@@ -147,7 +149,7 @@ def sidebar_library(library: Library) -> None:
     for doc in docs:
         pages = f"{doc.pages} pages · " if doc.pages else ""
         left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
-        left.markdown(f"**{doc.name}**  \n:gray[{pages}{doc.chunks} chunks · added {doc.added_at[:10]}]")
+        left.markdown(f"**{text_markdown(doc.name)}**  \n:gray[{pages}{doc.chunks} chunks · added {doc.added_at[:10]}]")
         if right.button("", icon=":material/delete:", key=f"delete-{doc.name}", help=f"Delete {doc.name}"):
             library.delete(doc.name)
             st.toast(f"Deleted {doc.name}")
@@ -162,15 +164,13 @@ def sidebar_library(library: Library) -> None:
 
 def highlight(text: str, support: str) -> str:
     """The passage as Markdown, with the supporting sentence highlighted."""
-    safe = escape_md(text)
-    sentence = escape_md(support)
+    safe = text_markdown(text)
+    sentence = text_markdown(support)
     if sentence and sentence in safe:
         return safe.replace(sentence, f":orange-background[{sentence}]", 1)
     return safe
 
 
-def escape_md(text: str) -> str:
-    return re.sub(r"([\\`*_{}\[\]<>#+|~$:])", r"\\\1", text).replace("\n", "  \n")
 
 
 def source_label(citation: dict) -> str:
@@ -185,9 +185,9 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
         st.warning("**Not found in your documents.** None of the passages holds evidence for an answer, so the "
                    "model was not asked to guess. The closest passages are below.", icon=":material/search_off:")
     elif not text_on_screen:
-        st.markdown(message["content"] or "…")
+        st.markdown(answer_markdown(message["content"]) or "…")
     if answer.get("verified") is False and not answer.get("refused"):
-        missing = ", ".join(f"“{term}”" for term in answer.get("unverified") or [])
+        missing = ", ".join(f"“{escape_md(str(term))}”" for term in answer.get("unverified") or [])
         st.warning(f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it "
                    "cites says it: check the passages below before relying on it.", icon=":material/report:")
     if answer.get("fallback"):
@@ -224,7 +224,7 @@ def show_page(library: Library, citation: dict, *, key: str) -> None:
 
 
 def render_step(i: int, step: dict) -> None:
-    st.markdown(f"**{i}. {step.get('action') or 'thought'}** — {escape_md(step.get('thought') or '')}")
+    st.markdown(f"**{i}. {step.get('action') or 'thought'}** — {text_markdown(step.get('thought') or '')}")
     if step.get("input"):
         st.code(step["input"])
     st.text(step.get("observation") or "")
@@ -238,7 +238,7 @@ def answer_question(question: str, settings: Settings, library: Library) -> None
     history = history_for_model(st.session_state.messages)
     st.session_state.messages.append({"role": "user", "kind": "question", "content": question})
     with st.chat_message("user"):
-        st.markdown(question)
+        st.markdown(answer_markdown(question))
     message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
                "id": len(st.session_state.messages)}
     st.session_state.messages.append(message)  # kept even if the user stops the stream midway
@@ -270,7 +270,9 @@ def run_answer(question: str, history: list, settings: Settings, library: Librar
         list(deltas())
     else:
         with st.spinner("Writing the answer…"):
-            st.write_stream(deltas())
+            shown = st.empty()  # the growing answer, made safe to render at every step (not st.write_stream)
+            for _ in deltas():
+                shown.markdown(answer_markdown(message["content"]))
     answer = done[0]
     message.update(content=answer.answer, answer=answer.to_json(), stopped=False)
     render_answer(message, library, text_on_screen=not retrieved.refused)
@@ -330,7 +332,7 @@ def main() -> None:
             if message.get("kind") == "answer":
                 render_answer(message, library)
             else:
-                st.markdown(message["content"])
+                st.markdown(answer_markdown(message["content"]))
 
     # Read the chat box first (it is pinned to the bottom wherever it is called), so that suggestions are not
     # drawn above a question that is being answered in this same run.

@@ -29,7 +29,7 @@ from rag.index.store import Store, open_store
 from rag.settings import PROJECT_ROOT, Settings, get_settings
 
 _UNSAFE = re.compile(r"[^\w\-. ()\[\]+,&@]+", re.UNICODE)
-_MAX_NAME = 120
+_MAX_NAME_BYTES = 200  # file systems allow 255 bytes a name; room is left for " (999)"
 SAMPLE_QUESTIONS = PROJECT_ROOT / "data" / "sample" / "questions.json"
 
 
@@ -47,7 +47,8 @@ def sanitize_filename(name: str) -> str:
         stem, suffix = name, ""
     stem = stem.strip(" ._") or "document"
     suffix = suffix.lower()[:10]
-    stem = stem[: _MAX_NAME - len(suffix) - 1]
+    room = _MAX_NAME_BYTES - len(suffix.encode()) - 1
+    stem = stem.encode()[:room].decode("utf-8", "ignore").rstrip(" ._") or "document"  # cut by bytes, whole chars
     return f"{stem}.{suffix}" if suffix else stem
 
 
@@ -107,18 +108,30 @@ class Library:
             raise UploadError(f"{upload.name}: unsupported file type; supported: {', '.join(SUPPORTED_SUFFIXES)}")
 
     def save(self, upload: Upload) -> Saved:
-        """Write the upload under a safe, unused name (or reuse the file already holding the same bytes)."""
+        """Write the upload under a safe, unused name (or reuse the file already holding the same bytes).
+
+        The bytes are written aside first, then linked under the first free name: ``link`` fails if the name
+        exists, so two sessions uploading the same name at once never overwrite each other's file."""
         self.check(upload)
         wanted = sanitize_filename(upload.name)
         digest = hashlib.sha256(upload.data).hexdigest()
         stem, suffix = Path(wanted).stem, Path(wanted).suffix
-        for n in range(1, 1000):
-            candidate = self.folder / (wanted if n == 1 else f"{stem} ({n}){suffix}")
-            if not candidate.exists() and not self.store.document(candidate.name):
-                _write_atomic(candidate, upload.data)
+        tmp = _write_aside(self.folder, upload.data)
+        try:
+            for n in range(1, 1000):
+                candidate = self.folder / (wanted if n == 1 else f"{stem} ({n}){suffix}")
+                if self.store.document(candidate.name) and not candidate.exists():
+                    continue  # indexed under this name, its file gone: keep the name for that document
+                try:
+                    os.link(tmp, candidate)
+                except FileExistsError:
+                    if file_sha256(candidate) == digest:
+                        return Saved(upload.name, candidate)
+                    continue
+                _fsync_dir(self.folder)
                 return Saved(upload.name, candidate)
-            if candidate.exists() and file_sha256(candidate) == digest:
-                return Saved(upload.name, candidate)
+        finally:
+            tmp.unlink(missing_ok=True)
         raise UploadError(f"{upload.name}: too many files with this name")
 
     def add(self, uploads: Iterable[Upload], on_progress: ProgressCallback | None = None) -> IngestReport:
@@ -129,9 +142,9 @@ class Library:
             try:
                 saved.append(self.save(upload))
             except UploadError as exc:
-                refused.append(Failure(upload.name, str(exc).removeprefix(f"{upload.name}: ")))
+                refused.append(Failure(upload.name, str(exc).removeprefix(f"{upload.name}: "), "UploadError"))
             except OSError as exc:
-                refused.append(Failure(upload.name, f"could not be saved ({exc.strerror or exc})"))
+                refused.append(Failure(upload.name, f"could not be saved ({exc.strerror or exc})", type(exc).__name__))
         report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
             [s.path for s in saved]
         ) if saved else IngestReport()
@@ -187,7 +200,7 @@ class Library:
         """Read every document again from its file and rebuild its chunks and vectors."""
         docs = self.store.documents()
         present = {Path(d.path): d.name for d in docs if d.path and Path(d.path).is_file()}
-        missing = [Failure(d.name, "its file is no longer on disk; delete it or upload it again")
+        missing = [Failure(d.name, "its file is no longer on disk; delete it or upload it again", "FileNotFoundError")
                    for d in docs if not d.path or not Path(d.path).is_file()]
         report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
             list(present), names=present, force=True
@@ -196,15 +209,24 @@ class Library:
         return report
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write aside, then rename: a crash never leaves half a file under the final name."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+def _write_aside(folder: Path, data: bytes) -> Path:
+    """The bytes in a hidden temporary file of ``folder``, on disk: a crash never leaves half a file under a
+    real name (the caller links it into place)."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

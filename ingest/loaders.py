@@ -59,7 +59,7 @@ def _load_pdf(path: Path, data: bytes) -> LoadedDocument:
     import logging
 
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PdfReadError
+    from pypdf.errors import DependencyError, PdfReadError, PyPdfError
 
     if not data.lstrip().startswith(b"%PDF"):
         raise LoadError("not a PDF file (it does not start with the %PDF header)")
@@ -78,7 +78,8 @@ def _load_pdf(path: Path, data: bytes) -> LoadedDocument:
         pages = list(reader.pages)
     except LoadError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError,
+            RecursionError) as exc:  # pypdf's limits on hostile files (LimitReachedError) are PyPdfError
         raise LoadError(f"the PDF is corrupt or unreadable ({type(exc).__name__}: {exc})") from exc
 
     records: list[Record] = []
@@ -108,7 +109,11 @@ def decode_text(data: bytes) -> str:
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        text = data.decode("utf-16", errors="replace")  # a file cut short loses its last character, not all
+        damaged = text.count("\ufffd")
+        if damaged and (damaged > len(text) // 100 or len(text) < 100):
+            raise LoadError("the file starts like UTF-16 text (byte-order mark) but is not valid UTF-16")
+        return text
     if _looks_binary(data):
         raise LoadError("this looks like binary data, not text")
     try:
@@ -152,7 +157,10 @@ def _load_md(path: Path, data: bytes) -> LoadedDocument:
     text = normalize_text(decode_text(data))
     if not text:
         raise LoadError("the file holds no text")
-    return LoadedDocument(path=path, kind="md", records=split_markdown_sections(text))
+    records = split_markdown_sections(text)
+    if not records:
+        raise LoadError("the file holds only headings, no text")
+    return LoadedDocument(path=path, kind="md", records=records)
 
 
 def split_markdown_sections(text: str) -> list[Record]:

@@ -17,7 +17,7 @@ from ingest.loaders import LoadError, load_document
 from ingest.report import Failure, IngestReport, Progress, ProgressCallback, Stage
 from ingest.split import Chunk, Splitter
 from rag.index.embedder import Embedder, get_embedder
-from rag.index.records import NewChunk, indexed_text, sha256_text
+from rag.index.records import NewChunk, StoreError, indexed_text, sha256_text
 from rag.index.store import Store
 from rag.settings import Settings, get_settings
 
@@ -52,7 +52,7 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[Failure]]:
         elif path.is_file():
             files.append(path)
         else:
-            failures.append(Failure(str(path), "no such file or folder"))
+            failures.append(Failure(str(path), "no such file or folder", "FileNotFoundError"))
     return files, failures
 
 
@@ -135,7 +135,7 @@ class Ingestor:
                 if self.store.remove_document(name):
                     removed.append(name)
                 else:
-                    failures.append(Failure(name, "no document with this name in the index"))
+                    failures.append(Failure(name, "no document with this name in the index", "NotInIndex"))
         return removed, failures
 
     def _ingest_file(
@@ -174,10 +174,16 @@ class Ingestor:
                 ],
             )
         except LoadError as exc:
-            self._fail(report, path, str(exc), index, total)
+            self._fail(report, path, str(exc), index, total, "LoadError")
             return
         except OSError as exc:
-            self._fail(report, path, f"cannot read the file ({exc.strerror or exc})", index, total)
+            self._fail(report, path, f"cannot read the file ({exc.strerror or exc})", index, total, type(exc).__name__)
+            return
+        except StoreError:
+            raise  # the index itself cannot be written: no use going on with the other files
+        except Exception as exc:  # noqa: BLE001 - one file's bytes must never take the batch down
+            reason = f"could not be ingested ({type(exc).__name__}: {exc})"[:500]
+            self._fail(report, path, reason, index, total, type(exc).__name__)
             return
         (report.updated if replaced else report.added).append(name)
         report.chunks += len(chunks)
@@ -209,6 +215,7 @@ class Ingestor:
             self.store.remove_document(name)
         return gone
 
-    def _fail(self, report: IngestReport, path: Path, reason: str, index: int, total: int) -> None:
-        report.failed.append(Failure(str(path), reason))
+    def _fail(self, report: IngestReport, path: Path, reason: str, index: int, total: int,
+              kind: str | None = None) -> None:
+        report.failed.append(Failure(str(path), reason, kind))
         self.on_progress(Progress(path, index, total, "failed", message=reason))

@@ -29,7 +29,8 @@ ProgressCallback = Callable[[Progress], None]
 @dataclass
 class Failure:
     path: str
-    error: str
+    error: str  # the reason, for a person
+    type: str | None = None  # what went wrong, for a program: LoadError, OSError, UnicodeDecodeError, ...
 
 
 @dataclass

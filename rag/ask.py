@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         history = read_history(args.history) if args.history else []
     except (OSError, ValueError) as exc:
         p.error(f"--history {args.history}: {exc}")
-    settings = settings_with(llm=args.backend, top_k=args.k)
+    settings = settings_with(p, llm=args.backend, top_k=args.k)
     store = open_index(args)
 
     answerer = Answerer(Retriever(store, settings=settings), get_llm(settings), settings)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from rag.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -49,9 +51,15 @@ def add_backend_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=backend_names(), help="LLM backend (default: $RAG_LLM or embedded)")
 
 
-def settings_with(**overrides: object) -> Settings:
-    """The settings, with the options given on the command line (None: not given) taking precedence."""
-    return get_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+def settings_with(p: argparse.ArgumentParser, **overrides: object) -> Settings:
+    """The settings, with the options given on the command line (None: not given) taking precedence, validated
+    like the environment is (``-k -1`` is refused with exit 2, naming the option's setting, not a traceback)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings.model_validate({**get_settings().model_dump(), **given})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        p.error(f"invalid option ({problems})")
 
 
 def print_json(document: Any) -> None:

@@ -15,7 +15,7 @@ from ingest.pipeline import Ingestor
 from rag.cli import parser, print_json, say
 from rag.index.embedder import get_embedder
 from rag.index.store import Store, open_store
-from rag.retrieval.evaluate import load_questions, refusal_rate, score_retrieval
+from rag.retrieval.evaluate import DatasetError, load_questions, refusal_rate, score_retrieval
 from rag.retrieval.retriever import Retriever
 
 
@@ -40,25 +40,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refusal", type=Path, metavar="OTHER_DIR",
                    help="also ask OTHER_DIR's questions (its documents are not indexed): how many are refused?")
     args = p.parse_args(argv)
+    if not 1 <= args.k <= 50:
+        p.error("-k must be between 1 and 50")
     for folder in filter(None, [args.dataset, args.refusal]):
         if not (folder / "questions.jsonl").is_file():
             p.error(f"{folder} must hold questions.jsonl")
     if args.index is None and not (args.dataset / "docs").is_dir():
         p.error(f"{args.dataset} must hold docs/ (or give --index)")
 
+    try:
+        questions = load_questions(args.dataset)
+        others = load_questions(args.refusal) if args.refusal else []
+    except DatasetError as exc:
+        say(f"error: {exc}")
+        return 2
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
         store = open_store(args.index or Path(tmp))
         result: dict[str, object] = {}
         ingest = ingest_dataset(args.dataset, store) if args.index is None else {
             "ingest_seconds": 0.0, "chunks": store.chunk_count(), "chunks_per_second": 0.0}
         retriever = Retriever(store)
-        scores = score_retrieval(retriever, load_questions(args.dataset), args.k)
+        scores = score_retrieval(retriever, questions, args.k)
         in_corpus_refused = scores.pop("in_corpus_refused")
         result.update(scores)
         result.update(ingest)
         if args.refusal:
             result["refusal"] = {
-                "out_of_corpus_refused": refusal_rate(retriever, load_questions(args.refusal), args.k),
+                "out_of_corpus_refused": refusal_rate(retriever, others, args.k),
                 "in_corpus_refused": in_corpus_refused,
             }
         store.close()

@@ -13,8 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("query", help="what to look for")
     p.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     args = p.parse_args(argv)
-    if args.k < 1:
-        p.error("-k must be at least 1")
+    if not 1 <= args.k <= 500:
+        p.error("-k must be between 1 and 500")
     hits = Retriever(open_index(args)).search(args.query, args.k)
     if args.json:
         print_json([hit.to_json() for hit in hits])

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     agent_max_format_errors: int = Field(2, ge=1, le=50)  # malformed replies in a row before giving up
     agent_fallback: bool = True  # no final answer: answer with the plain grounded answer step instead
 
+    def api_key_for(self, url: str) -> str:
+        """The configured API key if ``url`` is the configured server, else "": a key is never sent to a server it
+        was not configured for (a URL typed in the sidebar could be anyone's)."""
+        return self.llm_api_key if url.strip().rstrip("/") == self.llm_url.strip().rstrip("/") else ""
+
     @property
     def uploads_path(self) -> Path:
         return self.upload_dir or self.index_dir.parent / "uploads"

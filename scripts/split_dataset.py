@@ -14,11 +14,14 @@ import shutil
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from rag.retrieval.evaluate import read_jsonl  # noqa: E402
+
 
 def split(dataset: Path, out_a: Path, out_b: Path) -> None:
     names = sorted(p.name for p in (dataset / "docs").iterdir() if p.is_file())
     halves = {out_a: set(names[0::2]), out_b: set(names[1::2])}
-    rows = [json.loads(line) for line in (dataset / "questions.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_jsonl(dataset / "questions.jsonl")
     for out, docs in halves.items():
         (out / "docs").mkdir(parents=True, exist_ok=True)
         for name in docs:
@@ -26,7 +29,7 @@ def split(dataset: Path, out_a: Path, out_b: Path) -> None:
         with open(out / "questions.jsonl", "w") as handle:
             for row in rows:
                 if row["source"] in docs:
-                    handle.write(json.dumps(row) + "\n")
+                    handle.write(json.dumps(row) + "\n")  # ASCII: U+2029 is escaped
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@
 #   bfloat16 safetensors folder by scripts/convert_gguf.py (~30 s; skipped when the folder is already complete).
 # - Offline: HF_HUB_OFFLINE=1 and TRANSFORMERS_OFFLINE=1 (the model is a local folder; nothing to download).
 #   A GPU user serving a hub model that is not cached yet can run with HF_HUB_OFFLINE=0 TRANSFORMERS_OFFLINE=0.
-# - Binds 127.0.0.1 and requires an API key (--api-key): a local model server is still a network service.
+# - Binds 127.0.0.1 and requires an API key: a local model server is still a network service. The key goes to
+#   the server in its environment (VLLM_API_KEY), never on the command line, where `ps` shows it to every user.
 #
 # Flags chosen:
 # - --max-model-len 2048: the RAG prompt is a system prompt + top-k=5 chunks of <=254 embedding tokens
@@ -133,8 +134,9 @@ if [ "$SETUP_ONLY" = 1 ]; then
   exit 0
 fi
 
+export VLLM_API_KEY="$API_KEY"
 ARGS=(--model "$MODEL" --served-model-name "$SERVED_NAME" --host "$HOST" --port "$PORT"
-      --api-key "$API_KEY" --max-model-len "$MAX_MODEL_LEN" --enable-prefix-caching)
+      --max-model-len "$MAX_MODEL_LEN" --enable-prefix-caching)
 if has_gpu; then
   ARGS+=(--gpu-memory-utilization 0.90)
 else

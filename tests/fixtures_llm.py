@@ -56,6 +56,7 @@ class VllmServer:
     base_url: str
     api_key: str
     model: str
+    process_group: int = 0  # the launcher's process group: the server and its engine processes
 
 
 def _setup_needed() -> bool:
@@ -147,7 +148,7 @@ def vllm_server(pytestconfig: pytest.Config) -> Iterator[VllmServer]:
                 _progress(pytestconfig, f"waiting for vLLM ... {last_note - started:.0f} s")
             time.sleep(2)
         _progress(pytestconfig, f"vLLM ready in {time.monotonic() - started:.0f} s")
-        yield VllmServer(base_url, api_key, SERVED_NAME)
+        yield VllmServer(base_url, api_key, SERVED_NAME, process.pid)
     finally:
         stop_process_group(process)
 

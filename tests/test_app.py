@@ -173,6 +173,43 @@ def test_agent_mode_shows_its_steps_and_still_answers(app_env: Path, monkeypatch
         assert any("plain answer from your documents" in c.value for c in reply.caption)
 
 
+def test_the_configured_api_key_is_never_sent_to_a_url_typed_in_the_sidebar(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local server that records the Authorization header of every request stands in for "anyone's server"."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"object": "list", "data": []}')
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("RAG_LLM_URL", "http://127.0.0.1:9/v1")
+        monkeypatch.setenv("RAG_LLM_API_KEY", "configured-secret-1234")
+        at = start()
+        at.sidebar.selectbox(key="backend").set_value("openai").run()
+        assert not any(t.key == "llm_key" for t in at.sidebar.text_input), "no key asked for the configured server"
+        at.sidebar.text_input(key="llm_url").set_value(f"http://127.0.0.1:{server.server_port}/v1").run()
+        assert seen, "the health check reached the typed server"
+        assert not any("configured-secret-1234" in h for h in seen), seen
+        at.sidebar.text_input(key="llm_key").set_value("typed-key").run()
+        assert seen[-1] == "Bearer typed-key", "a key typed for that server is the one sent to it"
+    finally:
+        server.shutdown()
+
+
 def test_the_sidebar_picks_the_embedded_model(app_env: Path) -> None:
     at = start()
     picker = at.sidebar.selectbox(key="embedded_model")

@@ -207,6 +207,23 @@ def test_cli_bad_input_folder(tmp_path: Path, run_cli) -> None:
     assert (pdf_hit[0]["source"], pdf_hit[0]["page"]) == ("good.pdf", 2)
 
 
+def test_a_file_that_breaks_its_loader_fails_alone_with_its_reason(tmp_path: Path, run_cli) -> None:
+    """A 5-byte UTF-16 file (byte-order mark, odd length) used to escape as a UnicodeDecodeError traceback that
+    stopped the whole batch: any exception while reading one file is that file's failure."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a-good.md").write_text("# Fine\n\nThe ferry leaves at seven.\n")
+    (folder / "odd.txt").write_bytes(b"\xff\xfea\x00b")
+    (folder / "z-good.txt").write_text("The lighthouse was automated in 1989.")
+    result = run_cli("ingest", str(folder), "--index", str(tmp_path / "index"), "--json")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    report = json.loads(result.stdout)
+    assert report["added"] == 2, "the files after the bad one are ingested too"
+    [failure] = report["failed"]
+    assert Path(failure["path"]).name == "odd.txt" and failure["type"] and failure["error"]
+
+
 def test_cli_usage_errors_exit_2(run_cli, tmp_path: Path) -> None:
     assert run_cli("ingest", "--index", str(tmp_path)).returncode == 2
     assert run_cli("ingest", "x.txt", "--list", "--index", str(tmp_path)).returncode == 2

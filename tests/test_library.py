@@ -25,7 +25,8 @@ from tests.pdfs import make_encrypted_pdf, make_pdf
         ("a\x00b\u202e.txt", "ab.txt"),
         ("tab\tand|pipe?.md", "taband_pipe.md"),
         ("Café – notes.md", "Café _ notes.md"),
-        ("x" * 300 + ".pdf", "x" * 116 + ".pdf"),
+        ("x" * 300 + ".pdf", "x" * 196 + ".pdf"),
+        ("界" * 120 + ".md", "界" * 65 + ".md"),  # names are cut in bytes (3 a character here), whole characters kept
     ],
 )
 def test_sanitize_filename(raw: str, safe: str) -> None:
@@ -41,6 +42,38 @@ def test_saving_never_leaves_the_folder_nor_overwrites(tmp_path: Path, store: St
     other = library.save(Upload("sub/dir/report.txt", b"second"))
     assert other.path.name == "report (2).txt" and first.path.read_bytes() == b"first"
     assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["report (2).txt", "report.txt"]
+
+
+def test_long_non_latin_names_fit_the_file_system(tmp_path: Path, store: Store) -> None:
+    """120 CJK characters are 360 bytes: cut by characters they gave ENAMETOOLONG; numbered copies fit too."""
+    library = Library(store, settings=Settings(index_dir=store.dir))
+    name = "報告" * 60 + ".txt"
+    first, second = library.save(Upload(name, b"one")), library.save(Upload(name, b"two"))
+    assert first.path.read_bytes() == b"one" and second.path.read_bytes() == b"two"
+    assert second.path.name.endswith(" (2).txt") and len(second.path.name.encode()) <= 255
+
+
+def test_two_sessions_saving_the_same_name_at_once_keep_both_files(tmp_path: Path, store: Store) -> None:
+    """Eight threads (as eight browser sessions) save different bytes under one name at the same moment."""
+    import threading
+
+    library = Library(store, settings=Settings(index_dir=store.dir))
+    barrier = threading.Barrier(8)
+    saved: dict[int, Path] = {}
+
+    def upload(i: int) -> None:
+        barrier.wait()
+        saved[i] = library.save(Upload("minutes.txt", f"meeting {i}".encode())).path
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({path.name for path in saved.values()}) == 8, "each upload got its own file"
+    for i, path in saved.items():
+        assert path.read_bytes() == f"meeting {i}".encode(), "no upload replaced another's bytes"
+    assert not list(library.folder.glob(".upload-*")), "no temporary file is left behind"
 
 
 def test_oversized_and_unsupported_uploads_are_refused_before_writing(tmp_path: Path, store: Store) -> None:

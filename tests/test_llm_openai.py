@@ -5,8 +5,10 @@ Only the broken-stream tests use a fake server: a real vLLM cannot be made to cu
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +117,25 @@ def test_wrong_api_key_is_reported_as_such(vllm_server: VllmServer) -> None:
 
 
 @pytest.mark.vllm
+def test_the_api_key_is_not_on_any_server_command_line(vllm_server: VllmServer) -> None:
+    """`ps` shows every user the command lines of every process: the key must travel in the environment."""
+    group = [pid for pid in os.listdir("/proc") if pid.isdigit() and _pgid(int(pid)) == vllm_server.process_group]
+    assert group, "the server's processes are found"
+    for pid in group:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        assert vllm_server.api_key not in cmdline, cmdline
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
 def test_unknown_model_names_the_served_ones(vllm_server: VllmServer) -> None:
     llm = _llm(vllm_server, model="no-such-model")
     with pytest.raises(LLMModelNotFound) as caught:

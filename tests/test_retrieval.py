@@ -175,3 +175,37 @@ def test_eval_cli_reports_retrieval_speed_and_refusals(tmp_path: Path, run_cli) 
     assert report["questions"] == 2 and report["hit@1"] == 1.0 and report["mrr"] == 1.0 and report["chunks"] == 2
     assert 0 < report["query_ms_p50"] <= report["query_ms_p95"]
     assert report["refusal"] == {"out_of_corpus_refused": 1.0, "in_corpus_refused": 0.0}
+
+
+def test_question_sets_are_json_lines_split_at_newlines_only(tmp_path: Path, run_cli) -> None:
+    """PubMedQA-style texts hold U+2029 (and U+2028, U+0085) inside JSON strings; str.splitlines() split them."""
+    from rag.retrieval.evaluate import DatasetError, load_questions
+
+    folder = tmp_path / "set"
+    (folder / "docs").mkdir(parents=True)
+    (folder / "docs" / "abstract.md").write_text("# Trial\n\nThe trial enrolled 412 patients in Lyon.\n")
+    question = "How many patients\u2029did the trial\u2028enroll\u0085in Lyon?"
+    rows = [{"id": "1", "question": question, "answers": ["412"], "source": "abstract.md"}]
+    (folder / "questions.jsonl").write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n\n", encoding="utf-8")
+    assert [q.question for q in load_questions(folder)] == [question]
+    result = run_cli("rag.eval", str(folder), "-k", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["hit@1"] == 1.0
+
+    (folder / "questions.jsonl").write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(DatasetError, match=r"questions\.jsonl, line 2: not JSON"):
+        load_questions(folder)
+    bad = run_cli("rag.eval", str(folder), "--json")
+    assert bad.returncode == 2 and "line 2" in bad.stderr and "Traceback" not in bad.stderr and not bad.stdout
+
+
+def test_command_line_overrides_are_validated_like_settings(tmp_path: Path, run_cli) -> None:
+    index = str(tmp_path / "index")
+    cases = [("rag.ask", ["q", "-k", "-1"]), ("rag.ask", ["q", "-k", "0"]), ("rag.eval", [str(tmp_path), "-k", "0"]),
+             ("rag.search", ["q", "-k", "0"]), ("rag.agent", ["q", "--max-steps", "0"])]
+    for module, args in cases:
+        result = run_cli(module, *args, "--index", index)
+        assert result.returncode == 2, (module, args, result.stderr)
+        assert "Traceback" not in result.stderr and ("-k" in result.stderr or "top_k" in result.stderr
+                                                     or "max-steps" in result.stderr), result.stderr

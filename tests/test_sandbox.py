@@ -472,3 +472,60 @@ def test_cli_time_limit() -> None:
     )
     assert proc.returncode == 0
     assert json.loads(proc.stdout) == {"ok": False, "stdout": "", "error": "time limit of 0.5 s exceeded"}
+
+
+# --------------------------------------------------------------------------- findings of the reliability campaign
+
+
+@pytest.mark.parametrize(
+    "code, fragment",
+    [
+        # str.format reads attributes named in its template, past every attribute rule: the runner's private state
+        ("print('{0.__globals__[_state].__dict__}'.format(getattr))", "may not read attributes"),
+        ("print('{0.real}'.format(1))", "may not read attributes"),
+        ("print('{0:{1.real}}'.format(1, 2))", "may not read attributes"),
+        ("print('{0[_x]}'.format({'_x': 1}))", "starting with '_'"),
+        ("t = '{0.__class__}'\nprint(t.format(1))", "only on a string literal"),
+        ("print(str.format('{0.__class__}', 1))", "only on a string literal"),
+        ("print('{x.__class__}'.format_map({'x': 1}))", "may not read attributes"),
+        ("f = getattr('{0.__class__}', 'format')\nprint(f(1))", "'format' by name is not allowed"),
+        # names a program defines follow the same rules as names it reads
+        ("class __Evil:\n    pass", "'__Evil'"),
+        ("def __getattr__(name):\n    return 1", "'__getattr__'"),
+        ("class A:\n    def __getattribute__(self, n):\n        return 1", "'__getattribute__'"),
+        ("class A:\n    def __init_subclass__(cls):\n        pass", "'__init_subclass__'"),
+        ("def f(__builtins__=None):\n    return 1", "'__builtins__'"),
+        ("g = lambda __x: __x", "'__x'"),
+        ("print(dict(__class__=1))", "'__class__'"),
+    ],
+)
+def test_format_strings_and_defined_names_cannot_reach_private_state(code: str, fragment: str) -> None:
+    blocked(run(code), fragment)
+
+
+def test_ordinary_formatting_and_dunder_methods_still_work() -> None:
+    code = (
+        "class Money:\n"
+        "    def __init__(self, cents):\n        self.cents = cents\n"
+        "    def __add__(self, other):\n        return Money(self.cents + other.cents)\n"
+        "    def __repr__(self):\n        return f'{self.cents / 100:.2f} EUR'\n"
+        "print(Money(150) + Money(275), '{:>6.1f}|{name}|{row[1]}'.format(2.25, name='x', row=[0, 7]))\n"
+    )
+    result = run(code)
+    assert result.ok and result.stdout == "4.25 EUR    2.2|x|7\n", result
+
+
+def test_os_layers_the_kernel_refuses_are_reported_not_swallowed() -> None:
+    """This machine grants root every namespace, so a kernel that refuses them is played by the test switch
+    ``namespaces=False`` (the child then never calls unshare, as if it had failed)."""
+    normal = run("print(1)")
+    assert normal.ok
+    if os.geteuid() == 0:
+        assert normal.missing_layers == ()
+    weakened = run("print(1)", namespaces=False)
+    assert weakened.ok and weakened.stdout == "1\n", "the other layers still hold and the program runs"
+    assert "network namespace" in weakened.missing_layers
+    assert any("mount namespace" in m for m in weakened.missing_layers)
+    assert weakened.to_dict()["missing_layers"] == list(weakened.missing_layers)
+    strict = run("print(1)", namespaces=False, require_os_layers=True)
+    assert not strict.ok and "refused to run" in (strict.error or "") and "network namespace" in strict.error

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.max_steps is not None and not 1 <= args.max_steps <= 50:
         p.error("--max-steps must be between 1 and 50")
-    settings = settings_with(llm=args.backend, agent_max_steps=args.max_steps)
+    settings = settings_with(p, llm=args.backend, agent_max_steps=args.max_steps)
     store = open_index(args)
 
     agent = Agent(Retriever(store, settings=settings), get_llm(settings), settings)

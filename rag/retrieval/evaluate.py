@@ -24,9 +24,41 @@ class Question:
     source: str
 
 
+class DatasetError(ValueError):
+    """A question set that cannot be read; the message names the file, the line and the reason."""
+
+
+def read_jsonl(path: Path) -> list[object]:
+    """JSON Lines: one JSON value per line. Lines end at "\n" only: U+2028, U+2029, U+0085 and the other breaks
+    ``str.splitlines`` knows are ordinary characters inside JSON strings (abstracts hold them). Blank lines and a
+    trailing "\r" are allowed. Raises ``DatasetError`` naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc})") from exc
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise DatasetError(f"{path}, line {number}: not JSON ({exc})") from exc
+    return rows
+
+
 def load_questions(dataset: Path) -> list[Question]:
-    rows = (json.loads(line) for line in (dataset / "questions.jsonl").read_text().splitlines() if line.strip())
-    return [Question(r["id"], r["question"], list(r["answers"]), r["source"]) for r in rows]
+    """The questions of ``dataset/questions.jsonl``: rows of id, question, answers, source."""
+    path = dataset / "questions.jsonl"
+    questions = []
+    for number, row in enumerate(read_jsonl(path), start=1):
+        try:
+            assert isinstance(row, dict)
+            questions.append(Question(str(row["id"]), str(row["question"]), [str(a) for a in row["answers"]],
+                                      str(row["source"])))
+        except (AssertionError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{path}, row {number}: expected {{id, question, answers, source}} "
+                               f"({type(exc).__name__}: {exc})") from exc
+    return questions
 
 
 def _squash(text: str) -> str:

@@ -76,6 +76,7 @@ import os
 import re
 import resource
 import signal
+import string
 import sys
 import types
 from typing import Any, Callable, NoReturn
@@ -115,6 +116,25 @@ SAFE_DUNDER_ATTRS = frozenset({"__init__", "__name__", "__qualname__", "__doc__"
 
 SAFE_DUNDER_NAMES = frozenset({"__name__"})
 """Dunder *variables* a program may use (``if __name__ == "__main__":``)."""
+
+SAFE_DUNDER_METHODS = frozenset(
+    {
+        "__init__", "__post_init__", "__repr__", "__str__", "__hash__", "__bool__", "__len__", "__iter__",
+        "__next__", "__contains__", "__getitem__", "__call__",
+        "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+        "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+        "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__neg__", "__pos__",
+        "__abs__",
+    }
+)
+"""Dunder methods a program may *define* in its classes. Hooks that change how attributes are looked up or how
+classes are built (``__getattr__``, ``__getattribute__``, ``__init_subclass__``, ``__set_name__``, ``__format__``,
+``__del__``...) are not among them."""
+
+FORMAT_METHODS = frozenset({"format", "format_map"})
+"""``str.format`` reads attributes and items named inside its template (``'{0.__globals__}'.format(f)``), past
+every attribute rule: allowed only on a string literal whose fields the AST check has read, never by name at run
+time. f-strings are ordinary expressions and go through the same checks as the rest of the program."""
 
 FORBIDDEN_ATTRS = frozenset(
     {
@@ -174,6 +194,26 @@ def attr_denied(name: str) -> bool:
     return name.startswith("_") or name in FORBIDDEN_ATTRS
 
 
+def format_template_problem(template: str) -> str | None:
+    """Why a ``str.format`` template may not be used, or None: fields may name positions and keywords and index
+    them (``{0[1]}``, ``{row[name]}``), but never read an attribute (``{0.real}``) or an underscore key."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"bad format string ({exc})"
+    for _, field, spec, _ in fields:
+        if field is None:
+            continue
+        if "." in field:
+            return "str.format templates may not read attributes ({x.attr}); use an f-string"
+        if any(part.startswith("_") for part in re.split(r"[\[\]]", field) if part):
+            return "str.format templates may not use names starting with '_'"
+        nested = format_template_problem(spec) if spec else None
+        if nested:
+            return nested
+    return None
+
+
 def import_denied_message(name: str) -> str:
     return f"import of {name!r} is not allowed (allowed: {ALLOWED_LIST_TEXT})"
 
@@ -201,6 +241,33 @@ class _Checker(ast.NodeVisitor):
         self.generic_visit(node)  # inner part first: report ``().__class__`` before ``.__mro__``
         if attr_denied(node.attr):
             self._fail(node, f"access to {node.attr!r} is not allowed")
+        elif node.attr in FORMAT_METHODS:
+            receiver = node.value
+            if not (isinstance(receiver, ast.Constant) and isinstance(receiver.value, str)):
+                self._fail(node, f".{node.attr}() is allowed only on a string literal; use an f-string")
+            else:
+                problem = format_template_problem(receiver.value)
+                if problem:
+                    self._fail(node, problem)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        """Names a program defines: functions, classes and their parameters follow the variable rules; a class
+        may define the ordinary dunder methods (``SAFE_DUNDER_METHODS``) and nothing that hooks lookups."""
+        if not (node.name in SAFE_DUNDER_METHODS and not isinstance(node, ast.ClassDef)):
+            self._name(node, node.name)
+        self.generic_visit(node)
+
+    visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self._name(node, node.arg)
+        self.generic_visit(node)
+
+    def visit_keyword(self, node: ast.keyword) -> None:
+        """``dict(__x=1)`` is harmless, but ``type('C', (), {}, __init_subclass__=...)``-style hooks are not."""
+        if node.arg is not None:
+            self._name(node, node.arg)
+        self.generic_visit(node)
 
     def visit_Name(self, node: ast.Name) -> None:
         self._name(node, node.id)
@@ -269,6 +336,7 @@ class _State:
         self.chunks: list[str] = []
         self.size = 0
         self.finished = False
+        self.missing_layers: list[str] = []  # OS layers the kernel refused (reported in the verdict)
 
 
 _state = _State(10_000)
@@ -282,7 +350,8 @@ def _finish(ok: bool, error: str | None) -> NoReturn:
         signal.setitimer(signal.ITIMER_REAL, 0)  # no alarm in the middle of the write
         if error is not None and len(error) > MAX_ERROR_CHARS:
             error = error[:MAX_ERROR_CHARS] + " ... (message truncated)"
-        line = json.dumps({"ok": ok, "stdout": "".join(st.chunks), "error": error})
+        line = json.dumps({"ok": ok, "stdout": "".join(st.chunks), "error": error,
+                           "missing_layers": st.missing_layers})
         data = (line + "\n").encode("utf-8", "surrogatepass")
         while data:
             try:
@@ -410,6 +479,8 @@ def _build_builtins() -> dict[str, Any]:
         plain = str.__str__(name)
         if attr_denied(plain):
             _violation(f"access to {plain!r} is not allowed")
+        if plain in FORMAT_METHODS:  # a template built at run time was never checked
+            _violation(f"{plain!r} by name is not allowed; use an f-string")
         return plain
 
     _missing = object()
@@ -559,12 +630,15 @@ def _mount_points() -> list[tuple[bytes, str]]:
     return points
 
 
-def _os_hardening() -> None:
+def _os_hardening(namespaces: bool = True) -> list[str]:
     """Namespaces, read-only mounts, uid drop and prctl flags; best effort.
 
     Everything here needs kernel support that a container may withhold; the
-    audit hook and the language guards do not depend on any of it.
+    audit hook and the language guards do not depend on any of it. Returns the
+    layers that could not be applied (the verdict reports them: a weaker sandbox
+    is said, never silent).
     """
+    missing: list[str] = []
     try:
         import ctypes
 
@@ -573,20 +647,25 @@ def _os_hardening() -> None:
                                ctypes.c_ulong, ctypes.c_void_p]
 
         def unshare(flags: int) -> bool:
-            return libc.unshare(flags) == 0
+            return namespaces and libc.unshare(flags) == 0  # namespaces=False: tests play a kernel that refuses
 
         def read_only_mounts() -> None:
             # Private first, so nothing we do can propagate to the host's mounts;
             # MS_BIND|MS_REMOUNT changes only this namespace's mount flags.
             if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+                missing.append(f"read-only mounts (errno {ctypes.get_errno()})")
                 return
+            failed = []
             for point, options in _mount_points():
                 flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY
                 opts = options.split(",")
                 for name, bit in (("nosuid", _MS_NOSUID), ("nodev", _MS_NODEV), ("noexec", _MS_NOEXEC)):
                     if name in opts:
                         flags |= bit
-                libc.mount(None, point, None, flags, None)
+                if libc.mount(None, point, None, flags, None) != 0 and point in (b"/", b"/tmp", b"/work"):
+                    failed.append(point.decode("utf-8", "replace"))
+            if failed:
+                missing.append(f"read-only mounts ({', '.join(failed)} stayed writable)")
 
         def drop_uid() -> None:
             uid = SANDBOX_UID_BASE + os.getpid() % 100_000_000
@@ -598,6 +677,7 @@ def _os_hardening() -> None:
                 except OSError:
                     continue
                 return
+            missing.append("unprivileged uid")
 
         root = os.geteuid() == 0
         if root and unshare(_CLONE_NEWNS | _CLONE_NEWNET):
@@ -609,29 +689,41 @@ def _os_hardening() -> None:
             if unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWNET):
                 read_only_mounts()
             else:
-                unshare(_CLONE_NEWNET)
+                missing.append("mount namespace (read-only mounts)")
+                if not unshare(_CLONE_NEWNET):
+                    missing.append("network namespace")
         # After any uid change (which clears the parent-death signal).
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            missing.append("parent-death signal")
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            missing.append("no_new_privs")
         del libc, ctypes
-    except Exception:  # noqa: BLE001 - best effort by design
-        pass
+    except Exception as exc:  # noqa: BLE001 - best effort by design, but reported
+        missing.append(f"OS hardening ({type(exc).__name__}: {exc})")
     finally:
         # Make ctypes unreachable: a fresh import of it is refused by the audit hook.
         for name in list(sys.modules):
             if name == "ctypes" or name.startswith("ctypes.") or name == "_ctypes":
                 del sys.modules[name]
+    return missing
 
 
-def _apply_os_limits(timeout_s: float, memory_mb: int) -> None:
-    """rlimits: the kernel's backstop for what the layers above might miss."""
+def _apply_os_limits(timeout_s: float, memory_mb: int) -> list[str]:
+    """rlimits: the kernel's backstop for what the layers above might miss. Returns those it could not set."""
+    missing: list[str] = []
+
     def limit(which: int, value: int) -> None:
         try:
             resource.setrlimit(which, (value, value))
         except (ValueError, OSError):
-            soft, hard = resource.getrlimit(which)
-            if hard == resource.RLIM_INFINITY or value <= hard:
-                resource.setrlimit(which, (value, hard))
+            try:
+                soft, hard = resource.getrlimit(which)
+                if hard == resource.RLIM_INFINITY or value <= hard:
+                    resource.setrlimit(which, (value, hard))
+                    return
+            except (ValueError, OSError):
+                pass
+            missing.append(f"rlimit {which}")
 
     # Address space = what the interpreter already maps + the program's budget.
     try:
@@ -649,6 +741,7 @@ def _apply_os_limits(timeout_s: float, memory_mb: int) -> None:
     limit(resource.RLIMIT_NOFILE, 4)
     limit(resource.RLIMIT_MEMLOCK, 0)
     limit(resource.RLIMIT_MSGQUEUE, 0)
+    return missing
 
 
 # --------------------------------------------------------------------------- main
@@ -727,6 +820,7 @@ def main() -> NoReturn:
     max_output = int(request.get("max_output", 10_000))
     language_guards = bool(request.get("language_guards", True))
     audit_guard = bool(request.get("audit_guard", True))
+    namespaces = bool(request.get("namespaces", True))
 
     _state.max_output = max_output
 
@@ -736,8 +830,8 @@ def main() -> NoReturn:
 
     warnings.simplefilter("ignore")  # warning display would import linecache lazily
 
-    _os_hardening()
-    _apply_os_limits(timeout_s, memory_mb)
+    _state.missing_layers = _os_hardening(namespaces)
+    _state.missing_layers += _apply_os_limits(timeout_s, memory_mb)
 
     try:
         tree = ast.parse(code_text, filename=USER_FILENAME, mode="exec")

@@ -35,6 +35,7 @@ the exit status is 0 whether or not the program succeeded.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import selectors
 import signal
@@ -61,9 +62,16 @@ class SandboxResult:
     ok: bool
     stdout: str
     error: str | None
+    missing_layers: tuple[str, ...] = ()  # OS layers this kernel refused (the other layers still held)
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """``{"ok", "stdout", "error"}``, plus ``missing_layers`` when the OS refused some."""
+        out = asdict(self)
+        if not self.missing_layers:
+            del out["missing_layers"]
+        else:
+            out["missing_layers"] = list(self.missing_layers)
+        return out
 
 
 def run_program(
@@ -72,6 +80,7 @@ def run_program(
     timeout_s: float = 5.0,
     memory_mb: int = 256,
     max_output: int = 10_000,
+    require_os_layers: bool = False,
 ) -> SandboxResult:
     """Run *code* in the sandbox and return what it printed or why it failed.
 
@@ -80,7 +89,8 @@ def run_program(
     the captured text (the program is stopped when it is reached).
     Never raises for anything the program does.
     """
-    return _run(code, timeout_s=timeout_s, memory_mb=memory_mb, max_output=max_output)
+    return _run(code, timeout_s=timeout_s, memory_mb=memory_mb, max_output=max_output,
+                require_os_layers=require_os_layers)
 
 
 def _run(
@@ -91,11 +101,15 @@ def _run(
     max_output: int = 10_000,
     language_guards: bool = True,
     audit_guard: bool = True,
+    namespaces: bool = True,
+    require_os_layers: bool = False,
 ) -> SandboxResult:
-    """:func:`run_program` with switches to turn inner layers off.
+    """:func:`run_program` with switches to turn layers off.
 
     Only tests use the switches, to show that each remaining layer holds on its
-    own; production code must call :func:`run_program`.
+    own and that a layer the OS refuses is reported (``namespaces=False`` plays a
+    kernel without namespaces); production code must call :func:`run_program`.
+    ``require_os_layers`` turns a missing OS layer into a refusal to run.
     """
     if timeout_s <= 0 or memory_mb <= 0 or max_output < 0:
         raise ValueError("timeout_s and memory_mb must be positive, max_output >= 0")
@@ -107,6 +121,7 @@ def _run(
             "max_output": max_output,
             "language_guards": language_guards,
             "audit_guard": audit_guard,
+            "namespaces": namespaces,
         }
     ).encode("utf-8", "surrogatepass")
     time_error = f"time limit of {timeout_s:g} s exceeded"
@@ -135,7 +150,25 @@ def _run(
         return SandboxResult(False, "", time_error)
     if status == "overflow":
         return SandboxResult(False, "", "the sandbox produced too much output and was stopped")
-    return _parse_verdict(out, err, proc.returncode, time_error, memory_mb)
+    result = _parse_verdict(out, err, proc.returncode, time_error, memory_mb)
+    if result.missing_layers:
+        _warn_once(result.missing_layers)
+        if require_os_layers:
+            return SandboxResult(False, "", "the sandbox refused to run: this system would not apply "
+                                 + "; ".join(result.missing_layers), result.missing_layers)
+    return result
+
+
+_warned: set[tuple[str, ...]] = set()
+
+
+def _warn_once(missing: tuple[str, ...]) -> None:
+    """Say (once per process) that the OS could not apply some layers: the sandbox is weaker, not silently so."""
+    if missing not in _warned:
+        _warned.add(missing)
+        logging.getLogger(__name__).warning(
+            "sandbox: the OS did not apply %s; the language guards, audit hook and rlimits still hold",
+            "; ".join(missing))
 
 
 def _communicate(
@@ -209,14 +242,16 @@ def _parse_verdict(
     out: bytes, err: bytes, returncode: int | None, time_error: str, memory_mb: int
 ) -> SandboxResult:
     """Turn the child's output (or its manner of death) into a SandboxResult."""
-    for line in reversed(out.decode("utf-8", "replace").splitlines()):
+    for line in reversed(out.decode("utf-8", "replace").split("\n")):
         try:
             verdict = json.loads(line)
         except ValueError:
             continue
         if isinstance(verdict, dict) and {"ok", "stdout", "error"} <= verdict.keys():
+            missing = verdict.get("missing_layers") or []
             return SandboxResult(bool(verdict["ok"]), str(verdict["stdout"]),
-                                 None if verdict["error"] is None else str(verdict["error"]))
+                                 None if verdict["error"] is None else str(verdict["error"]),
+                                 tuple(str(m) for m in missing if isinstance(m, str)))
     stderr_text = err.decode("utf-8", "replace").strip()
     if returncode is not None and returncode < 0:
         sig = -returncode
