@@ -48,3 +48,5 @@ def test_numbers_the_agent_did_not_observe() -> None:
     assert unobserved_numbers("1962 - 1874", seen) == ["1874"]
     assert unobserved_numbers("(1962 - 1873) * 12 / 4 + 100", seen) == [], "small constants and 100 are free"
     assert unobserved_numbers("round(88.5, 2)", seen) == ["88.5"]
+    epidemics = ["thirty-seven epidemics between 1701 and 1750, and an additional thirty-one between 1751 and 1800"]
+    assert unobserved_numbers("37 + 31", epidemics) == [], "compound number words count"

@@ -36,6 +36,8 @@ _NUMBER_WORDS = {
     "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000, "million": 10**6,
     "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "half": 0.5, "dozen": 12,
 }
+_TENS = {20, 30, 40, 50, 60, 70, 80, 90}
+_UNITS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,13 @@ def numbers_in(text: str) -> list[tuple[str, float]]:
 
 
 def number_values(text: str) -> set[float]:
-    """Every number of ``text``, in digits or in words (``four`` -> 4.0)."""
+    """Every number of ``text``, in digits or in words (``four`` -> 4.0, ``thirty-seven`` -> 37.0)."""
     values = {value for _, value in numbers_in(text)}
-    values.update(_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS)
+    words = re.findall(r"[a-z]+", text.lower())
+    values.update(_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS)
+    for tens, unit in zip(words, words[1:]):  # "thirty-seven", "twenty one"
+        if _NUMBER_WORDS.get(tens, 0) in _TENS and 1 <= _NUMBER_WORDS.get(unit, 0) <= 9 and unit in _UNITS:
+            values.add(_NUMBER_WORDS[tens] + _NUMBER_WORDS[unit])
     return values
 
 
