@@ -187,7 +187,7 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
     elif not text_on_screen:
         st.markdown(answer_markdown(message["content"]) or "…")
     if answer.get("verified") is False and not answer.get("refused"):
-        missing = ", ".join(f"“{escape_md(str(term))}”" for term in answer.get("unverified") or [])
+        missing = ", ".join(f"“{text_markdown(str(term))}”" for term in answer.get("unverified") or [])
         st.warning(f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it "
                    "cites says it: check the passages below before relying on it.", icon=":material/report:")
     if answer.get("fallback"):

@@ -16,6 +16,7 @@ from rag.answer.thinking import hide_thinking
 from rag.index.embedder import Embedder
 from rag.index.store import Store
 from rag.llm import EmbeddedLLM, get_llm
+from rag.llm.models import DEFAULT_EMBEDDED_MODEL
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
 from tests.conftest import SMALL_MODEL, XQUAD_DOCS, build_index
@@ -56,8 +57,10 @@ class CountingLLM:
         return self.real.complete(*args, **kwargs)
 
 
+@pytest.mark.slow
 def test_embedded_answer_is_grounded_and_cites_the_right_document(xquad_index: Store, embedder: Embedder) -> None:
-    settings = Settings(llm="embedded")
+    """The default model (SmolLM2-135M mostly refuses under the precision-first prompt: it cannot answer here)."""
+    settings = Settings(llm="embedded", embedded_model=DEFAULT_EMBEDDED_MODEL)
     answerer = Answerer(Retriever(xquad_index, embedder=embedder, settings=settings), get_llm(settings), settings)
     events = list(answerer.run("When did Nikola Tesla die?"))
     retrieved = events[0]
@@ -66,7 +69,7 @@ def test_embedded_answer_is_grounded_and_cites_the_right_document(xquad_index: S
     deltas = [e for e in events if isinstance(e, Delta)]
     answer = events[-1].answer
     assert isinstance(events[-1], Finished) and len(deltas) > 1, "the answer streams"
-    assert answer.answer.strip() and not answer.refused and answer.error is None
+    assert "1943" in answer.answer and not answer.refused and answer.error is None and answer.verified
     assert answer.citations[0].source == "Nikola_Tesla.md"
     assert {c.source for c in answer.citations} == {"Nikola_Tesla.md"}, "no unrelated article among the sources"
     names = {d.name for d in xquad_index.documents()}
@@ -175,7 +178,8 @@ def test_openai_backend_answers_through_a_real_vllm_server(xquad_index: Store, e
                         llm_model=vllm_server.model)
     answerer = Answerer(Retriever(xquad_index, embedder=embedder, settings=settings), get_llm(settings), settings)
     answer = answerer.ask("How many points did the Panthers defense give up?")
-    assert answer.backend == "openai" and answer.error is None and not answer.refused
+    # The served SmolLM2-135M may answer or say the passages do not hold it: the backend path is under test here.
+    assert answer.backend == "openai" and answer.error is None and answer.refused_by != "retrieval"
     assert answer.answer.strip() and answer.citations[0].source == "Super_Bowl_50.md"
     assert answer.usage and answer.usage.completion_tokens > 0
     assert answer.usage.prompt_tokens + settings.max_answer_tokens <= answerer.llm.context_window

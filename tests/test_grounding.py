@@ -40,6 +40,7 @@ def test_invented_names_and_numbers_are_named(answer: str, missing: tuple[str, .
 def test_the_question_counts_as_a_source_and_lower_case_paraphrase_is_not_checked() -> None:
     assert check_grounding("Ada Lovelace was born in 1815.", [PASSAGE], question="Was Ada Lovelace born in 1815?").verified
     assert check_grounding("it was a long and productive life", [PASSAGE]).checked == 0
+    assert check_grounding("See [1]. Yes, both were there.", [PASSAGE]).verified, "sentence openers are not names"
 
 
 def test_numbers_the_agent_did_not_observe() -> None:
