@@ -71,6 +71,7 @@ bench: setup
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/answer.py
+	$(BIN)/python bench/ocr.py
 
 clean:
 	rm -rf $(VENV) .venv-vllm data/index data/models test-artifacts

@@ -11,10 +11,10 @@ import streamlit as st
 
 from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
 from ingest.report import IngestReport, Progress
-from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
+from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved, answer_note
 from rag.answer.safe_markdown import answer_markdown, text_markdown
-from rag.llm import LLM, backend_names, get_llm
-from rag.llm.models import EMBEDDED_MODELS
+from rag.conversations import ConversationStore, file_name, to_markdown
+from rag.llm import EMBEDDED_MODELS, LLM, backend_names, get_llm, model_index, model_title
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
 
@@ -33,13 +33,13 @@ def cached_library(index_dir: str) -> Library:
 
 @st.cache_resource(show_spinner=False)
 def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
-    """``model``: the embedded model's name for the embedded backend, the served model's name for a server."""
-    chosen = {"embedded_model": model} if backend == "embedded" else {"llm_model": model}
+    chosen = {"embedded_model": model} if backend == "embedded" else {"llm_model": model}  # see Settings.chat_model
     return get_llm(Settings().model_copy(update={"llm": backend, "llm_url": url, "llm_api_key": api_key, **chosen}))
 
 
-def model_of(settings: Settings) -> str:
-    return settings.embedded_model if settings.llm == "embedded" else settings.llm_model
+@st.cache_resource(show_spinner=False)
+def cached_conversations(path: str) -> ConversationStore:
+    return ConversationStore(Path(path))
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -53,22 +53,17 @@ def llm_health(backend: str, url: str, model: str, api_key: str) -> tuple[bool, 
 def sidebar_settings(base: Settings) -> Settings:
     st.sidebar.header("Model")
     backends = backend_names()
-    backend = st.sidebar.selectbox(
-        "Backend", backends, index=backends.index(base.llm), key="backend",
-        format_func=lambda b: "Embedded (in-process)" if b == "embedded" else "vLLM / OpenAI-compatible",
-    )
+    backend = st.sidebar.selectbox("Backend", backends, index=backends.index(base.llm), key="backend",
+                                   format_func=lambda b: "Embedded (in-process)" if b == "embedded" else "vLLM server")
     url, model, api_key, embedded = base.llm_url, base.llm_model, base.llm_api_key, base.embedded_model
+    embedded = st.sidebar.selectbox("Model", list(EMBEDDED_MODELS), index=model_index(embedded), key="embedded_model",
+                                    format_func=model_title) if backend == "embedded" else embedded
     if backend == "openai":
         url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
         model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
         api_key = base.api_key_for(url) or st.sidebar.text_input(
             "API key for this server", "", type="password", key="llm_key",
             help="The configured key (RAG_LLM_API_KEY) is only ever sent to the configured server (RAG_LLM_URL)")
-    else:
-        names = list(EMBEDDED_MODELS)
-        embedded = st.sidebar.selectbox("Model", names, index=names.index(base.embedded_model)
-                                        if base.embedded_model in names else 0, key="embedded_model",
-                                        format_func=lambda name: EMBEDDED_MODELS[name].title)
     ok, detail = llm_health(backend, url, embedded if backend == "embedded" else model, api_key)
     (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
     temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
@@ -97,7 +92,8 @@ def ingest_with_progress(label: str, run) -> IngestReport:  # noqa: ANN001 - run
                          text=f"{event.path.name}: {event.stage} {event.chunks_done}/{event.chunks_total} chunks"
                          if event.stage == "embedding" else f"{event.path.name}: {event.stage}")
             if event.stage == "done":
-                st.write(f":material/check: {text_markdown(event.path.name)}: {event.chunks_total} chunks")
+                note = f" ({text_markdown(event.message)})" if event.message else ""
+                st.write(f":material/check: {text_markdown(event.path.name)}: {event.chunks_total} chunks{note}")
             elif event.stage == "unchanged":
                 st.write(f":material/check: {text_markdown(event.path.name)}: already in the library")
 
@@ -128,6 +124,7 @@ def upload_note(report: IngestReport) -> str:
     lines += [f"- {text_markdown(name)}: added" for name in report.added]
     lines += [f"- {text_markdown(name)}: updated" for name in report.updated]
     lines += [f"- {text_markdown(name)}: already in the library" for name in report.unchanged]
+    lines += [f"- {text_markdown(Path(n.path).name)}: {text_markdown(n.note)}" for n in report.notes]
     lines += [f"- :material/close: {text_markdown(Path(f.path).name)}: {text_markdown(f.error)}" for f in report.failed]
     return "\n".join(lines)
 
@@ -135,7 +132,7 @@ def upload_note(report: IngestReport) -> str:
 def sidebar_library(library: Library) -> None:
     st.sidebar.header("Library")
     key = f"uploader-{st.session_state.uploader_round}"
-    files = st.sidebar.file_uploader("Add documents (PDF, TXT, MD)", type=FILE_TYPES, accept_multiple_files=True,
+    files = st.sidebar.file_uploader("Add documents (PDF, Word, PowerPoint, HTML, TXT, MD)", type=FILE_TYPES, accept_multiple_files=True,
                                      key=key, help=f"Up to {library.settings.max_upload_mb} MB a file")
     if files:
         with st.sidebar:
@@ -159,6 +156,40 @@ def sidebar_library(library: Library) -> None:
             ingest_with_progress("Re-indexing…", library.reindex)
 
 
+# --- sidebar: kept conversations --------------------------------------------------------------------------------
+
+
+def open_conversation(store: ConversationStore, conversation_id: str | None) -> None:
+    """Show a saved conversation (None: a new one) in this tab; the address names it, so a reload reopens it."""
+    chat = store.open(conversation_id)
+    st.session_state.update(chat=chat, messages=chat.messages)
+    st.query_params.from_dict({"c": chat.id} if chat.id else {})
+
+
+def delete_conversation(store: ConversationStore, conversation_id: str) -> None:
+    store.delete(conversation_id)
+    if st.session_state.chat.id == conversation_id:
+        open_conversation(store, None)
+
+
+def sidebar_conversations(store: ConversationStore) -> None:
+    st.header("Conversations")
+    st.button("New conversation", icon=":material/add_comment:", on_click=open_conversation, args=(store, None))
+    for info in store.list(limit=30):
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        current = info.id == st.session_state.chat.id
+        left.button(text_markdown(info.title), key=f"open-{info.id}", type="primary" if current else "tertiary",
+                    on_click=open_conversation, args=(store, info.id), width="stretch")
+        with right.popover("", icon=":material/more_vert:", key=f"menu-{info.id}"):
+            st.text_input("Rename", info.title, key=f"name-{info.id}",
+                          on_change=lambda i=info.id: store.rename(i, st.session_state[f"name-{i}"]))
+            st.download_button("Export as Markdown", lambda i=info.id: to_markdown(store.open(i)),
+                               file_name=file_name(info.title), mime="text/markdown", icon=":material/download:",
+                               key=f"export-{info.id}", on_click="ignore")
+            st.button("Delete", icon=":material/delete:", key=f"forget-{info.id}", on_click=delete_conversation,
+                      args=(store, info.id))
+
+
 # --- chat -------------------------------------------------------------------------------------------------------
 
 
@@ -174,22 +205,18 @@ def highlight(text: str, support: str) -> str:
 
 
 def source_label(citation: dict) -> str:
-    page = f", page {citation['page']}" if citation.get("page") else ""
+    unit = "slide" if citation["source"].lower().endswith(".pptx") else "page"
+    page = f", {unit} {citation['page']}" if citation.get("page") else ""
     return f"[{citation['n']}] {citation['source']}{page}"
 
 
 def render_answer(message: dict, library: Library, *, text_on_screen: bool = False) -> None:
     """An answer with its sources; a refusal looks different and shows the closest passages instead."""
     answer = message.get("answer") or {}
-    if answer.get("refused"):
-        st.warning("**Not found in your documents.** None of the passages holds evidence for an answer, so the "
-                   "model was not asked to guess. The closest passages are below.", icon=":material/search_off:")
-    elif not text_on_screen:
+    if not answer.get("refused") and not text_on_screen:
         st.markdown(answer_markdown(message["content"]) or "…")
-    if answer.get("verified") is False and not answer.get("refused"):
-        missing = ", ".join(f"“{text_markdown(str(term))}”" for term in answer.get("unverified") or [])
-        st.warning(f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it "
-                   "cites says it: check the passages below before relying on it.", icon=":material/report:")
+    if note := answer_note(answer):  # refused, or stating a name or number that none of its passages holds
+        st.warning(note[0], icon=note[1])
     if answer.get("fallback"):
         st.caption(f":material/info: The agent stopped without an answer ({answer.get('stopped_reason')}), so this "
                    "is the plain answer from your documents.")
@@ -242,7 +269,7 @@ def answer_question(question: str, settings: Settings, library: Library) -> None
     message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
                "id": len(st.session_state.messages)}
     st.session_state.messages.append(message)  # kept even if the user stops the stream midway
-    llm = cached_llm(settings.llm, settings.llm_url, model_of(settings), settings.llm_api_key)
+    llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     with st.chat_message("assistant"):
         if st.session_state.get("agent_mode"):
             run_agent(question, settings, library, llm, message)
@@ -310,17 +337,18 @@ def run_agent(question: str, settings: Settings, library: Library, llm: LLM, mes
 
 def main() -> None:
     base = Settings()  # read from the environment on every run, so RAG_* changes apply without a restart
-    st.session_state.setdefault("messages", [])
     st.session_state.setdefault("uploader_round", 0)
     library = cached_library(str(base.index_dir)).configured(base)
-    st.sidebar.button("Clear conversation", icon=":material/delete_sweep:", width="stretch",
-                      on_click=lambda: st.session_state.update(messages=[]))
+    conversations = cached_conversations(str(base.conversations_path))
+    if "chat" not in st.session_state:  # a new tab, or a reload: the address may name a conversation
+        open_conversation(conversations, st.query_params.get("c"))
+    conversations_slot = st.sidebar.container()  # filled last, once this run's question is saved
     settings = sidebar_settings(base)
     sidebar_library(library)
 
     st.title(":material/menu_book: Ask your documents")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
-    llm = cached_llm(settings.llm, settings.llm_url, model_of(settings), settings.llm_api_key)
+    llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     left.caption(f"Answers come only from your {len(library.documents())} document(s), with sources you can check. "
                  f"Model: {settings.llm} · {llm.model}")
     st.session_state.setdefault("agent_mode", False)
@@ -351,7 +379,8 @@ def main() -> None:
                         st.session_state.pending = question
                         st.rerun()
             else:
-                st.info("Your library is empty. Drop PDF, TXT or Markdown files on the chat box or in the sidebar.")
+                st.info("Your library is empty. Drop PDF, Word, PowerPoint, HTML, TXT or Markdown files on the chat "
+                        "box or in the sidebar.")
 
     if submitted is not None and submitted.files:
         with st.chat_message("assistant"):
@@ -361,6 +390,10 @@ def main() -> None:
     question = (submitted.text if submitted is not None else "") or pending
     if question and question.strip():
         answer_question(question.strip(), settings, library)
+    if conversations.keep(st.session_state.chat):
+        st.query_params["c"] = st.session_state.chat.id
+    with conversations_slot:
+        sidebar_conversations(conversations)
 
 
 main()

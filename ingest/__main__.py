@@ -56,16 +56,20 @@ class _Bars:
 
 
 def _summary(report: IngestReport) -> str:
+    ocr = f"; {report.ocr_pages} page{'s' if report.ocr_pages != 1 else ''} read by OCR" if report.ocr_pages else ""
     lines = [
         f"added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
         f"removed {len(report.removed)}, failed {len(report.failed)}; {report.chunks} chunks in {report.seconds:.1f} s"
+        + ocr
     ]
+    lines += [f"  note: {n.path}: {n.note}" for n in report.notes]
     lines += [f"  failed: {f.path}: {f.error}" for f in report.failed]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("python -m ingest", "Add documents (PDF, TXT, Markdown) to the index, incrementally.")
+    p = parser("python -m ingest",
+               "Add documents (PDF, Word, PowerPoint, web pages, TXT, Markdown) to the index, incrementally.")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders to ingest")
     p.add_argument("--remove", nargs="+", metavar="NAME", help="delete documents by name")
     p.add_argument("--list", action="store_true", help="list the documents in the index")

@@ -149,8 +149,8 @@ class Library:
             [s.path for s in saved]
         ) if saved else IngestReport()
         by_path = {str(s.path): s.original for s in saved}
-        for failure in report.failed:  # name the file as the user knows it
-            failure.path = by_path.get(failure.path, failure.path)
+        for item in [*report.failed, *report.notes]:  # name the file as the user knows it
+            item.path = by_path.get(item.path, item.path)
         report.failed[:0] = refused
         for failed in report.failed:  # a file that could not be ingested is not kept
             path = next((s.path for s in saved if s.original == failed.path), None)

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from ingest.loaders import LoadError, load_document
-from ingest.report import Failure, IngestReport, Progress, ProgressCallback, Stage
+from ingest.report import Failure, IngestReport, Note, Progress, ProgressCallback, Stage
 from ingest.split import Chunk, Splitter
 from rag.index.embedder import Embedder, get_embedder
 from rag.index.records import NewChunk, StoreError, indexed_text, sha256_text
 from rag.index.store import Store
 from rag.settings import Settings, get_settings
 
-SPLITTER_VERSION = 1
+SPLITTER_VERSION = 2  # 2: compound hyphens kept at line breaks, PDF chunks indexed with the title
 
 
 def recipe(settings: Settings, embedder: Embedder) -> str:
@@ -64,11 +64,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def chunk_context(chunk: Chunk, settings: Settings) -> str | None:
-    """The heading indexed with a chunk, so a passage deep in a section still matches the section's subject."""
-    if not settings.heading_context or not chunk.section or chunk.text.lstrip("# ").startswith(chunk.section):
+def chunk_context(chunk: Chunk, settings: Settings, title: str | None = None) -> str | None:
+    """The heading indexed with a chunk, or the document's title where it has none (a PDF page), so a passage deep
+    in a section still matches the section's subject, and a page of a paper still matches the paper's name."""
+    context = chunk.section or title
+    if not settings.heading_context or not context or chunk.text.lstrip("# ").startswith(context):
         return None
-    return chunk.section
+    return context
 
 
 class Ingestor:
@@ -157,7 +159,7 @@ class Ingestor:
             if not chunks:
                 raise LoadError("no text to index after splitting")
             progress("parsed", 0, len(chunks), f"{len(chunks)} chunks")
-            contexts = [chunk_context(c, self.settings) for c in chunks]
+            contexts = [chunk_context(c, self.settings, document.title) for c in chunks]
             texts = [indexed_text(c.text, ctx) for c, ctx in zip(chunks, contexts, strict=True)]
             vectors = self._vectors(texts, lambda done, n: progress("embedding", done, n))
             replaced = self.store.put_document(
@@ -187,7 +189,9 @@ class Ingestor:
             return
         (report.updated if replaced else report.added).append(name)
         report.chunks += len(chunks)
-        progress("done", len(chunks), len(chunks), "; ".join(document.warnings))
+        report.ocr_pages += len(document.ocr_pages)
+        report.notes += [Note(str(path), note) for note in document.notes]
+        progress("done", len(chunks), len(chunks), "; ".join(document.notes))
 
     def _vectors(self, texts: list[str], on_progress: Callable[[int, int], None]) -> list[np.ndarray]:
         """Vectors for texts, reusing stored ones for texts already embedded (an edited file re-embeds its edits)."""

@@ -34,6 +34,14 @@ class Failure:
 
 
 @dataclass
+class Note:
+    """Something a person should know about how a file was read, e.g. "2 pages read by OCR (1, 2)"."""
+
+    path: str
+    note: str
+
+
+@dataclass
 class IngestReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
@@ -42,13 +50,16 @@ class IngestReport:
     failed: list[Failure] = field(default_factory=list)
     chunks: int = 0  # chunks written in this run
     seconds: float = 0.0
+    ocr_pages: int = 0  # PDF pages without a text layer, read by OCR in this run
+    notes: list[Note] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def to_json(self) -> dict[str, object]:
-        """The stable ``python -m ingest --json`` shape: counts, failures with reasons, chunks, seconds."""
+        """The stable ``python -m ingest --json`` shape: counts, failures with reasons, chunks, seconds; then the
+        pages read by OCR and notes on how files were read."""
         return {
             "added": len(self.added),
             "updated": len(self.updated),
@@ -57,4 +68,6 @@ class IngestReport:
             "failed": [asdict(f) for f in self.failed],
             "chunks": self.chunks,
             "seconds": round(self.seconds, 3),
+            "ocr_pages": self.ocr_pages,
+            "notes": [asdict(n) for n in self.notes],
         }

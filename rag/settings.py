@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     # --- where things live
     index_dir: Path = PROJECT_ROOT / "data" / "index"
     upload_dir: Path | None = None  # None: "uploads" beside the index folder
+    conversations_file: Path | None = None  # None: "conversations.sqlite" beside the index folder
 
     # --- splitting (sizes are in the embedding model's word pieces)
     chunk_tokens: int = Field(254, ge=16, le=254)  # the model reads 256 pieces, 2 are markers
@@ -78,8 +79,17 @@ class Settings(BaseSettings):
         return self.llm_api_key if url.strip().rstrip("/") == self.llm_url.strip().rstrip("/") else ""
 
     @property
+    def chat_model(self) -> str:
+        """The model the chosen backend runs: the embedded model's name, or the name the server serves."""
+        return self.embedded_model if self.llm == "embedded" else self.llm_model
+
+    @property
     def uploads_path(self) -> Path:
         return self.upload_dir or self.index_dir.parent / "uploads"
+
+    @property
+    def conversations_path(self) -> Path:
+        return self.conversations_file or self.index_dir.parent / "conversations.sqlite"
 
 
 @lru_cache(maxsize=1)

@@ -69,14 +69,38 @@ def test_out_of_corpus_question_is_refused_and_looks_different(app_env: Path) ->
     assert reply.expander, "the closest passages are shown"
 
 
-def test_suggested_question_and_clear_conversation(app_env: Path) -> None:
+def test_suggested_question_and_new_conversation(app_env: Path) -> None:
     at = start()
     next(b for b in at.button if b.label == "What is Oxygen about?").click().run()
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assert at.chat_message[0].markdown[0].value == "What is Oxygen about?"
-    next(b for b in at.sidebar.button if "Clear conversation" in b.label).click().run()
+    next(b for b in at.sidebar.button if "New conversation" in b.label).click().run()
     assert not at.chat_message
     assert any(b.label == "What is Oxygen about?" for b in at.button), "suggestions come back on an empty chat"
+    assert any(b.label == "What is Oxygen about?" for b in at.sidebar.button), "the first one is kept in the list"
+
+
+def test_conversations_are_kept_reopened_renamed_and_deleted(app_env: Path) -> None:
+    at = start()
+    at.chat_input[0].set_value("When did Nikola Tesla die?").run()
+    conversation_id = at.query_params["c"]
+    assert [b.label for b in at.sidebar.button if b.key == f"open-{conversation_id}"] == ["When did Nikola Tesla die?"]
+
+    reloaded = start()  # a reload: a new session, nothing in memory, only the saved conversations
+    assert not reloaded.chat_message
+    reloaded.sidebar.button(key=f"open-{conversation_id}").click().run()
+    assert [m.name for m in reloaded.chat_message] == ["user", "assistant"]
+    assert reloaded.chat_message[0].markdown[0].value == "When did Nikola Tesla die?"
+    assert assistant_messages(reloaded)[0].expander[0].label == "[1] Nikola_Tesla.md", "its sources came back too"
+    reloaded.chat_input[0].set_value("What is the atomic number of oxygen?").run()
+    assert reloaded.query_params["c"] == conversation_id, "a follow-up adds to the same conversation"
+
+    reloaded.sidebar.text_input(key=f"name-{conversation_id}").input("Tesla and oxygen").run()
+    assert reloaded.sidebar.button(key=f"open-{conversation_id}").label == "Tesla and oxygen"
+    reloaded.sidebar.button(key=f"forget-{conversation_id}").click().run()
+    assert not reloaded.chat_message, "deleting the open conversation empties the chat"
+    assert not [b for b in reloaded.sidebar.button if (b.key or "").startswith("open-")]
+    assert not (app_env / "conversations.sqlite").read_bytes().count(b"Tesla and oxygen")
 
 
 def test_settings_apply_to_the_next_question(app_env: Path) -> None:

@@ -2,8 +2,9 @@
 
 Upload a PDF through the page's file input, wait until it is ingested, ask a question answered on its page 2, watch
 the answer stream in with a source naming the file and page 2, open that page in the PDF viewer, then delete the
-file from the library. Screenshots
-go to test-artifacts/ (not committed).
+file from the library. Then a Word file: upload it, ask, see its source; reload the page and find the conversation
+again, open it from a second tab's list and export it as Markdown. Screenshots go to test-artifacts/ (not
+committed).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.fixtures_llm import free_port, stop_process_group
+from tests.documents import make_docx
 from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.browser
@@ -134,3 +136,50 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     page.screenshot(path=str(ARTIFACTS / "browser-4-deleted.png"), full_page=True)
     other_tab.reload()
     other_tab.locator('[data-testid="stSidebar"]').get_by_text("0 document(s), 0 passages").wait_for()
+
+
+def test_word_upload_sources_and_a_conversation_that_survives_a_reload(app_url: str, page, tmp_path: Path) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    docx = make_docx(tmp_path / "vault-handbook.docx", [
+        ("heading1", "Vault handbook"),
+        ("p", "Visitors sign the register at the front desk."),
+        ("heading2", "Door codes"),
+        ("table", [["Vault", "Door code"], ["North vault", "4711"], ["South vault", "9932"]]),
+    ])
+    page.goto(app_url)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('input[type="file"]').set_input_files(str(docx))
+    sidebar.get_by_text("1 document(s),").wait_for()  # listed in the library: the upload's run is over
+
+    question = "What is the door code of the north vault?"
+    box = page.locator('[data-testid="stChatInputTextArea"]')
+    box.fill(question)
+    box.press("Enter")
+    source = page.get_by_text("[1] vault-handbook.docx", exact=True)
+    source.wait_for(timeout=180_000)
+    source.click()
+    opened = page.locator('[data-testid="stExpander"]', has_text="[1] vault-handbook.docx")
+    opened.locator('[data-testid="stExpanderDetails"]').get_by_text("North vault | 4711").wait_for(state="visible")
+    page.screenshot(path=str(ARTIFACTS / "browser-5-docx-answered.png"), full_page=True)
+    conversation = sidebar.get_by_role("button", name=question)
+    conversation.wait_for()  # listed in the sidebar as soon as it is answered
+    assert "c=" in page.url, "the address names the conversation"
+
+    page.reload()  # the same address: the conversation is shown again, sources and all
+    page.locator('[data-testid="stChatMessage"]', has_text=question).wait_for()
+    page.get_by_text("[1] vault-handbook.docx", exact=True).wait_for()
+    page.screenshot(path=str(ARTIFACTS / "browser-6-after-reload.png"), full_page=True)
+
+    other_tab = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    other_tab.goto(app_url)  # a second tab without the address: the conversation is in its list, one click away
+    other_sidebar = other_tab.locator('[data-testid="stSidebar"]')
+    other_sidebar.get_by_role("button", name=question).click()
+    other_tab.locator('[data-testid="stChatMessage"]', has_text=question).wait_for()
+
+    other_sidebar.locator('[class*="st-key-menu-"] button').first.click()
+    with other_tab.expect_download() as download:
+        other_tab.get_by_role("button", name="Export as Markdown").click()
+    exported = Path(download.value.path()).read_text()
+    assert exported.startswith(f"# {question}")  # Markdown, with file names and passages escaped as text:
+    assert "**vault\\-handbook.docx**" in exported and "North vault \\| 4711" in exported
+    other_tab.screenshot(path=str(ARTIFACTS / "browser-7-export-menu.png"), full_page=True)

@@ -2,8 +2,9 @@
 reason" is a bug (a stray exception type, an empty reason, a hang, records that are not text).
 
 The seeds are real files written by the tests (a multi-page PDF with fpdf2, text in several encodings, Markdown
-with headings and fences). Each case mutates one seed with a seeded random generator (bit flips, truncation,
-inserted/deleted/duplicated slices, format-aware tokens), so a failure names its seed and can be replayed:
+with headings and fences, Word and PowerPoint files with python-docx/python-pptx, a web page). Each case mutates
+one seed with a seeded random generator (bit flips, truncation, inserted/deleted/duplicated slices, format-aware
+tokens), so a failure names its seed and can be replayed:
 ``FUZZ_ONLY=<suffix>:<case>``. The fast subset (``make test-fast``) runs FAST_CASES cases per format; the full
 campaign (``make test``) runs FULL_CASES per format, marked slow.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from ingest.loaders import SUPPORTED_SUFFIXES, LoadError, load_document
+from tests.documents import make_docx, make_html, make_pptx
 from tests.pdfs import make_pdf
 
 FAST_CASES = 60
@@ -31,7 +33,14 @@ TOKENS: dict[str, list[bytes]] = {
              b"trailer", b"%%EOF", b"/Type /Page", b"/Kids [", b"-1", b"9999999999", b"/Filter /FlateDecode", b"R"],
     ".txt": [b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf", b"\x00", b"\xc3", b"\xe2\x80\xa8", b"\r", b"\x85", b"-\n"],
     ".md": [b"# ", b"```", b"~~~", b"\n\n", b"[x](", b"\xe2\x80\xa9", b"\x00", b"    ", b"#" * 7],
+    # Word and PowerPoint files are zip packages of XML parts
+    ".docx": [b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"\xff\xff\xff\xff", b"\x00\x00",
+              b"\xd0\xcf\x11\xe0"],
+    ".html": [b"<script>", b"</", b"<table><tr><td>", b"<!--", b"&#x", b"<h1>", b"<meta charset=\"", b"\x00",
+              b"<![CDATA["],
 }
+TOKENS[".pptx"] = TOKENS[".docx"]
+TOKENS[".htm"] = TOKENS[".html"]
 
 
 def _seed_pdf(folder: Path) -> bytes:
@@ -49,8 +58,30 @@ def _seed_md(_: Path) -> bytes:
             "### Deep\n\nMore text.\n").encode("utf-8")
 
 
+def _seed_docx(folder: Path) -> bytes:
+    return make_docx(folder / "seed.docx", [
+        ("heading1", "Harbour"), ("p", "The harbour of Elling handled cargo."), ("heading2", "Cranes"),
+        ("table", [["Crane", "Tonnes"], ["North", "40"], ["South", "25"]]), ("p", "Built in 1889."),
+    ], title="Elling").read_bytes()
+
+
+def _seed_pptx(folder: Path) -> bytes:
+    return make_pptx(folder / "seed.pptx", [
+        {"title": "Harbour", "body": "The harbour of Elling.", "notes": "Speak slowly."},
+        {"title": "Cranes", "body": "Two cranes.", "table": "North|40"},
+    ]).read_bytes()
+
+
+def _seed_html(folder: Path) -> bytes:
+    return make_html(folder / "seed.html", "Elling", (
+        "<h1>The harbour</h1><p>The harbour of Elling handled a great deal of cargo in 1889, most of it timber "
+        "and fish.</p><h2>Cranes</h2><table><tr><th>Crane</th><th>Tonnes</th></tr><tr><td>North</td><td>40</td>"
+        "</tr></table><p>The north crane was the largest on the coast.</p>")).read_bytes()
+
+
 SEEDS: dict[str, Callable[[Path], bytes]] = {".pdf": _seed_pdf, ".txt": _seed_txt, ".md": _seed_md,
-                                             ".markdown": _seed_md}
+                                             ".markdown": _seed_md, ".docx": _seed_docx, ".pptx": _seed_pptx,
+                                             ".html": _seed_html, ".htm": _seed_html}
 
 
 def mutate(data: bytes, rng: random.Random, tokens: list[bytes]) -> bytes:

@@ -80,11 +80,16 @@ def test_oversized_and_unsupported_uploads_are_refused_before_writing(tmp_path: 
     library = Library(store, settings=Settings(index_dir=store.dir, max_upload_mb=1))
     with pytest.raises(UploadError, match=r"big.pdf: 2.0 MB is over the 1 MB limit"):
         library.save(Upload("big.pdf", b"x" * (2 * 1024 * 1024)))
-    with pytest.raises(UploadError, match="slides.pptx: unsupported file type"):
-        library.save(Upload("slides.pptx", b"PK"))
-    report = library.add([Upload("slides.pptx", b"PK"), Upload("ok.txt", b"The ferry leaves at seven.")])
-    assert report.added == ["ok.txt"] and [f.path for f in report.failed] == ["slides.pptx"]
-    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["ok.txt"]
+    with pytest.raises(UploadError, match="sheet.xlsx: unsupported file type"):
+        library.save(Upload("sheet.xlsx", b"PK"))
+    report = library.add([Upload("sheet.xlsx", b"PK"), Upload("slides.pptx", b"PK\x03\x04 cut short"),
+                          Upload("ok.txt", b"The ferry leaves at seven.")])
+    assert report.added == ["ok.txt"]
+    assert {f.path: f.error.split(" (")[0] for f in report.failed} == {
+        "sheet.xlsx": "unsupported file type; supported: .pdf, .txt, .md, .markdown, .docx, .pptx, .html, .htm",
+        "slides.pptx": "the PowerPoint file is corrupt or incomplete",
+    }
+    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == ["ok.txt"], "failed files are not kept"
 
 
 def test_delete_and_reindex_keep_counts_true(tmp_path: Path, store: Store) -> None:

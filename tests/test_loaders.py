@@ -7,13 +7,24 @@ from pathlib import Path
 import pytest
 
 from ingest.loaders import LoadError, load_document, split_markdown_sections
-from ingest.normalize import normalize_text
-from tests.pdfs import make_encrypted_pdf, make_image_only_pdf, make_pdf, make_truncated_pdf
+from ingest.normalize import document_words, normalize_text
+from tests.pdfs import make_encrypted_pdf, make_pdf, make_scanned_pdf, make_truncated_pdf
 
 
 def test_normalize_separators_hyphens_and_spaces() -> None:
     raw = "Cafe\u0301 in\u00a0the  city\u2028next line\u2029new para\r\nwin-\ndows are trans-\n  parent.\n\n\n\nEnd \u200b"
-    assert normalize_text(raw) == "Café in the city\nnext line\n\nnew para\nwindows are transparent.\n\nEnd"
+    words = {"windows", "transparent"}  # the document uses both words elsewhere
+    assert normalize_text(raw, words) == "Café in the city\nnext line\n\nnew para\nwindows are transparent.\n\nEnd"
+
+
+def test_a_line_break_joins_a_split_word_only_when_the_document_uses_the_joined_word() -> None:
+    text = "We train with mean-\npooling over an exam-\nple batch.\nEach example is short; trans-\nformers are not."
+    assert normalize_text(text) == (
+        "We train with mean-pooling over an example batch.\nEach example is short; trans-formers are not."
+    )
+    words = document_words(["A page that says transformers.", "Another page."])
+    assert normalize_text("trans-\nformers and state-of-the-\nart", words) == "transformers and state-of-the-art"
+    assert normalize_text("hyphen\u00ad\nation") == "hyphenation", "a soft hyphen at a break is always joined"
 
 
 def test_normalize_keeps_capitalised_hyphenation() -> None:
@@ -42,10 +53,10 @@ def test_pdf_encrypted_with_empty_password_opens(tmp_path: Path) -> None:
         (lambda p: make_truncated_pdf(p, ["x " * 2000, "y " * 200]), "truncated"),
         (lambda p: p.write_bytes(b"%PDF-1.7\n1 0 obj <</Type /Catalog>> garbage\n%%EOF\n"), "corrupt"),
         (lambda p: p.write_bytes(b"PK\x03\x04 this is a zip file renamed"), "not a PDF"),
-        (make_image_only_pdf, "image-only"),
+        (lambda p: make_scanned_pdf(p, [""]), "not even by OCR"),
         (lambda p: p.write_bytes(b""), "empty"),
     ],
-    ids=["password", "truncated", "corrupt", "not-pdf", "image-only", "empty"],
+    ids=["password", "truncated", "corrupt", "not-pdf", "blank-scan", "empty"],
 )
 def test_bad_pdfs_fail_with_a_reason(tmp_path: Path, maker, reason: str) -> None:
     path = tmp_path / "bad.pdf"
@@ -78,7 +89,7 @@ def test_text_encodings(tmp_path: Path, data: bytes, expected: str) -> None:
         ("blob.txt", bytes(range(256)) * 20, "binary"),
         ("empty.txt", b"", "empty"),
         ("blank.md", b"  \n\n\t ", "empty"),
-        ("slides.pptx", b"PK\x03\x04", "unsupported file type"),
+        ("sheet.xlsx", b"PK\x03\x04", "unsupported file type"),
         ("README", b"hello", "unsupported file type"),
     ],
 )

@@ -22,6 +22,7 @@ from rag.answer.citations import Citation, cited_numbers, make_citations
 from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.rewrite import standalone_query
+from rag.answer.safe_markdown import text_markdown
 from rag.answer.thinking import hide_thinking
 from rag.llm import LLM, LLMError, Message, Usage
 from rag.prompts import load, load_turns
@@ -78,6 +79,22 @@ class Answer:
             "verified": self.verified,
             "unverified": list(self.grounding.missing) if self.grounding else [],
         }
+
+
+def answer_note(answer: dict[str, object]) -> tuple[str, str] | None:
+    """The warning shown above an answer (``Answer.to_json()``), as Markdown and an icon: why it was refused, or which
+    of its names and numbers none of the passages it cites contains; None for a verified answer."""
+    if answer.get("refused"):
+        why = ("The model read the passages below and found no answer in them." if answer.get("refused_by") == "model"
+               else "None of the passages holds evidence for an answer, so the model was not asked to guess. The "
+                    "closest passages are below.")
+        return f"**Not found in your documents.** {why}", ":material/search_off:"
+    if answer.get("verified") is False:
+        terms: list[object] = answer.get("unverified") or []  # type: ignore[assignment]
+        missing = ", ".join(f"“{text_markdown(str(term))}”" for term in terms)
+        return (f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it cites "
+                "says it: check them below before relying on it.", ":material/report:")
+    return None
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,13 @@ from .base import (
     Usage,
 )
 from .embedded import EmbeddedLLM
+from .models import EMBEDDED_MODELS, model_index, model_title
 from .openai_backend import OpenAILLM
 from .registry import backend_names, get_llm, register
 
 __all__ = [
     "LLM",
+    "EMBEDDED_MODELS",
     "EmbeddedLLM",
     "Generation",
     "LLMAuthError",
@@ -48,5 +50,7 @@ __all__ = [
     "Usage",
     "backend_names",
     "get_llm",
+    "model_index",
+    "model_title",
     "register",
 ]

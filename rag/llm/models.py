@@ -75,6 +75,16 @@ class ModelFileError(LLMUnavailable):
     """A model file is missing, incomplete or not what was pinned."""
 
 
+def model_title(name: str) -> str:
+    """How the sidebar names a model."""
+    return EMBEDDED_MODELS[name].title if name in EMBEDDED_MODELS else name
+
+
+def model_index(name: str) -> int:
+    """Where the sidebar's picker starts: the configured model (an unknown name fails in the health check)."""
+    return list(EMBEDDED_MODELS).index(name) if name in EMBEDDED_MODELS else 0
+
+
 def get_model(name: str) -> EmbeddedModel:
     try:
         return EMBEDDED_MODELS[name]

@@ -1,0 +1,135 @@
+"""PDF: one record per page with its page number (pypdf's text layer); pages without one are read by OCR.
+
+The document's title (its metadata, or else the largest type on page 1) is kept, so every chunk can be indexed
+with it: a question naming the paper finds it even when the passage never repeats the title.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ingest.loaders.base import LoadedDocument, LoadError, Record
+from ingest.loaders.ocr import read_pdf_pages
+from ingest.normalize import document_words, normalize_text
+
+_NOT_A_TITLE = re.compile(
+    r"(?i)^(untitled|document\d*|slide \d+|microsoft \w+ - .*|arxiv:.*)$|\.(docx?|pdf|tex|dvi|ps|indd)$"
+)
+_MAX_TITLE = 200
+
+
+def load_pdf(path: Path, data: bytes) -> LoadedDocument:
+    pages, metadata_title = _open(data)
+    raw: dict[int, str] = {}
+    warnings: list[str] = []
+    heading: str | None = None
+    for number, page in enumerate(pages, start=1):
+        try:
+            if number == 1:
+                raw[number], heading = _text_and_heading(page)
+            else:
+                raw[number] = page.extract_text() or ""
+        except Exception as exc:  # noqa: BLE001 - pypdf raises many types on damaged content streams
+            warnings.append(f"page {number}: the text layer could not be read ({type(exc).__name__})")
+    words = document_words(raw.values())
+    texts = {number: normalize_text(text, words) for number, text in raw.items()}
+    without_text = [n for n in range(1, len(pages) + 1) if not texts.get(n)]
+    ocr_pages: list[int] = []
+    if without_text:
+        read, ocr_warnings = read_pdf_pages(data, without_text)
+        warnings += ocr_warnings
+        ocr_words = words | document_words(read.values())
+        for number, text in read.items():
+            texts[number] = normalize_text(text, ocr_words)
+            ocr_pages += [number] if texts[number] else []
+    records = [Record(text=texts[n], page=n) for n in sorted(texts) if texts[n]]
+    if not records:
+        raise LoadError(
+            f"no text in {len(pages)} page(s), not even by OCR: the pages hold no readable writing"
+        )
+    title = _plausible(metadata_title) or (heading if 1 not in ocr_pages else None)
+    return LoadedDocument(path=path, kind="pdf", records=records, pages=len(pages), title=title,
+                          ocr_pages=ocr_pages, warnings=warnings)
+
+
+def _open(data: bytes) -> tuple[list[Any], str | None]:
+    """The pages and the metadata title, or a LoadError saying why the file cannot be opened."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, PdfReadError, PyPdfError
+
+    if not data.lstrip().startswith(b"%PDF"):
+        raise LoadError("not a PDF file (it does not start with the %PDF header)")
+    if b"%%EOF" not in data[-2048:]:
+        raise LoadError("the PDF is truncated or incomplete (no end-of-file marker)")
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns about every repaired xref on stderr
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            try:
+                opened = reader.decrypt("")
+            except DependencyError as exc:
+                raise LoadError(f"the PDF is encrypted with a cipher this install cannot read ({exc})") from exc
+            if not opened:
+                raise LoadError("the PDF is password-protected; remove the password and try again")
+        pages = list(reader.pages)
+    except LoadError:
+        raise
+    except (PdfReadError, PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError,
+            RecursionError) as exc:  # pypdf's limits on hostile files (LimitReachedError) are PyPdfError
+        raise LoadError(f"the PDF is corrupt or unreadable ({type(exc).__name__}: {exc})") from exc
+    if not pages:
+        raise LoadError("the PDF has no pages")
+    try:
+        title = reader.metadata.title if reader.metadata else None
+    except Exception:  # noqa: BLE001 - damaged metadata only costs the title
+        title = None
+    return pages, title if isinstance(title, str) else None
+
+
+def _text_and_heading(page: Any) -> tuple[str, str | None]:
+    """The page's text, and the run of text set in the largest type when it stands out from the body text."""
+    runs: list[tuple[float, str]] = []
+
+    def visit(text: str, cm: list[float], tm: list[float], _font: object, font_size: float) -> None:
+        # where the text's baseline and height point on the page: the text matrix, then the page's matrix
+        across = (tm[0] * cm[0] + tm[1] * cm[2], tm[0] * cm[1] + tm[1] * cm[3])
+        height = math.hypot(tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3])
+        if text.strip() and abs(across[1]) <= abs(across[0]):  # not sideways, like arXiv's stamp in the margin
+            runs.append((round(abs(font_size) * height, 1), text))
+
+    text = page.extract_text(visitor_text=visit) or ""
+    return text, _heading(runs)
+
+
+def _heading(runs: list[tuple[float, str]]) -> str | None:
+    if not runs:
+        return None
+    characters: dict[float, int] = {}
+    for size, text in runs:
+        characters[size] = characters.get(size, 0) + len(text.strip())
+    body = max(characters, key=lambda size: characters[size])
+    largest = max(characters)
+    if largest < body * 1.2:
+        return None
+    first = next(i for i, (size, _) in enumerate(runs) if size >= largest * 0.9)
+    parts: list[str] = []
+    for size, text in runs[first:]:
+        if size < largest * 0.9:
+            break
+        parts.append(text)
+    return _plausible(" ".join(parts))
+
+
+def _plausible(title: str | None) -> str | None:
+    """A title worth indexing: some letters, not a file name or an editor's placeholder, not a paragraph."""
+    if not title:
+        return None
+    title = " ".join(title.split())
+    if not re.search(r"[^\W\d_]{2}", title) or _NOT_A_TITLE.search(title) or len(title) > _MAX_TITLE:
+        return None
+    return title

