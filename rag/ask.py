@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print_json(answer.to_json())
     else:
         print()
+        if not answer.verified and answer.grounding is not None:
+            say(f"not found in your sources: {', '.join(answer.grounding.missing)}")
         heading = "closest passages:" if answer.refused else "sources:"
         say(heading)
         for c in answer.citations:

@@ -59,19 +59,21 @@ class Settings(BaseSettings):
 
     # --- answering
     llm: str = "embedded"  # a backend registered in rag/llm/ (rag.llm.backend_names()): embedded, openai
+    # embedded: a model of rag/llm/models.py (qwen2.5-coder-1.5b, the default; smollm2-135m: fast, toy quality)
+    embedded_model: str = "qwen2.5-coder-1.5b"
     llm_url: str = "http://127.0.0.1:8000/v1"
-    llm_model: str = "smollm2-135m"
+    llm_model: str = "smollm2-135m"  # openai: the model name the server serves
     llm_api_key: str = "local-dev-key"
-    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)  # greedy: the answer most supported by the passages
     max_answer_tokens: int = Field(384, ge=16, le=4096)
     history_turns: int = Field(2, ge=0, le=20)  # earlier question/answer pairs shown to the model
     rewrite: Literal["auto", "model", "concat"] = "auto"  # how follow-ups become standalone queries
     llm_timeout: float = Field(120.0, gt=0)  # seconds per request to the server
     llm_max_retries: int = Field(2, ge=0, le=10)  # on connection errors
     llm_context_window: int | None = None  # None: ask the server (vLLM reports max_model_len)
-    llm_n_ctx: int = Field(2048, ge=256)  # embedded model's context
+    llm_n_ctx: int | None = Field(None, ge=256)  # embedded model's context; None: the model's own (4096, or 2048)
     llm_threads: int = Field(2, ge=1)
-    llm_model_path: Path | None = None  # embedded: another GGUF file instead of the bundled one
+    llm_model_path: Path | None = None  # embedded: another chat GGUF file instead of embedded_model
 
     # --- upload limits (keep in step with server.maxUploadSize in .streamlit/config.toml)
     max_upload_mb: int = Field(50, ge=1)
@@ -95,6 +97,11 @@ class Settings(BaseSettings):
     def embedding_backend(self) -> str:
         """The embedding backend in force: the one chosen, else the server when a URL is set, else ONNX int8."""
         return self.embed_backend or ("openai" if self.embed_url else "onnx-int8")
+
+    @property
+    def chat_model(self) -> str:
+        """The model the chosen backend runs: the embedded model's name, or the name the server serves."""
+        return self.embedded_model if self.llm == "embedded" else self.llm_model
 
     @property
     def uploads_path(self) -> Path:

@@ -12,6 +12,10 @@ import pytest
 # Models come from PyPI packages; never reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests that only need *a* model run the 135M one: ten times faster than the default 1.5B. The tests of the default
+# model (tests/test_default_model.py) ask for it by name.
+os.environ.setdefault("RAG_EMBEDDED_MODEL", "smollm2-135m")
+SMALL_MODEL = "smollm2-135m"
 
 pytest_plugins: list[str] = ["tests.fixtures_llm", "tests.fixtures_agent"]
 

@@ -25,7 +25,7 @@ from rag.index.store import Store
 from rag.llm import EmbeddedLLM, get_llm
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from tests.conftest import XQUAD_DOCS, build_index
+from tests.conftest import SMALL_MODEL, XQUAD_DOCS, build_index
 from tests.fixtures_agent import ScriptedServer
 from tests.pdfs import make_pdf
 
@@ -378,7 +378,7 @@ def test_embedded_model_run_ends_cleanly_within_the_step_limit(retriever: Retrie
     """The real 135M model: it rarely follows the format, so any clean ending counts; the shape is what's checked."""
     settings = Settings(llm="embedded", agent_max_steps=3, agent_step_tokens=64, agent_max_tokens=192,
                         temperature=0.0)
-    llm = EmbeddedLLM(temperature=0.0)
+    llm = EmbeddedLLM(model_name=SMALL_MODEL, temperature=0.0)
     events = list(Agent(retriever, llm, settings).run("How many years after Tesla's death was the tesla unit named?"))
     result = events[-1].result
     assert isinstance(events[-1], AgentFinished)
@@ -392,8 +392,7 @@ def test_embedded_model_run_ends_cleanly_within_the_step_limit(retriever: Retrie
         assert all(isinstance(getattr(step, k), str) for k in STEP_KEYS) and step.observation
     document = json.loads(json.dumps(result.to_json()))
     assert RESULT_KEYS <= document.keys() and all(s.keys() == STEP_KEYS for s in document["steps"])
-    assert llm.last_usage is not None
-    assert llm.last_usage.prompt_tokens + settings.agent_step_tokens <= llm.context_window
+    assert result.tokens > 0
 
 
 @pytest.mark.vllm
@@ -411,3 +410,54 @@ def test_vllm_agent_run_via_cli_ends_cleanly(vllm_server, agent_index: Path, run
     assert document["stopped_reason"] in {"final_answer", "max_steps", "max_tokens", "format_errors"}
     assert 0 < len(document["steps"]) + (document["stopped_reason"] == "final_answer") <= 3
     assert all(step.keys() == STEP_KEYS and step["observation"] for step in document["steps"])
+
+
+# ----------------------------------------------------------------------------------- where numbers come from
+def test_a_number_from_nowhere_is_not_computed_with_and_the_model_is_told(
+    scripted_server: ScriptedServer, retriever: Retriever
+) -> None:
+    """The mistake the 1.5B model made: a year that is in no passage fed to the calculator."""
+    scripted_server.play(
+        "Thought: I need the years.\nAction: search_documents\nAction Input: " + TESLA_QUERY,
+        "Thought: He died in 1944.\nAction: calculator\nAction Input: 1960 - 1944",
+        "Thought: He died in 1943 [1].\nAction: calculator\nAction Input: 1960 - 1943",
+        "Thought: I know the answer.\nFinal Answer: 17 years: he died in 1943 and the unit was named in 1960 [1].",
+    )
+    result = scripted_agent(scripted_server, retriever).ask("How many years after Tesla's death was the unit named?")
+    search, invented, fixed = result.steps
+    assert invented.action == "calculator" and not invented.ok and invented.valid
+    assert "1944" in invented.observation and "in no observation" in invented.observation
+    assert "1960" not in invented.observation.split("uses")[1].split(",")[0], "only the invented number is named"
+    assert fixed.observation == "17" and result.stopped_reason == "final_answer"
+    document = result.to_json()
+    assert document["verified"] is True and document["unverified"] == []
+
+
+def test_a_final_answer_with_an_unobserved_number_is_sent_back_once_then_flagged(
+    scripted_server: ScriptedServer, retriever: Retriever
+) -> None:
+    scripted_server.play(
+        "Thought: Search.\nAction: search_documents\nAction Input: Tesla died",
+        "Thought: I know the answer.\nFinal Answer: Tesla died in 1944 [1].",
+        "Thought: I am sure.\nFinal Answer: Tesla died in 1944 [1].",
+    )
+    result = scripted_agent(scripted_server, retriever).ask("When did Tesla die?")
+    search, told = result.steps
+    assert "Your Final Answer states 1944" in told.observation
+    assert scripted_server.last_messages(2)[-1]["content"].startswith("Observation: Error: Your Final Answer")
+    assert result.stopped_reason == "final_answer" and result.answer == "Tesla died in 1944 [1]."
+    document = result.to_json()
+    assert document["verified"] is False and document["unverified"] == ["1944"]
+
+
+def test_a_repeated_action_is_pointed_out_and_the_last_step_asks_for_the_answer(
+    scripted_server: ScriptedServer, retriever: Retriever
+) -> None:
+    search = "Thought: Search.\nAction: search_documents\nAction Input: " + TESLA_QUERY
+    scripted_server.play(search, search, "Final Answer: He died in 1943 [1].")
+    result = scripted_agent(scripted_server, retriever, agent_max_steps=3).ask("When did Tesla die?")
+    first, repeated = result.steps
+    assert not first.observation.startswith("Note:")
+    assert repeated.observation.startswith("Note: you already ran this in step 1")
+    assert scripted_server.last_messages(2)[-1]["content"].endswith("Your next reply must be the Final Answer.")
+    assert result.stopped_reason == "final_answer"

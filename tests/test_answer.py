@@ -16,9 +16,10 @@ from rag.answer.thinking import hide_thinking
 from rag.index.embedder import Embedder
 from rag.index.store import Store
 from rag.llm import EmbeddedLLM, get_llm
+from rag.llm.models import DEFAULT_EMBEDDED_MODEL
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from tests.conftest import XQUAD_DOCS, build_index
+from tests.conftest import SMALL_MODEL, XQUAD_DOCS, build_index
 
 DOCS = ["Nikola_Tesla.md", "Super_Bowl_50.md", "Oxygen.md", "Warsaw.md", "Normans.md"]
 
@@ -56,8 +57,10 @@ class CountingLLM:
         return self.real.complete(*args, **kwargs)
 
 
+@pytest.mark.slow
 def test_embedded_answer_is_grounded_and_cites_the_right_document(xquad_index: Store, embedder: Embedder) -> None:
-    settings = Settings(llm="embedded")
+    """The default model (SmolLM2-135M mostly refuses under the precision-first prompt: it cannot answer here)."""
+    settings = Settings(llm="embedded", embedded_model=DEFAULT_EMBEDDED_MODEL)
     answerer = Answerer(Retriever(xquad_index, embedder=embedder, settings=settings), get_llm(settings), settings)
     events = list(answerer.run("When did Nikola Tesla die?"))
     retrieved = events[0]
@@ -66,7 +69,7 @@ def test_embedded_answer_is_grounded_and_cites_the_right_document(xquad_index: S
     deltas = [e for e in events if isinstance(e, Delta)]
     answer = events[-1].answer
     assert isinstance(events[-1], Finished) and len(deltas) > 1, "the answer streams"
-    assert answer.answer.strip() and not answer.refused and answer.error is None
+    assert "1943" in answer.answer and not answer.refused and answer.error is None and answer.verified
     assert answer.citations[0].source == "Nikola_Tesla.md"
     assert {c.source for c in answer.citations} == {"Nikola_Tesla.md"}, "no unrelated article among the sources"
     names = {d.name for d in xquad_index.documents()}
@@ -89,7 +92,7 @@ def test_the_weak_tail_of_the_top_k_is_not_given_to_the_model(xquad_index: Store
 
 
 def test_out_of_corpus_question_is_refused_without_asking_the_model(xquad_index: Store, embedder: Embedder) -> None:
-    llm = CountingLLM(EmbeddedLLM())
+    llm = CountingLLM(EmbeddedLLM(model_name=SMALL_MODEL))
     answerer = Answerer(Retriever(xquad_index, embedder=embedder), llm, Settings())
     answer = answerer.ask("Which composer wrote the opera Tosca?")
     assert answer.refused and answer.answer == NOT_FOUND
@@ -102,7 +105,7 @@ def test_follow_up_question_retrieves_the_person_of_the_previous_turn(xquad_inde
         {"role": "user", "content": "Who was Nikola Tesla?"},
         {"role": "assistant", "content": "An inventor and engineer [1]."},
     ]
-    answerer = Answerer(Retriever(xquad_index, embedder=embedder), EmbeddedLLM(), Settings(rewrite="auto"))
+    answerer = Answerer(Retriever(xquad_index, embedder=embedder), EmbeddedLLM(model_name=SMALL_MODEL), Settings(rewrite="auto"))
     retrieved = next(answerer.run("and when did he die?", history))
     assert isinstance(retrieved, Retrieved)
     assert "Tesla" in retrieved.query and not retrieved.refused
@@ -149,7 +152,7 @@ def test_supporting_sentence_is_the_one_that_says_it(embedder: Embedder) -> None
 
 
 def test_passages_are_trimmed_to_the_budget_by_tokens(xquad_index: Store, embedder: Embedder) -> None:
-    llm = EmbeddedLLM()
+    llm = EmbeddedLLM(model_name=SMALL_MODEL)
     hits = Retriever(xquad_index, embedder=embedder).search("oxygen discovery", 5)
     passages = fit_passages(hits, 300, llm.count_tokens)
     assert 1 <= len(passages) < 5
@@ -175,7 +178,8 @@ def test_openai_backend_answers_through_a_real_vllm_server(xquad_index: Store, e
                         llm_model=vllm_server.model)
     answerer = Answerer(Retriever(xquad_index, embedder=embedder, settings=settings), get_llm(settings), settings)
     answer = answerer.ask("How many points did the Panthers defense give up?")
-    assert answer.backend == "openai" and answer.error is None and not answer.refused
+    # The served SmolLM2-135M may answer or say the passages do not hold it: the backend path is under test here.
+    assert answer.backend == "openai" and answer.error is None and answer.refused_by != "retrieval"
     assert answer.answer.strip() and answer.citations[0].source == "Super_Bowl_50.md"
     assert answer.usage and answer.usage.completion_tokens > 0
     assert answer.usage.prompt_tokens + settings.max_answer_tokens <= answerer.llm.context_window

@@ -46,7 +46,8 @@ def assistant_messages(at: AppTest) -> list:
     return [m for m in at.chat_message if m.name == "assistant"]
 
 
-def test_ask_streams_an_answer_with_expandable_sources(app_env: Path) -> None:
+def test_ask_streams_an_answer_with_expandable_sources(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_EMBEDDED_MODEL", "qwen2.5-coder-1.5b")  # the default: SmolLM2 mostly refuses
     at = start()
     assert [b.label for b in at.button][:2] == ["What is Nikola Tesla about?", "What is Oxygen about?"]
     at.chat_input[0].set_value("When did Nikola Tesla die?").run()
@@ -56,7 +57,7 @@ def test_ask_streams_an_answer_with_expandable_sources(app_env: Path) -> None:
     labels = [e.label for e in reply.expander]
     assert labels[0] == "[1] Nikola_Tesla.md"
     assert any(":orange-background[" in md.value for md in reply.markdown), "the supporting sentence is highlighted"
-    assert not reply.warning
+    assert not any("Not found in your documents" in w.value for w in reply.warning), "answered, not refused"
 
 
 def test_out_of_corpus_question_is_refused_and_looks_different(app_env: Path) -> None:
@@ -232,3 +233,35 @@ def test_the_configured_api_key_is_never_sent_to_a_url_typed_in_the_sidebar(
         assert seen[-1] == "Bearer typed-key", "a key typed for that server is the one sent to it"
     finally:
         server.shutdown()
+
+
+def test_the_sidebar_picks_the_embedded_model(app_env: Path) -> None:
+    at = start()
+    picker = at.sidebar.selectbox(key="embedded_model")
+    assert picker.options == ["Qwen2.5-Coder 1.5B (default, better answers)", "SmolLM2 135M (fast, toy quality)"]
+    assert "SmolLM2-135M-Instruct" in at.caption[0].value  # the tests' RAG_EMBEDDED_MODEL
+    picker.set_value("qwen2.5-coder-1.5b").run()
+    assert not at.exception, at.exception
+    assert "qwen2.5-coder-1.5b-instruct-q4_k_m" in at.caption[0].value, "the next question goes to the 1.5B model"
+
+
+def test_an_answer_the_sources_do_not_support_carries_a_visible_note(app_env: Path) -> None:
+    """A stored answer that failed the groundedness check (which models produce only now and then, so the message
+    is set directly): the page must say what was not found, above the passages."""
+    at = start()
+    answer = {"answer": "Tesla died in 1944 [1].", "refused": False, "verified": False, "unverified": ["1944"],
+              "citations": [{"n": 1, "source": "Nikola_Tesla.md", "page": None, "cited": True,
+                             "text": "Tesla died on 7 January 1943.", "support": "Tesla died on 7 January 1943."}]}
+    at.session_state["messages"] = [
+        {"role": "user", "kind": "question", "content": "When did Tesla die?"},
+        {"role": "assistant", "kind": "answer", "content": answer["answer"], "answer": answer, "id": 2},
+    ]
+    at.run()
+    assert not at.exception, at.exception
+    reply = assistant_messages(at)[-1]
+    assert [w.value for w in reply.warning if "Not found in your sources" in w.value], "the note is shown"
+    assert "1944" in reply.warning[0].value
+    verified = dict(answer, verified=True, unverified=[])
+    at.session_state["messages"] = [at.session_state["messages"][0], {**at.session_state["messages"][1], "answer": verified}]
+    at.run()
+    assert not assistant_messages(at)[-1].warning, "a verified answer carries no note"

@@ -1,9 +1,12 @@
-"""The ``embedded`` backend for real: llama.cpp in-process on the bundled SmolLM2-135M-Instruct GGUF."""
+"""The ``embedded`` backend for real: llama.cpp in-process on SmolLM2-135M-Instruct (the small model of
+``rag.llm.models``: these tests need *a* model, not the default one, and it is ten times faster)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from rag.llm import LLM, EmbeddedLLM, LLMRequestError, LLMUnavailable, Usage, get_llm
 from rag.llm import embedded as embedded_module
 from rag.settings import Settings
+from tests.conftest import SMALL_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = [
@@ -21,33 +25,39 @@ QUESTION = [
 
 @pytest.fixture(scope="module")
 def llm() -> EmbeddedLLM:
-    return EmbeddedLLM()
+    return EmbeddedLLM(model_name=SMALL_MODEL)
 
 
-def test_get_llm_defaults_to_embedded() -> None:
+def test_get_llm_defaults_to_the_embedded_qwen_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAG_EMBEDDED_MODEL", raising=False)  # conftest picks the small model for the other tests
     llm = get_llm(Settings())
     assert isinstance(llm, EmbeddedLLM) and isinstance(llm, LLM)
     assert llm.backend == "embedded"
-    assert llm.model == "SmolLM2-135M-Instruct.Q4_1"
-    assert llm.context_window == 2048
+    assert llm.model == "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    assert llm.context_window == 4096
+    small = get_llm(Settings(embedded_model="smollm2-135m"))
+    assert small.model == "SmolLM2-135M-Instruct.Q4_1" and small.context_window == 2048
+    with pytest.raises(LLMUnavailable, match="unknown embedded model 'gpt-5'.*qwen2.5-coder-1.5b, smollm2-135m"):
+        get_llm(Settings(embedded_model="gpt-5"))
 
 
 def test_health_checks_without_loading() -> None:
-    fresh = EmbeddedLLM(n_ctx=1024)  # a configuration nobody loaded: health must not load it
+    fresh = EmbeddedLLM(model_name=SMALL_MODEL, n_ctx=1024)  # a configuration nobody loaded: health must not load it
     ok, detail = fresh.health()
     assert ok, detail
     assert "loads on first question" in detail and "1024" in detail
     assert not fresh.loaded
 
 
-def test_streams_text_deltas_and_sets_usage(llm: EmbeddedLLM) -> None:
-    deltas = list(llm.stream(QUESTION, max_tokens=24, temperature=0.0))
+def test_streams_text_deltas_then_reports_this_requests_usage(llm: EmbeddedLLM) -> None:
+    generation = llm.stream(QUESTION, max_tokens=24, temperature=0.0)
+    deltas = list(generation)
     assert len(deltas) > 1, "a stream should arrive in several deltas"
     text = "".join(deltas)
     assert text.strip()
     # The ChatML template was applied and its end-of-turn token stopped or was stripped from the answer.
     assert "<|im_start|>" not in text and "<|im_end|>" not in text
-    usage = llm.last_usage
+    usage = generation.usage
     assert isinstance(usage, Usage)
     # Exact prompt count: the template wraps both messages in role markers, so more than their word count.
     rendered = (
@@ -60,8 +70,9 @@ def test_streams_text_deltas_and_sets_usage(llm: EmbeddedLLM) -> None:
 
 
 def test_max_tokens_bounds_the_answer_and_greedy_is_repeatable(llm: EmbeddedLLM) -> None:
-    first = llm.complete(QUESTION, max_tokens=6, temperature=0.0)
-    assert llm.last_usage is not None and llm.last_usage.completion_tokens <= 6
+    generation = llm.stream(QUESTION, max_tokens=6, temperature=0.0)
+    first = generation.text()
+    assert generation.usage is not None and generation.usage.completion_tokens <= 6
     assert first == llm.complete(QUESTION, max_tokens=6, temperature=0.0)
 
 
@@ -77,11 +88,11 @@ def test_stop_sequence_ends_the_answer(llm: EmbeddedLLM) -> None:
 
 
 def test_one_model_instance_per_process(llm: EmbeddedLLM) -> None:
-    other = get_llm(Settings(temperature=0.7))
+    other = get_llm(Settings(embedded_model=SMALL_MODEL, temperature=0.7))
     other.count_tokens("load it")
     assert llm.loaded and other.loaded  # type: ignore[attr-defined]
     assert llm._model() is other._model()  # type: ignore[attr-defined]
-    assert len(embedded_module._loaded) == 1
+    assert [key[0] for key in embedded_module._loaded].count(str(llm.model_path)) == 1, "loaded once, shared"
 
 
 def test_count_tokens_uses_the_model_tokenizer(llm: EmbeddedLLM) -> None:
@@ -95,6 +106,52 @@ def test_prompt_over_the_context_window_is_a_clear_error(llm: EmbeddedLLM) -> No
     huge = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(LLMRequestError, match=r"the prompt is \d+ tokens, more than the model's context window of 2048"):
         llm.complete(huge)
+
+
+def test_a_slow_reader_does_not_hold_up_another_session(llm: EmbeddedLLM) -> None:
+    """Two browser sessions share one model. Session A reads one delta and then stalls (a slow network, a tab in
+    the background); session B, started after, must still get its whole answer, and A its own afterwards."""
+    prompt_a = [{"role": "user", "content": "Write three sentences about the sea."}]
+    prompt_b = [{"role": "user", "content": "Write three sentences about mountains."}]
+    expected_a = llm.complete(prompt_a, max_tokens=48, temperature=0.0)
+    expected_b = llm.complete(prompt_b, max_tokens=48, temperature=0.0)
+
+    stalled = llm.stream(prompt_a, max_tokens=48, temperature=0.0)
+    first = next(stalled)  # A is being answered now, and its reader goes away
+    finished: list[str] = []
+    other = threading.Thread(target=lambda: finished.append(llm.complete(prompt_b, max_tokens=48, temperature=0.0)))
+    other.start()
+    other.join(timeout=120)
+    assert not other.is_alive(), "session B waited on session A's stalled reader"
+    assert finished == [expected_b]
+    assert first + stalled.text() == expected_a, "A's answer is whole when its reader comes back"
+    assert stalled.usage is not None and stalled.usage.completion_tokens >= 1
+
+
+def test_usage_belongs_to_each_request_even_when_interleaved(llm: EmbeddedLLM) -> None:
+    long_prompt = [{"role": "user", "content": "List the planets of the solar system, one per line."}]
+    short = llm.stream(QUESTION, max_tokens=3, temperature=0.0)
+    long = llm.stream(long_prompt, max_tokens=40, temperature=0.0)
+    short_text, long_text = short.text(), long.text()
+    assert short.usage is not None and long.usage is not None
+    assert short.usage.completion_tokens <= 3 < long.usage.completion_tokens
+    assert short.usage.prompt_tokens != long.usage.prompt_tokens
+    assert short_text and long_text
+
+
+def test_a_reader_that_stops_early_frees_the_model(llm: EmbeddedLLM) -> None:
+    prompt = [{"role": "user", "content": "Count from one to two hundred in words."}]
+    started = time.perf_counter()
+    full = llm.stream(prompt, max_tokens=400, temperature=0.0)
+    next(full)
+    full.text()
+    whole = time.perf_counter() - started
+    stopped = llm.stream(prompt, max_tokens=400, temperature=0.0)
+    next(stopped)
+    stopped.close()  # the user pressed stop
+    started = time.perf_counter()
+    assert llm.complete(QUESTION, max_tokens=4, temperature=0.0)
+    assert time.perf_counter() - started < whole / 2, "the stopped request went on generating"
 
 
 def test_missing_model_file_is_unavailable(tmp_path: Path) -> None:
@@ -119,3 +176,17 @@ def test_loading_prints_nothing_to_stdout() -> None:
     assert len(lines) == 1 and lines[0].startswith("ANSWER:") and len(lines[0]) > len("ANSWER:''"), result.stdout
     assert "llama_model_loader" not in result.stderr and "llm_load" not in result.stderr, result.stderr[:2000]
     assert "Exception ignored" not in result.stderr, result.stderr[:2000]
+
+
+def test_llama_cpp_uses_the_best_instruction_set_of_this_cpu() -> None:
+    """The Makefile's build carries one CPU backend per x86 level and loads the best one at run time: on an
+    AVX-512 machine (this one) that must be an AVX-512 backend, not the portable AVX2 one."""
+    from rag.llm.embedded import load_cpu_backends
+
+    features = set(load_cpu_backends().split())
+    flags = set(Path("/proc/cpuinfo").read_text().split())
+    assert "AVX2" in features or "avx2" not in flags
+    if "avx512f" in flags:
+        assert "AVX512" in features, features
+    if "avx512_vnni" in flags:
+        assert "AVX512_VNNI" in features, features

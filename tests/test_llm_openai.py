@@ -44,11 +44,12 @@ def _llm(server: VllmServer, **overrides: object) -> OpenAILLM:
 def test_streams_deltas_and_reports_usage(vllm_server: VllmServer) -> None:
     llm = _llm(vllm_server)
     assert isinstance(llm, LLM)
-    deltas = list(llm.stream(QUESTION, max_tokens=24, temperature=0.0))
+    generation = llm.stream(QUESTION, max_tokens=24, temperature=0.0)
+    deltas = list(generation)
     assert len(deltas) > 1, "a stream should arrive in several deltas, not one block"
     assert all(isinstance(d, str) and d for d in deltas)
     assert "".join(deltas).strip()
-    usage = llm.last_usage
+    usage = generation.usage
     assert isinstance(usage, Usage)
     # The server's usage chunk: the chat-templated prompt is longer than the two messages' words.
     assert usage.prompt_tokens > 15
@@ -59,8 +60,9 @@ def test_streams_deltas_and_reports_usage(vllm_server: VllmServer) -> None:
 @pytest.mark.vllm
 def test_max_tokens_bounds_the_answer_and_greedy_is_repeatable(vllm_server: VllmServer) -> None:
     llm = _llm(vllm_server)
-    first = llm.complete(QUESTION, max_tokens=5, temperature=0.0)
-    assert llm.last_usage is not None and llm.last_usage.completion_tokens <= 5
+    generation = llm.stream(QUESTION, max_tokens=5, temperature=0.0)
+    first = generation.text()
+    assert generation.usage is not None and generation.usage.completion_tokens <= 5
     assert first == llm.complete(QUESTION, max_tokens=5, temperature=0.0)
 
 
@@ -194,13 +196,14 @@ def test_stream_cut_off_midway_raises_with_token_count(fake_broken_stream_server
     """
     llm = OpenAILLM(fake_broken_stream_server.url("cut"), FAKE_MODEL, "key", max_retries=0)
     received: list[str] = []
+    generation = llm.stream(QUESTION)
     with pytest.raises(LLMStreamBroken) as caught:
-        for delta in llm.stream(QUESTION):
+        for delta in generation:
             received.append(delta)
     assert received == FAKE_DELTAS
     assert caught.value.tokens == 3
     assert str(caught.value).startswith("the answer stream broke off after 3 tokens")
-    assert llm.last_usage is None
+    assert generation.usage is None
 
 
 def test_stream_ending_without_finish_reason_is_broken(fake_broken_stream_server: FakeServer) -> None:

@@ -106,7 +106,7 @@ def echo_backend() -> Iterator[type[LLM]]:
         def context_window(self) -> int:
             return 100
 
-        def stream(self, messages, *, max_tokens=512, temperature=None, stop=None) -> Iterator[str]:  # noqa: ANN001
+        def _generate(self, messages, *, max_tokens, temperature, stop) -> Iterator[str]:  # noqa: ANN001
             yield messages[-1]["content"]
 
         def count_tokens(self, text: str) -> int:

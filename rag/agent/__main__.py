@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         if not result.answered:
             say(f"stopped: {result.stopped_reason}")
         print(result.answer)
+        if result.grounding is not None and not result.grounding.verified:
+            say(f"not found in your sources: {', '.join(result.grounding.missing)}")
         if result.citations:
             say("sources:" if any(c.cited for c in result.citations) else "passages consulted:")
         for c in result.citations:

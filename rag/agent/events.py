@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rag.answer.citations import Citation
+from rag.answer.grounding import Grounding
 
 FINAL_ANSWER = "final_answer"
 MAX_STEPS = "max_steps"
@@ -52,6 +53,7 @@ class AgentResult:
     thought: str = ""  # the thought that came with the final answer
     fallback: bool = False  # no final answer, so ``answer`` and ``citations`` come from the plain answer step
     refused: bool = False  # the plain answer step found no evidence (only with ``fallback``)
+    grounding: Grounding | None = None  # the answer checked against its cited passages and the tool results
 
     @property
     def answered(self) -> bool:
@@ -70,6 +72,8 @@ class AgentResult:
             "tokens": self.tokens,
             "fallback": self.fallback,
             "refused": self.refused,
+            "verified": self.grounding is None or self.grounding.verified,
+            "unverified": list(self.grounding.missing) if self.grounding else [],
         }
 
 

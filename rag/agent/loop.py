@@ -51,17 +51,20 @@ from rag.agent.events import (
     AgentStep,
     AgentText,
 )
+from rag.agent.provenance import CHECKED_TOOLS, unobserved_note, unobserved_numbers
 from rag.agent.reply import Reply, clean_reply, parse_reply
 from rag.agent.tools import PassageRegistry, Tool, ToolOutput, default_tools
 from rag.agent.transcript import MIN_STEP_TOKENS, Counter, Turn, fit_transcript
 from rag.answer.answerer import Answerer
 from rag.answer.citations import Citation, cited_numbers, make_citations
+from rag.answer.grounding import Grounding, check_grounding
 from rag.llm import LLM, LLMError
 from rag.prompts import load
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings, get_settings
 
 STOP = ["\nObservation:"]
+LAST_STEP_NOTE = "\nNote: you have one step left. Your next reply must be the Final Answer."
 
 
 def system_prompt(tools: Iterable[Tool]) -> str:
@@ -109,6 +112,9 @@ class Agent:
         turns: list[Turn] = []
         steps: list[AgentStep] = []
         calls: dict[tuple[str, str], int] = {}
+        seen = [question]  # the question and every observation that was not an error: where numbers may come from
+        tool_results: list[str] = []  # results of tools other than search: sources of the final answer too
+        final_warned = False
         used = 0
         format_errors = 0  # in a row
         stopped, final, final_thought = MAX_STEPS, "", ""
@@ -126,9 +132,13 @@ class Agent:
                     break
                 messages, budget = fitted
                 pieces: list[str] = []
-                for piece in self.llm.stream(messages, max_tokens=budget, temperature=s.temperature, stop=STOP):
-                    pieces.append(piece)
-                    yield AgentText(number, piece)
+                generation = self.llm.stream(messages, max_tokens=budget, temperature=s.temperature, stop=STOP)
+                try:
+                    for piece in generation:
+                        pieces.append(piece)
+                        yield AgentText(number, piece)
+                finally:
+                    generation.close()
                 raw = "".join(pieces)
             except LLMError as exc:
                 stopped = f"llm_error: {exc}"
@@ -136,18 +146,28 @@ class Agent:
             except Exception as exc:  # noqa: BLE001 - a backend bug must not take the UI down either
                 stopped = f"llm_error: {type(exc).__name__}: {exc}"
                 break
-            usage = self.llm.last_usage
+            usage = generation.usage
             written = usage.completion_tokens if usage else counter(raw)
             used += written
             reply_text = clean_reply(raw)
             reply = parse_reply(reply_text)
-            if reply.final is not None:
+            invented = unobserved_numbers(reply.final, seen) if reply.final is not None else []
+            if reply.final is not None and (not invented or final_warned or number == s.agent_max_steps):
                 stopped, final, final_thought = FINAL_ANSWER, reply.final, reply.thought
                 break
+            if invented:  # once per run: the model may search for the right number and answer again
+                final_warned = True
+                reply = Reply(reply.thought, None, None, None, unobserved_note(invented, final=True))
             if reply.error and written >= budget:
                 reply = Reply(reply.thought, reply.action, reply.input, None,
                               f"{reply.error} Your reply was cut off at {budget} tokens: keep the Thought short.")
-            output, valid = self._act(reply, tools, calls, number)
+            output, valid = self._act(reply, tools, calls, number, seen)
+            if output.ok and valid:
+                seen.append(output.text)
+                if not output.passages:
+                    tool_results.append(output.text)
+            if number == s.agent_max_steps - 1:
+                output = ToolOutput(output.text + LAST_STEP_NOTE, output.ok, output.passages, output.short)
             step = AgentStep(
                 reply.thought, reply.action or "", reply.input or "", output.text, valid, output.ok,
                 tuple(p.n for p in output.passages), reply_text, time.perf_counter() - step_started,
@@ -155,19 +175,24 @@ class Agent:
             turns.append(Turn(reply_text or "(empty reply)", output.text, output.short or _shorten(output.text)))
             steps.append(step)
             yield step
-            format_errors = format_errors + 1 if reply.error else 0
+            format_errors = format_errors + 1 if reply.error and not invented else 0
             if format_errors >= s.agent_max_format_errors:
                 stopped = FORMAT_ERRORS
                 break
 
         fallback = refused = False
+        grounding: Grounding | None = None
         if stopped == FINAL_ANSWER:
             answer, cited = cited_numbers(final, registry.numbers)
             citations = self._citations(registry, answer, cited)
+            passages = [p.text for p in (registry.get(n) for n in cited) if p is not None]
+            passages = passages or [p.text for p in registry.passages]
+            grounding = check_grounding(answer, [*passages, *tool_results], question)
         elif s.agent_fallback and not stopped.startswith("llm_error"):
             # No final answer: the plain grounded answer is worth more to the user than the stop reason alone.
             plain = Answerer(self.retriever, self.llm, s).ask(question)
             answer, citations, refused, fallback = plain.answer, plain.citations, plain.refused, True
+            grounding = plain.grounding
             if plain.error:
                 answer = _stop_message(f"llm_error: {plain.error}", s.agent_max_steps)
         else:
@@ -175,12 +200,13 @@ class Agent:
             citations = self._citations(registry, question, [])
         yield AgentFinished(
             AgentResult(question, answer, steps, citations, stopped, self.llm.backend, self.llm.model,
-                        time.perf_counter() - started, used, final_thought, fallback, refused)
+                        time.perf_counter() - started, used, final_thought, fallback, refused, grounding)
         )
 
     def _act(self, reply: Reply, tools: dict[str, Tool], calls: dict[tuple[str, str], int],
-             number: int) -> tuple[ToolOutput, bool]:
-        """Run the reply's action; anything wrong with it becomes an error observation."""
+             number: int, seen: list[str]) -> tuple[ToolOutput, bool]:
+        """Run the reply's action; anything wrong with it (a number from nowhere included) becomes an error
+        observation."""
         if reply.error:
             return ToolOutput(reply.error, ok=False), False
         assert reply.action is not None and reply.input is not None
@@ -191,6 +217,9 @@ class Agent:
             return ToolOutput(
                 f"Error: unknown tool '{reply.action}'. Use one of: {', '.join(tools)}.", ok=False
             ), False
+        invented = unobserved_numbers(reply.input, seen) if tool.name in CHECKED_TOOLS else []
+        if invented:
+            return ToolOutput(unobserved_note(invented, final=False), ok=False), True
         output = tool(reply.input)
         key = (tool.name, " ".join(reply.input.split()).lower())
         if key in calls:

@@ -1,21 +1,31 @@
-"""Question in, grounded answer out: rewrite → retrieve → (refuse without evidence) → prompt → stream → cite.
+"""Question in, grounded answer out: rewrite → retrieve → (refuse without evidence) → prompt → stream → cite → check.
 
 ``Answerer.run`` yields events as they happen, so a UI can show the passages first and then the answer word by
 word; ``Answerer.ask`` collects them into one ``Answer``.
+
+The prompt is precision-first: rules, then worked examples written as chat turns (``rag/prompts/answer_examples``:
+answer in one short sentence with the passage's own words and an ``[n]``, or the exact refusal sentence), then the
+conversation, then the passages and the question. Everything before the conversation is the same for every
+question, so llama.cpp keeps its KV cache and only the passages are evaluated anew. Every answer is then checked
+against the passages it cites (``rag.answer.grounding``): ``verified`` is false, with the names and numbers not
+found, when it states something none of them says.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rag.answer.citations import Citation, cited_numbers, make_citations
 from rag.answer.context import Passage, fit_passages, format_passages
+from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.rewrite import standalone_query
+from rag.answer.safe_markdown import text_markdown
 from rag.answer.thinking import hide_thinking
 from rag.llm import LLM, LLMError, Message, Usage
-from rag.prompts import load
+from rag.prompts import load, load_turns
 from rag.retrieval.evidence import Evidence
 from rag.retrieval.retriever import Hit, Retriever
 from rag.settings import Settings, get_settings
@@ -23,6 +33,12 @@ from rag.settings import Settings, get_settings
 NOT_FOUND = "I could not find this in your documents."
 MODEL_REFUSAL = "The documents do not contain the answer."
 _PROMPT_MARGIN = 16  # tokens of the chat template around the messages
+_MESSAGE_OVERHEAD = 5  # ChatML's role markers around each message
+# The refusal the prompt asks for, and the ways models paraphrase it ("The passage does not mention ...").
+_REFUSAL = re.compile(r"\b(documents?|passages?|context|text)\b[^.\n]{0,40}?\b(do|does|did)\s*(not|n't)\s+"
+                      r"(contain|mention|say|include|provide|state|specify|give)", re.IGNORECASE)
+# A model that goes on past its answer starts another example: cut there.
+STOP = ["\nQuestion:", "\nPassages:", "\n### "]
 
 
 @dataclass
@@ -38,6 +54,12 @@ class Answer:
     seconds: float
     usage: Usage | None = None
     error: str | None = None
+    grounding: Grounding | None = None  # None for a refusal: it states nothing to check
+    refused_by: str | None = None  # "retrieval" (no evidence, model not asked) or "model" (it said so)
+
+    @property
+    def verified(self) -> bool:
+        return self.grounding is None or self.grounding.verified
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -53,7 +75,26 @@ class Answer:
             if self.usage
             else None,
             "error": self.error,
+            "refused_by": self.refused_by,
+            "verified": self.verified,
+            "unverified": list(self.grounding.missing) if self.grounding else [],
         }
+
+
+def answer_note(answer: dict[str, object]) -> tuple[str, str] | None:
+    """The warning shown above an answer (``Answer.to_json()``), as Markdown and an icon: why it was refused, or which
+    of its names and numbers none of the passages it cites contains; None for a verified answer."""
+    if answer.get("refused"):
+        why = ("The model read the passages below and found no answer in them." if answer.get("refused_by") == "model"
+               else "None of the passages holds evidence for an answer, so the model was not asked to guess. The "
+                    "closest passages are below.")
+        return f"**Not found in your documents.** {why}", ":material/search_off:"
+    if answer.get("verified") is False:
+        terms: list[object] = answer.get("unverified") or []  # type: ignore[assignment]
+        missing = ", ".join(f"“{text_markdown(str(term))}”" for term in terms)
+        return (f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it cites "
+                "says it: check them below before relying on it.", ":material/report:")
+    return None
 
 
 @dataclass(frozen=True)
@@ -100,50 +141,65 @@ class Answerer:
         refused = not retrieval.evidence.found or not retrieval.hits
         yield Retrieved(query, retrieval.hits, retrieval.evidence, refused)
 
-        def finish(text: str, refused: bool, citations: list[Citation], error: str | None = None) -> Finished:
+        usage: Usage | None = None
+
+        def finish(text: str, refused_by: str | None, citations: list[Citation], error: str | None = None,
+                   grounding: Grounding | None = None) -> Finished:
             return Finished(
-                Answer(question, query, text, refused, citations, retrieval.evidence, self.llm.backend,
-                       self.llm.model, time.perf_counter() - started, self.llm.last_usage if not refused else None,
-                       error)
+                Answer(question, query, text, refused_by is not None, citations, retrieval.evidence,
+                       self.llm.backend, self.llm.model, time.perf_counter() - started, usage, error, grounding,
+                       refused_by)
             )
 
         if refused:
             yield Delta(NOT_FOUND)
             closest = [Passage(i, h, h.chunk.text) for i, h in enumerate(retrieval.hits[:3], start=1)]
-            yield finish(NOT_FOUND, True, self._citations(closest, query, cited=set()))
+            yield finish(NOT_FOUND, "retrieval", self._citations(closest, query, cited=set()))
             return
 
         messages, passages = self._messages(question, history, retrieval.relevant(s.min_relative_score))
         shown: list[str] = []
+        generation = self.llm.stream(messages, max_tokens=s.max_answer_tokens, temperature=s.temperature, stop=STOP)
         try:
-            for delta in hide_thinking(self.llm.stream(messages, max_tokens=s.max_answer_tokens,
-                                                       temperature=s.temperature)):
+            for delta in hide_thinking(generation):
                 shown.append(delta)
                 yield Delta(delta)
         except LLMError as exc:
             partial = "".join(shown).strip()
-            yield finish(partial, False, self._citations(passages, partial, cited=set()), error=str(exc))
+            yield finish(partial, None, self._citations(passages, partial, cited=set()), error=str(exc),
+                         grounding=self._check(partial, passages, [], question))
             return
+        finally:
+            generation.close()  # a reader that stopped early frees the model at once
+        usage = generation.usage
 
         text, cited = cited_numbers("".join(shown).strip(), {p.n for p in passages})
-        if MODEL_REFUSAL.lower().rstrip(".") in text.lower():
-            yield finish(text, True, self._citations(passages, query, cited=set()))
+        if _REFUSAL.search(text):
+            yield finish(text, "model", self._citations(passages, query, cited=set()))
             return
         by_number = {p.n: p for p in passages}
         ordered = [by_number[n] for n in cited] or passages  # nothing cited: list the sources consulted
-        yield finish(text, False, self._citations(ordered, text, cited=set(cited)))
+        yield finish(text, None, self._citations(ordered, text, cited=set(cited)),
+                     grounding=self._check(text, passages, cited, question))
+
+    @staticmethod
+    def _check(text: str, passages: list[Passage], cited: list[int], question: str) -> Grounding:
+        """Names and numbers of the answer against the passages it cites (all it was given if it cites none)."""
+        sources = [p.text for p in passages if p.n in cited] or [p.text for p in passages]
+        return check_grounding(text, sources, question)
 
     def _messages(self, question: str, history: list[Message], hits: list[Hit]) -> tuple[list[Message], list[Passage]]:
-        """System rules, a little history, and as many passages as the context window holds."""
-        system = load("answer_system")
+        """System rules, worked examples, a little history, and as many passages as the context window holds."""
+        examples: list[Message] = [{"role": role, "content": text} for role, text in load_turns("answer_examples")]
         recent = [m for m in history if m.get("role") in ("user", "assistant")][-2 * self.settings.history_turns :]
+        head: list[Message] = [{"role": "system", "content": load("answer_system")}, *examples, *recent]
         template = load("answer_user")
-        fixed = self.llm.count_tokens(system) + sum(self.llm.count_tokens(m["content"]) for m in recent)
+        fixed = sum(self.llm.count_tokens(m["content"]) + _MESSAGE_OVERHEAD for m in head)
         fixed += self.llm.count_tokens(template.format(passages="", question=question)) + _PROMPT_MARGIN
         budget = self.llm.context_window - self.settings.max_answer_tokens - fixed
         passages = fit_passages(hits, budget, self.llm.count_tokens)
         user = template.format(passages=format_passages(passages), question=question)
-        return [{"role": "system", "content": system}, *recent, {"role": "user", "content": user}], passages
+        return [*head, {"role": "user", "content": user}], passages
 
     def _citations(self, passages: list[Passage], claim_source: str, cited: set[int]) -> list[Citation]:
         return make_citations(passages, claim_source, cited, self.retriever.embedder.embed)

@@ -1,12 +1,14 @@
 """Language-model backends behind one interface: ``get_llm()`` returns the one the settings choose.
 
     llm = get_llm()
-    for delta in llm.stream([{"role": "user", "content": "Hi"}], max_tokens=64):
+    answer = llm.stream([{"role": "user", "content": "Hi"}], max_tokens=64)
+    for delta in answer:
         print(delta, end="")
-    print(llm.last_usage)
+    print(answer.usage)                         # this request's token counts, once the stream has ended
 
-``base`` holds the interface and its errors, ``registry`` the backends by name. ``RAG_LLM=embedded`` (default):
-llama.cpp in-process on the bundled GGUF, no network. ``RAG_LLM=openai``: an OpenAI-compatible server (vLLM:
+``base`` holds the interface and its errors, ``registry`` the backends by name, ``models`` the embedded models and
+how their GGUF files are assembled. ``RAG_LLM=embedded`` (default): llama.cpp in-process on
+``RAG_EMBEDDED_MODEL`` (Qwen2.5-Coder-1.5B, or smollm2-135m), no network. ``RAG_LLM=openai``: an OpenAI-compatible server (vLLM:
 ``make vllm``) at ``RAG_LLM_URL`` with ``RAG_LLM_MODEL`` and ``RAG_LLM_API_KEY``. Every failure is an ``LLMError``
 whose message can be shown to the user as is.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from .base import (
     LLM,
+    Generation,
     LLMAuthError,
     LLMError,
     LLMModelNotFound,
@@ -26,12 +29,15 @@ from .base import (
     Usage,
 )
 from .embedded import EmbeddedLLM
+from .models import EMBEDDED_MODELS, model_index, model_title
 from .openai_backend import OpenAILLM
 from .registry import backend_names, get_llm, register
 
 __all__ = [
     "LLM",
+    "EMBEDDED_MODELS",
     "EmbeddedLLM",
+    "Generation",
     "LLMAuthError",
     "LLMError",
     "LLMModelNotFound",
@@ -44,5 +50,7 @@ __all__ = [
     "Usage",
     "backend_names",
     "get_llm",
+    "model_index",
+    "model_title",
     "register",
 ]

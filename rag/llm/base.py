@@ -1,7 +1,8 @@
 """The one interface every LLM backend offers, and the errors it raises.
 
-The answer step and the UI talk only to this: they stream text deltas, read ``last_usage`` afterwards, budget the
-prompt with ``count_tokens``/``context_window`` and show ``health()`` in the sidebar. Backends differ (llama.cpp
+The answer step and the UI talk only to this: they stream text deltas from a ``Generation`` (which also carries that
+request's token usage once it ends, so two browser sessions sharing one model never read each other's counts),
+budget the prompt with ``count_tokens``/``context_window`` and show ``health()`` in the sidebar. Backends differ (llama.cpp
 in-process, an OpenAI-compatible server such as vLLM), but their failures are translated into the ``LLMError``
 subclasses below, whose messages are written for a person reading the UI, not for a stack trace.
 """
@@ -69,16 +70,45 @@ class LLMStreamBroken(LLMError):
         self.tokens = tokens
 
 
+class Generation(Iterator[str]):
+    """One request's answer: iterate it for the text deltas; ``usage`` is set when the stream has ended.
+
+    The caller owns it, so the usage it reads is its own request's, whoever else uses the same model meanwhile.
+    Backends feed it from a generator that yields ``str`` deltas and, last, one ``Usage``.
+    """
+
+    def __init__(self, chunks: Iterator[str | Usage]) -> None:
+        self._chunks = chunks
+        self.usage: Usage | None = None
+
+    def __next__(self) -> str:
+        while True:
+            item = next(self._chunks)
+            if isinstance(item, Usage):
+                self.usage = item
+                continue
+            return item
+
+    def text(self) -> str:
+        """Read the rest of the answer and return it whole."""
+        return "".join(self)
+
+    def close(self) -> None:
+        """Stop early (a user pressed stop): the backend frees the model for other requests."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
 class LLM(ABC):
-    """What the answer step calls. ``stream`` yields text deltas and sets ``last_usage`` once it finishes;
-    ``complete`` joins ``stream``. Each backend implements the abstract methods."""
+    """What the answer step calls. ``stream`` returns a ``Generation`` (text deltas, then that request's usage);
+    ``complete`` joins it. Each backend implements ``_generate`` and the other abstract methods."""
 
     backend: str = ""  # set by ``@register``
     model: str = ""
 
     def __init__(self, *, temperature: float = 0.1) -> None:
         self.temperature = temperature
-        self.last_usage: Usage | None = None
 
     @classmethod
     @abstractmethod
@@ -89,7 +119,6 @@ class LLM(ABC):
     @abstractmethod
     def context_window(self) -> int: ...
 
-    @abstractmethod
     def stream(
         self,
         messages: list[Message],
@@ -97,7 +126,16 @@ class LLM(ABC):
         max_tokens: int = 512,
         temperature: float | None = None,
         stop: list[str] | None = None,
-    ) -> Iterator[str]: ...
+    ) -> Generation:
+        """The answer to ``messages`` as it is written. Malformed messages fail here, before any request."""
+        check_messages(messages)
+        return Generation(self._generate(messages, max_tokens=max_tokens, temperature=self._temperature(temperature),
+                                         stop=list(stop or [])))
+
+    @abstractmethod
+    def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
+                  stop: list[str]) -> Iterator[str | Usage]:
+        """Text deltas, then one ``Usage`` (omitted only when the backend cannot tell)."""
 
     def complete(
         self,
@@ -108,7 +146,7 @@ class LLM(ABC):
         stop: list[str] | None = None,
     ) -> str:
         """The whole answer at once (tests, evaluation, the agent's tool calls)."""
-        return "".join(self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop))
+        return self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop).text()
 
     @abstractmethod
     def count_tokens(self, text: str) -> int: ...

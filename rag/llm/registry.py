@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rag.settings import Settings
 
 _BACKENDS: dict[str, type[LLM]] = {}
-_NOT_BACKENDS = {"base", "registry"}
+_NOT_BACKENDS = {"base", "registry", "models"}
 _discovered = False
 L = TypeVar("L", bound=type[LLM])
 
