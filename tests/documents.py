@@ -6,8 +6,8 @@ import io
 from pathlib import Path
 
 import docx
-from msoffcrypto.format.ooxml import OOXMLFile
 import pptx
+from msoffcrypto.format.ooxml import OOXMLFile
 from pptx.util import Inches
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.fixtures_llm import free_port, stop_process_group
 from tests.documents import make_docx
+from tests.fixtures_llm import free_port, stop_process_group
 from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.browser

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ingest.loaders import Record
-from ingest.parse import Parsed, ParseFailure, SplitConfig, parse_file, parse_in_order
+from ingest.parse import Parsed, ParseFailure, SplitConfig, parse_in_order
 from ingest.pipeline import Ingestor
 from ingest.report import Progress
 from ingest.split import Splitter
