@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,8 +24,18 @@ def label(hit: Hit) -> str:
 
 
 def format_passages(passages: list[Passage]) -> str:
-    """Numbered and delimited, so the model can tell passages apart and cite them."""
-    return "\n\n".join(f"[{p.n}] ({label(p.hit)})\n<<<\n{p.text}\n>>>" for p in passages)
+    """Numbered and delimited, so the model can tell passages apart and cite them. A document's own text cannot
+    close the fence it is quoted in (and so pass the text after it off as the user's): runs of three or more angle
+    brackets in it become guillemets."""
+    return "\n\n".join(f"[{p.n}] ({unfenced(label(p.hit))})\n<<<\n{unfenced(p.text)}\n>>>" for p in passages)
+
+
+_FENCE_LIKE = re.compile(r"<{3,}|>{3,}")
+
+
+def unfenced(text: str) -> str:
+    """``text`` with no ``<<<`` or ``>>>`` left in it (``‹‹‹``/``›››`` instead)."""
+    return _FENCE_LIKE.sub(lambda m: ("\u2039" if m.group(0)[0] == "<" else "\u203a") * len(m.group(0)), text)
 
 
 def fit_passages(hits: list[Hit], budget: int, count_tokens: Callable[[str], int]) -> list[Passage]:
