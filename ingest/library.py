@@ -25,7 +25,7 @@ from pypdf import PdfReader, PdfWriter
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import Ingestor, file_sha256
 from ingest.report import Failure, IngestReport, ProgressCallback
-from rag.index.records import DocumentInfo
+from rag.index.records import DocumentInfo, StoreError
 from rag.index.store import Store, open_store
 from rag.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -146,9 +146,12 @@ class Library:
                 refused.append(Failure(upload.name, str(exc).removeprefix(f"{upload.name}: "), "UploadError"))
             except OSError as exc:
                 refused.append(Failure(upload.name, f"could not be saved ({exc.strerror or exc})", type(exc).__name__))
-        report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
-            [s.path for s in saved]
-        ) if saved else IngestReport()
+        try:
+            report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
+                [s.path for s in saved]
+            ) if saved else IngestReport()
+        except StoreError as exc:  # another session kept the index busy for the whole wait
+            report = IngestReport(failed=[Failure(os.path.abspath(s.path), str(exc), "StoreError") for s in saved])
         by_path = {os.path.abspath(s.path): s.original for s in saved}
         for item in [*report.failed, *report.notes]:  # name the file as the user knows it
             item.path = by_path.get(item.path, item.path)

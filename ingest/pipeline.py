@@ -12,7 +12,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,7 @@ class Ingestor:
         files, report.failed = collect_files(paths)
         files.update({Path(os.path.abspath(p)): base for p, base in (bases or {}).items() if Path(p).is_file()})
         self._total = len(files)
-        with self.store.writer():
+        with self._writer(files):
             jobs = self._files_to_read(files, force, report)
             ahead = PARSE_AHEAD_FILES if self.settings.parse_ahead else 0
             window: list[_Ready] = []
@@ -167,13 +168,27 @@ class Ingestor:
         """Delete documents by label (as ``--list`` shows them) or by the path of their file."""
         removed: list[str] = []
         failures: list[Failure] = []
-        with self.store.writer():
+        with self._writer({}):
             for name in names:
                 if self.store.remove_document(name) or self.store.remove_document(os.path.abspath(name)):
                     removed.append(name)
                 else:
                     failures.append(Failure(name, "no document with this name in the index", "NotInIndex"))
         return removed, failures
+
+    @contextmanager
+    def _writer(self, files: dict[Path, str]) -> Iterator[Store]:
+        """The index's write lock. When another process or session holds it, say so (a "waiting" event) and wait
+        up to ``write_wait_seconds`` before giving up with a StoreError that says the index is busy."""
+        stack = ExitStack()
+        try:
+            stack.enter_context(self.store.writer(timeout=0.2))
+        except StoreError:
+            first = next(iter(files), Path(self.store.dir))
+            self.on_progress(Progress(first, 0, len(files), "waiting", message="waiting for another ingest to finish"))
+            stack.enter_context(self.store.writer(timeout=self.settings.write_wait_seconds))
+        with stack:
+            yield self.store
 
     def _progress(self, job: _Job, stage: Stage, done: int = 0, chunks: int = 0, message: str = "") -> None:
         self.on_progress(Progress(job.path, job.index, self._total, stage, done, chunks, message))

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Stage = Literal["start", "parsed", "embedding", "done", "unchanged", "failed"]
+Stage = Literal["waiting", "start", "parsed", "embedding", "done", "unchanged", "failed"]
 
 
 @dataclass(frozen=True)

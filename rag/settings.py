@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     llm_threads: int = Field(2, ge=1)
     llm_model_path: Path | None = None  # embedded: another chat GGUF file instead of embedded_model
 
+    write_wait_seconds: float = Field(120.0, gt=0)  # an ingest waits this long for another one to finish
+
     # --- upload limits (keep in step with server.maxUploadSize in .streamlit/config.toml)
     max_upload_mb: int = Field(50, ge=1)
 
@@ -85,6 +87,9 @@ class Settings(BaseSettings):
     agent_search_k: int = Field(3, ge=1, le=20)  # passages one search_documents call returns
     agent_python_timeout: float = Field(5.0, gt=0, le=60)  # seconds of wall time for one python tool call
     agent_python_memory_mb: int = Field(256, ge=32, le=4096)  # memory budget of one python tool call
+    # Refuse to run programs when the OS will not apply the sandbox's namespaces, read-only mounts or uid drop
+    # (the language guards, audit hook and rlimits hold anyway; a refused layer is always reported).
+    agent_sandbox_strict: bool = False
     agent_max_format_errors: int = Field(2, ge=1, le=50)  # malformed replies in a row before giving up
     agent_fallback: bool = True  # no final answer: answer with the plain grounded answer step instead
 

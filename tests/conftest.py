@@ -17,7 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAG_EMBEDDED_MODEL", "smollm2-135m")
 SMALL_MODEL = "smollm2-135m"
 
-pytest_plugins: list[str] = ["tests.fixtures_llm", "tests.fixtures_agent"]
+pytest_plugins: list[str] = ["tests.fixtures_llm", "tests.fixtures_agent", "tests.fixtures_browser"]
 
 ROOT = Path(__file__).resolve().parent.parent
 XQUAD_DOCS = ROOT / "tests" / "data" / "xquad"  # five articles of the public set, vendored (CC BY-SA 4.0)

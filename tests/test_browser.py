@@ -9,70 +9,23 @@ committed).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.documents import make_docx
-from tests.fixtures_llm import free_port, stop_process_group
+from tests.fixtures_browser import ARTIFACTS, serve_app
 from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture
 def app_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index"), "RAG_LLM": "embedded", "PYTHONPATH": str(ROOT),
-           "RAG_EMBEDDED_MODEL": "qwen2.5-coder-1.5b"}  # the default model, end to end in a real browser
-    log = open(tmp_path / "streamlit.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        stop_process_group(server)
-        pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
-    yield url
-    stop_process_group(server)
-    log.close()
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
-        yield page
-        browser.close()
+    with serve_app(tmp_path, RAG_EMBEDDED_MODEL="qwen2.5-coder-1.5b") as url:  # the default model, end to end
+        yield url
 
 
 def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> None:

@@ -10,21 +10,16 @@ that records every request it gets.
 from __future__ import annotations
 
 import http.server
-import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, build_index
+from tests.conftest import build_index
 from tests.fixtures_agent import SCRIPTED_MODEL, ScriptedServer
-from tests.fixtures_llm import free_port, stop_process_group
-from tests.test_browser import ARTIFACTS, page  # noqa: F401 - the real-browser fixture
+from tests.fixtures_browser import ARTIFACTS, serve_app
 
 pytestmark = pytest.mark.browser
 
@@ -68,33 +63,12 @@ def poisoned_app(tmp_path: Path, embedder, attacker: Attacker, scripted_server: 
         f"and [details](http://{attacker.host}/leak-link) and <img src='http://{attacker.host}/leak-html'>.\n"
     )
     assert not build_index(docs, tmp_path / "index", embedder).failed
-    port = free_port()
-    env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "index"), "PYTHONPATH": str(ROOT), "RAG_LLM": "openai",
-           "RAG_LLM_URL": scripted_server.base_url, "RAG_LLM_MODEL": SCRIPTED_MODEL, "RAG_LLM_API_KEY": "k",
-           "RAG_LLM_MAX_RETRIES": "0"}
-    log = open(tmp_path / "streamlit.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        stop_process_group(server)
-        pytest.fail("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
-    yield url
-    stop_process_group(server)
-    log.close()
+    with serve_app(tmp_path, RAG_LLM="openai", RAG_LLM_URL=scripted_server.base_url, RAG_LLM_MODEL=SCRIPTED_MODEL,
+                   RAG_LLM_API_KEY="k", RAG_LLM_MAX_RETRIES="0") as url:
+        yield url
 
 
-def test_an_obeyed_injection_reaches_no_other_host(poisoned_app: str, page, attacker: Attacker,  # noqa: F811
+def test_an_obeyed_injection_reaches_no_other_host(poisoned_app: str, page, attacker: Attacker,
                                                    scripted_server: ScriptedServer) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     scripted_server.play(

@@ -48,7 +48,8 @@ def test_rag_is_grouped_into_sub_packages() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [p for p in [*python_files("rag"), *python_files("ingest"), ROOT / "app.py"] if p != SANDBOX_CHILD],
+    "path", [p for p in [*python_files("rag"), *python_files("ingest"), *python_files("ui"), ROOT / "app.py"]
+             if p != SANDBOX_CHILD],
     ids=relative,
 )
 def test_no_module_over_400_lines(path: Path) -> None:
@@ -63,7 +64,13 @@ def test_the_sandbox_child_imports_only_the_standard_library() -> None:
     assert not outside, outside
 
 
-def test_app_imports_no_storage_or_parsing_library() -> None:
+@pytest.mark.parametrize("path", [ROOT / "app.py", *python_files("ui")], ids=relative)
+def test_the_page_imports_no_storage_or_parsing_library(path: Path) -> None:
     forbidden = ("rag.index", "ingest.loaders", "ingest.split", "pypdf", "faiss", "sqlite3", "bm25s", "numpy")
-    imports = imported_modules(ROOT / "app.py")
+    imports = imported_modules(path)
     assert not {m for m in imports if m.startswith(forbidden)}, imports
+
+
+@pytest.mark.parametrize("path", [p for p in [*python_files("rag"), *python_files("ingest")]], ids=relative)
+def test_only_the_page_imports_streamlit(path: Path) -> None:
+    assert not {m for m in imported_modules(path) if m.split(".")[0] == "streamlit"}, "rendering belongs in ui/"

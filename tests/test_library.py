@@ -123,3 +123,36 @@ def test_a_cited_pdf_page_can_be_shown_until_its_file_changes(tmp_path: Path, st
 
     (tmp_path / "uploads" / "guide.pdf").write_bytes(make_pdf(tmp_path / "other.pdf", ["Changed."]).read_bytes())
     assert library.page_pdf("guide.pdf", 1) is None, "a changed file is not the page the passage came from"
+
+
+def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_failed(store: Store, embedder) -> None:
+    """Another writer (here a second handle on the index, as another session or process) holds the lock for
+    longer than ``write_wait_seconds``: the upload reports that it waits, then fails with the reason, keeps no file
+    and stores nothing."""
+    import threading
+
+    from ingest.report import Progress
+
+    library = Library(store, settings=Settings(index_dir=store.dir, write_wait_seconds=1.0))
+    other = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with other.writer():
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(30)
+    events: list[Progress] = []
+    try:
+        report = library.add([Upload("notes.txt", b"The ferry leaves at seven.")], events.append)
+    finally:
+        release.set()
+        thread.join()
+        other.close()
+    assert [e.stage for e in events] == ["waiting"] and "another ingest" in events[0].message
+    [failure] = report.failed
+    assert failure.path == "notes.txt" and "busy" in failure.error and failure.type == "StoreError"
+    assert not list(library.folder.iterdir()) and not store.documents()

@@ -101,9 +101,11 @@ def calculator(expression: str) -> ToolOutput:
 
 
 # ---------------------------------------------------------------------------------------------------- python
-def run_python(code: str, *, timeout_s: float = 5.0, memory_mb: int = 256) -> ToolOutput:
+def run_python(code: str, *, timeout_s: float = 5.0, memory_mb: int = 256,
+               require_os_layers: bool = False) -> ToolOutput:
     """Run a small program in the sandbox (rag.sandbox, PAL style): what it printed, or ``Error: <why>``."""
-    result = run_program(code, timeout_s=timeout_s, memory_mb=memory_mb, max_output=PYTHON_MAX_OUTPUT)
+    result = run_program(code, timeout_s=timeout_s, memory_mb=memory_mb, max_output=PYTHON_MAX_OUTPUT,
+                         require_os_layers=require_os_layers)
     printed = result.stdout.strip()
     if not result.ok:
         partial = f"\nPrinted before the error:\n{printed}" if printed else ""
@@ -134,7 +136,8 @@ def default_tools(retriever: Retriever, settings: Settings | None = None,
                                min_relative_score=s.min_relative_score)
 
     def python(code: str) -> ToolOutput:
-        return run_python(code, timeout_s=s.agent_python_timeout, memory_mb=s.agent_python_memory_mb)
+        return run_python(code, timeout_s=s.agent_python_timeout, memory_mb=s.agent_python_memory_mb,
+                          require_os_layers=s.agent_sandbox_strict)
 
     python.__doc__ = PYTHON_DOC  # the allowed imports are a value, which a docstring literal cannot hold
     return [search_documents, calculator, tool(python)]

@@ -1,0 +1,153 @@
+"""The chat: answers with their sources (or a refusal), the agent's trace, and running a question."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ingest.library import Library
+from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved, answer_note
+from rag.answer.safe_markdown import answer_markdown, text_markdown
+from rag.llm import LLM
+from rag.retrieval.retriever import Retriever
+from rag.settings import Settings
+from ui.resources import cached_llm
+
+
+def highlight(text: str, support: str) -> str:
+    """The passage as Markdown, with the supporting sentence highlighted."""
+    safe = text_markdown(text)
+    sentence = text_markdown(support)
+    if sentence and sentence in safe:
+        return safe.replace(sentence, f":orange-background[{sentence}]", 1)
+    return safe
+
+
+def source_label(citation: dict) -> str:
+    unit = "slide" if citation["source"].lower().endswith(".pptx") else "page"
+    page = f", {unit} {citation['page']}" if citation.get("page") else ""
+    return f"[{citation['n']}] {citation['source']}{page}"
+
+
+def render_answer(message: dict, library: Library, *, text_on_screen: bool = False) -> None:
+    """An answer with its sources; a refusal looks different and shows the closest passages instead."""
+    answer = message.get("answer") or {}
+    if not answer.get("refused") and not text_on_screen:
+        st.markdown(answer_markdown(message["content"]) or "…")
+    if note := answer_note(answer):  # refused, or stating a name or number that none of its passages holds
+        st.warning(note[0], icon=note[1])
+    if answer.get("fallback"):
+        st.caption(f":material/info: The agent stopped without an answer ({answer.get('stopped_reason')}), so this "
+                   "is the plain answer from your documents.")
+    if message.get("stopped"):
+        st.caption(":material/stop_circle: stopped before the end")
+    if answer.get("error"):
+        st.error(f"The model failed: {answer['error']}", icon=":material/error:")
+    citations = answer.get("citations") or []
+    if citations:
+        cited = any(c.get("cited") for c in citations)
+        st.caption("Closest passages" if answer.get("refused") else ("Sources" if cited else "Sources consulted"))
+        for c in citations:
+            with st.expander(source_label(c)):
+                st.markdown(highlight(c["text"], c.get("support", "")))
+                if c.get("page") and c["source"].lower().endswith(".pdf"):
+                    show_page(library, c, key=f"page-{message.get('id', id(message))}-{c['n']}")
+    if answer.get("steps"):
+        with st.expander(f"Agent trace ({len(answer['steps'])} steps, {answer.get('stopped_reason', '')})"):
+            for i, step in enumerate(answer["steps"], start=1):
+                render_step(i, step)
+
+
+def show_page(library: Library, citation: dict, *, key: str) -> None:
+    """The cited PDF page itself, on demand, so the passage can be checked in its place."""
+    if st.toggle(f"Show page {citation['page']}", key=key):
+        data = library.page_pdf(citation["source"], citation["page"])
+        if data is None:
+            st.caption(f"Page {citation['page']} of {citation['source']} cannot be shown: the file has changed, "
+                       "is no longer on disk or cannot be read.")
+        else:
+            st.pdf(data, height=560, key=f"{key}-pdf")  # the same page cited twice must not share an element id
+
+
+def render_step(i: int, step: dict) -> None:
+    st.markdown(f"**{i}. {step.get('action') or 'thought'}** — {text_markdown(step.get('thought') or '')}")
+    if step.get("input"):
+        st.code(step["input"])
+    st.text(step.get("observation") or "")
+
+
+def history_for_model(messages: list[dict]) -> list[dict[str, str]]:
+    return [{"role": m["role"], "content": m["content"]} for m in messages if m.get("kind") in ("question", "answer")]
+
+
+def answer_question(question: str, settings: Settings, library: Library) -> None:
+    history = history_for_model(st.session_state.messages)
+    st.session_state.messages.append({"role": "user", "kind": "question", "content": question})
+    with st.chat_message("user"):
+        st.markdown(answer_markdown(question))
+    message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
+               "id": len(st.session_state.messages)}
+    st.session_state.messages.append(message)  # kept even if the user stops the stream midway
+    llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
+    with st.chat_message("assistant"):
+        if st.session_state.get("agent_mode"):
+            run_agent(question, settings, library, llm, message)
+        else:
+            run_answer(question, history, settings, library, llm, message)
+
+
+def run_answer(question: str, history: list, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
+    answerer = Answerer(Retriever(library.store, settings=settings), llm, settings)
+    events = answerer.run(question, history)
+    with st.spinner("Searching your documents…"):
+        retrieved = next(events)
+    assert isinstance(retrieved, Retrieved)
+    done: list[Answer] = []
+
+    def deltas():
+        for event in events:
+            if isinstance(event, Delta) and not retrieved.refused:
+                message["content"] += event.text
+                yield event.text
+            elif isinstance(event, Finished):
+                done.append(event.answer)
+
+    if retrieved.refused:
+        list(deltas())
+    else:
+        with st.spinner("Writing the answer…"):
+            shown = st.empty()  # the growing answer, made safe to render at every step (not st.write_stream)
+            for _ in deltas():
+                shown.markdown(answer_markdown(message["content"]))
+    answer = done[0]
+    message.update(content=answer.answer, answer=answer.to_json(), stopped=False)
+    render_answer(message, library, text_on_screen=not retrieved.refused)
+
+
+def run_agent(question: str, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
+    from rag.agent.events import AgentFinished, AgentStep, AgentText
+    from rag.agent.loop import Agent
+
+    agent = Agent(Retriever(library.store, settings=settings), llm, settings)
+    result = None
+    with st.status("Agent at work…", expanded=True) as status:
+        live, written, shown = st.empty(), "", 0  # the current turn, as the model writes it
+        live.caption("Step 1: reading the question…")
+        for event in agent.run(question):
+            if isinstance(event, AgentText):
+                written += event.text
+                live.text(written)
+            elif isinstance(event, AgentStep):
+                live.empty()
+                shown += 1
+                render_step(shown, {"thought": event.thought, "action": event.action, "input": event.input,
+                                    "observation": event.observation})
+                live, written = st.empty(), ""
+                live.caption("Thinking…")
+            elif isinstance(event, AgentFinished):
+                live.empty()
+                result = event.result
+        status.update(label=f"Agent finished ({result.stopped_reason})" if result else "Agent stopped",
+                      state="complete", expanded=False)
+    if result is not None:
+        message.update(content=result.answer, answer=result.to_json(), stopped=False)
+        render_answer(message, library)

@@ -1,0 +1,33 @@
+"""The heavy objects every browser tab shares: the library (index), the chat models, the kept conversations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ingest.library import Library
+from rag.conversations import ConversationStore
+from rag.llm import LLM, get_llm
+from rag.settings import Settings
+
+
+@st.cache_resource(show_spinner="Opening the index…")
+def cached_library(index_dir: str) -> Library:
+    return Library.open(Settings(index_dir=Path(index_dir)))  # re-reads itself whenever another writer changed it
+
+
+@st.cache_resource(show_spinner=False)
+def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
+    chosen = {"embedded_model": model} if backend == "embedded" else {"llm_model": model}  # see Settings.chat_model
+    return get_llm(Settings().model_copy(update={"llm": backend, "llm_url": url, "llm_api_key": api_key, **chosen}))
+
+
+@st.cache_resource(show_spinner=False)
+def cached_conversations(path: str) -> ConversationStore:
+    return ConversationStore(Path(path))
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def llm_health(backend: str, url: str, model: str, api_key: str) -> tuple[bool, str]:
+    return cached_llm(backend, url, model, api_key).health()

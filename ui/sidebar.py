@@ -1,0 +1,162 @@
+"""The sidebar: model and retrieval settings, the document library, the kept conversations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
+from ingest.report import IngestReport, Progress
+from rag.answer.safe_markdown import text_markdown
+from rag.conversations import ConversationStore, file_name, to_markdown
+from rag.llm import EMBEDDED_MODELS, backend_names, model_index, model_title
+from rag.settings import Settings
+from ui.resources import llm_health
+
+FILE_TYPES = [s.lstrip(".") for s in SUPPORTED_SUFFIXES]
+
+
+# --- sidebar: model and retrieval settings ----------------------------------------------------------------------
+
+
+def sidebar_settings(base: Settings) -> Settings:
+    st.sidebar.header("Model")
+    backends = backend_names()
+    backend = st.sidebar.selectbox("Backend", backends, index=backends.index(base.llm), key="backend",
+                                   format_func=lambda b: "Embedded (in-process)" if b == "embedded" else "vLLM server")
+    url, model, api_key, embedded = base.llm_url, base.llm_model, base.llm_api_key, base.embedded_model
+    embedded = st.sidebar.selectbox("Model", list(EMBEDDED_MODELS), index=model_index(embedded), key="embedded_model",
+                                    format_func=model_title) if backend == "embedded" else embedded
+    if backend == "openai":
+        url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
+        model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
+        api_key = base.api_key_for(url) or st.sidebar.text_input(
+            "API key for this server", "", type="password", key="llm_key",
+            help="The configured key (RAG_LLM_API_KEY) is only ever sent to the configured server (RAG_LLM_URL)")
+    ok, detail = llm_health(backend, url, embedded if backend == "embedded" else model, api_key)
+    (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
+    temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
+
+    st.sidebar.header("Retrieval")
+    modes = ["hybrid", "dense", "keyword"]
+    mode = st.sidebar.selectbox("Search mode", modes, index=modes.index(base.retrieval_mode), key="mode",
+                                help="hybrid: meaning and keywords together; dense: meaning only; keyword: BM25")
+    top_k = st.sidebar.slider("Passages per answer (top-k)", 1, 10, base.top_k, key="top_k")
+    return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key,
+                                   "embedded_model": embedded, "temperature": temperature,
+                                   "retrieval_mode": mode, "top_k": top_k})
+
+
+# --- sidebar: the library ---------------------------------------------------------------------------------------
+
+
+def ingest_with_progress(label: str, run) -> IngestReport:  # noqa: ANN001 - run(on_progress) -> IngestReport
+    """Run an ingest under a status box with a progress bar and one line per finished file."""
+    with st.status(label, expanded=True) as status:
+        bar = st.progress(0.0)
+
+        def on_progress(event: Progress) -> None:
+            share = event.chunks_done / event.chunks_total if event.chunks_total else 0.0
+            bar.progress(min((event.file_index + share) / max(event.files_total, 1), 1.0),
+                         text=f"{event.path.name}: {event.stage} {event.chunks_done}/{event.chunks_total} chunks"
+                         if event.stage == "embedding" else f"{event.path.name}: {event.stage}")
+            if event.stage == "done":
+                note = f" ({text_markdown(event.message)})" if event.message else ""
+                st.write(f":material/check: {text_markdown(event.path.name)}: {event.chunks_total} chunks{note}")
+            elif event.stage == "unchanged":
+                st.write(f":material/check: {text_markdown(event.path.name)}: already in the library")
+            elif event.stage == "waiting":
+                st.write(":material/hourglass_top: Another session is adding documents; waiting for it to finish…")
+
+        report = run(on_progress)
+        bar.progress(1.0, text="done")
+        for failure in report.failed:
+            st.write(f":material/close: {text_markdown(Path(failure.path).name)}: {text_markdown(failure.error)}")
+        state = "error" if report.failed and not (report.added or report.updated or report.unchanged) else "complete"
+        status.update(label=summary(report), state=state, expanded=bool(report.failed))
+    return report
+
+
+def summary(report: IngestReport) -> str:
+    parts = [f"{len(report.added)} added" if report.added else "", f"{len(report.updated)} updated" if
+             report.updated else "", f"{len(report.unchanged)} unchanged" if report.unchanged else "",
+             f"{len(report.failed)} failed" if report.failed else ""]
+    return "Documents: " + (", ".join(p for p in parts if p) or "nothing to do")
+
+
+def add_files(library: Library, files: list) -> None:  # noqa: ANN001 - Streamlit UploadedFile objects
+    uploads = [Upload(f.name, f.getvalue()) for f in files]
+    report = ingest_with_progress(f"Adding {len(uploads)} file(s)…", lambda cb: library.add(uploads, cb))
+    st.session_state.messages.append({"role": "assistant", "kind": "upload", "content": upload_note(report)})
+
+
+def upload_note(report: IngestReport) -> str:
+    lines = [f":material/attach_file: **{summary(report)}**"]
+    lines += [f"- {text_markdown(name)}: added" for name in report.added]
+    lines += [f"- {text_markdown(name)}: updated" for name in report.updated]
+    lines += [f"- {text_markdown(name)}: already in the library" for name in report.unchanged]
+    lines += [f"- {text_markdown(Path(n.path).name)}: {text_markdown(n.note)}" for n in report.notes]
+    lines += [f"- :material/close: {text_markdown(Path(f.path).name)}: {text_markdown(f.error)}" for f in report.failed]
+    return "\n".join(lines)
+
+
+def sidebar_library(library: Library) -> None:
+    st.sidebar.header("Library")
+    key = f"uploader-{st.session_state.uploader_round}"
+    files = st.sidebar.file_uploader("Add documents (PDF, Word, PowerPoint, HTML, TXT, MD)", type=FILE_TYPES, accept_multiple_files=True,
+                                     key=key, help=f"Up to {library.settings.max_upload_mb} MB a file")
+    if files:
+        with st.sidebar:
+            add_files(library, files)
+        st.session_state.uploader_round += 1  # a fresh uploader: the same files are not added again
+        st.rerun()
+
+    docs = library.documents()
+    chunks = sum(d.chunks for d in docs)
+    st.sidebar.caption(f"{len(docs)} document(s), {chunks} passages")
+    for doc in docs:
+        pages = f"{doc.pages} pages · " if doc.pages else ""
+        left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
+        left.markdown(f"**{text_markdown(doc.name)}**  \n:gray[{pages}{doc.chunks} chunks · added {doc.added_at[:10]}]")
+        if right.button("", icon=":material/delete:", key=f"delete-{doc.name}", help=f"Delete {doc.name}"):
+            library.delete(doc.name)
+            st.toast(f"Deleted {doc.name}")
+            st.rerun()
+    if docs and st.sidebar.button("Re-index all", help="Read every document again and rebuild its passages"):
+        with st.sidebar:
+            ingest_with_progress("Re-indexing…", library.reindex)
+
+
+# --- sidebar: kept conversations --------------------------------------------------------------------------------
+
+
+def open_conversation(store: ConversationStore, conversation_id: str | None) -> None:
+    """Show a saved conversation (None: a new one) in this tab; the address names it, so a reload reopens it."""
+    chat = store.open(conversation_id)
+    st.session_state.update(chat=chat, messages=chat.messages)
+    st.query_params.from_dict({"c": chat.id} if chat.id else {})
+
+
+def delete_conversation(store: ConversationStore, conversation_id: str) -> None:
+    store.delete(conversation_id)
+    if st.session_state.chat.id == conversation_id:
+        open_conversation(store, None)
+
+
+def sidebar_conversations(store: ConversationStore) -> None:
+    st.header("Conversations")
+    st.button("New conversation", icon=":material/add_comment:", on_click=open_conversation, args=(store, None))
+    for info in store.list(limit=30):
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        current = info.id == st.session_state.chat.id
+        left.button(text_markdown(info.title), key=f"open-{info.id}", type="primary" if current else "tertiary",
+                    on_click=open_conversation, args=(store, info.id), width="stretch")
+        with right.popover("", icon=":material/more_vert:", key=f"menu-{info.id}"):
+            st.text_input("Rename", info.title, key=f"name-{info.id}",
+                          on_change=lambda i=info.id: store.rename(i, st.session_state[f"name-{i}"]))
+            st.download_button("Export as Markdown", lambda i=info.id: to_markdown(store.open(i)),
+                               file_name=file_name(info.title), mime="text/markdown", icon=":material/download:",
+                               key=f"export-{info.id}", on_click="ignore")
+            st.button("Delete", icon=":material/delete:", key=f"forget-{info.id}", on_click=delete_conversation,
+                      args=(store, info.id))
