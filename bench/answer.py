@@ -14,7 +14,8 @@ whitespace collapsed):
 - refused by the model: it answered "The documents do not contain the answer.";
 - correct: the normalised answer contains one of the normalised reference answers (as whole words);
 - wrong: any other answer (it answered, without the reference).
-"flagged" counts answers the groundedness check marks unverified (a name or number in no cited passage), split
+"flagged" counts answers the checks mark unverified (a name or number in no cited passage: ``rag.answer.grounding``;
+an answer that does not answer the question from its passages: ``rag.answer.support``), split
 into flagged wrong and flagged correct ones; "cites source" is the share of answers citing a passage of the
 question's article. Per-question records go to test-artifacts/bench-answer-<model>.jsonl.
 
@@ -125,6 +126,7 @@ def run_model(name: str, store: Store, base: Settings, questions: list[Question]
             out.write(json.dumps({"id": q.id, "question": q.question, "references": q.answers, "verdict": v,
                                   "answer": answer.answer, "verified": answer.verified,
                                   "unverified": list(answer.grounding.missing) if answer.grounding else [],
+                                  "checks": list(answer.support.reasons) if answer.support else [],
                                   "cited": [c.source for c in answer.citations if c.cited],
                                   "seconds": round(answer.seconds, 2)}) + "\n")
             out.flush()

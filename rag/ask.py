@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print_json(answer.to_json())
     else:
         print()
-        if not answer.verified and answer.grounding is not None:
+        if answer.grounding is not None and answer.grounding.missing:
             say(f"not found in your sources: {', '.join(answer.grounding.missing)}")
+        for reason in answer.support.reasons if answer.support else ():
+            say(f"check this answer: {reason}")
         heading = "closest passages:" if answer.refused else "sources:"
         say(heading)
         for c in answer.citations:

@@ -23,6 +23,7 @@ from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.rewrite import standalone_query
 from rag.answer.safe_markdown import text_markdown
+from rag.answer.support import Support, check_support
 from rag.answer.thinking import hide_thinking
 from rag.llm import LLM, LLMError, Message, Usage
 from rag.prompts import load, load_turns
@@ -56,10 +57,11 @@ class Answer:
     error: str | None = None
     grounding: Grounding | None = None  # None for a refusal: it states nothing to check
     refused_by: str | None = None  # "retrieval" (no evidence, model not asked) or "model" (it said so)
+    support: Support | None = None  # does it answer the question asked (rag.answer.support)
 
     @property
     def verified(self) -> bool:
-        return self.grounding is None or self.grounding.verified
+        return (self.grounding is None or self.grounding.verified) and (self.support is None or self.support.answers)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -78,6 +80,7 @@ class Answer:
             "refused_by": self.refused_by,
             "verified": self.verified,
             "unverified": list(self.grounding.missing) if self.grounding else [],
+            "checks": list(self.support.reasons) if self.support else [],
         }
 
 
@@ -89,11 +92,14 @@ def answer_note(answer: dict[str, object]) -> tuple[str, str] | None:
                else "None of the passages holds evidence for an answer, so the model was not asked to guess. The "
                     "closest passages are below.")
         return f"**Not found in your documents.** {why}", ":material/search_off:"
-    if answer.get("verified") is False:
-        terms: list[object] = answer.get("unverified") or []  # type: ignore[assignment]
+    terms: list[object] = answer.get("unverified") or []  # type: ignore[assignment]
+    if answer.get("verified") is False and terms:
         missing = ", ".join(f"“{text_markdown(str(term))}”" for term in terms)
         return (f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it cites "
                 "says it: check them below before relying on it.", ":material/report:")
+    if answer.get("verified") is False:
+        why = "; ".join(text_markdown(str(reason)) for reason in answer.get("checks") or [])  # type: ignore[union-attr]
+        return (f"**Check this answer against the sources:** {why}.", ":material/report:")
     return None
 
 
@@ -144,11 +150,12 @@ class Answerer:
         usage: Usage | None = None
 
         def finish(text: str, refused_by: str | None, citations: list[Citation], error: str | None = None,
-                   grounding: Grounding | None = None) -> Finished:
+                   checked: tuple[Grounding, Support] | None = None) -> Finished:
+            grounding, support = checked or (None, None)
             return Finished(
                 Answer(question, query, text, refused_by is not None, citations, retrieval.evidence,
                        self.llm.backend, self.llm.model, time.perf_counter() - started, usage, error, grounding,
-                       refused_by)
+                       refused_by, support)
             )
 
         if refused:
@@ -167,7 +174,7 @@ class Answerer:
         except LLMError as exc:
             partial = "".join(shown).strip()
             yield finish(partial, None, self._citations(passages, partial, cited=set()), error=str(exc),
-                         grounding=self._check(partial, passages, [], question))
+                         checked=self._check(partial, passages, [], question))
             return
         finally:
             generation.close()  # a reader that stopped early frees the model at once
@@ -180,13 +187,14 @@ class Answerer:
         by_number = {p.n: p for p in passages}
         ordered = [by_number[n] for n in cited] or passages  # nothing cited: list the sources consulted
         yield finish(text, None, self._citations(ordered, text, cited=set(cited)),
-                     grounding=self._check(text, passages, cited, question))
+                     checked=self._check(text, passages, cited, question))
 
-    @staticmethod
-    def _check(text: str, passages: list[Passage], cited: list[int], question: str) -> Grounding:
-        """Names and numbers of the answer against the passages it cites (all it was given if it cites none)."""
+    def _check(self, text: str, passages: list[Passage], cited: list[int], question: str) -> tuple[Grounding, Support]:
+        """Names and numbers of the answer against the passages it cites (all it was given if it cites none); and
+        whether it answers the question from any passage it was given (small models mis-number their citations)."""
         sources = [p.text for p in passages if p.n in cited] or [p.text for p in passages]
-        return check_grounding(text, sources, question)
+        return (check_grounding(text, sources, question),
+                check_support(question, text, [p.text for p in passages], self.retriever.store.idf))
 
     def _messages(self, question: str, history: list[Message], hits: list[Hit]) -> tuple[list[Message], list[Passage]]:
         """System rules, worked examples, a little history, and as many passages as the context window holds."""
