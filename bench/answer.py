@@ -15,8 +15,10 @@ whitespace collapsed):
 - correct: the normalised answer contains one of the normalised reference answers (as whole words);
 - wrong: any other answer (it answered, without the reference).
 "flagged" counts answers the checks mark unverified (a name or number in no cited passage: ``rag.answer.grounding``;
-an answer that does not answer the question from its passages: ``rag.answer.support``), split
-into flagged wrong and flagged correct ones; "cites source" is the share of answers citing a passage of the
+an answer that does not answer the question from its passages: ``rag.answer.support``; a model unsure of a word
+of its answer: ``rag.answer.confidence``), split into flagged wrong and flagged correct ones; with
+``RAG_UNVERIFIED_ANSWERS=withhold`` exactly the flagged answers are withheld (the run uses "show", the line under the
+table gives what withholding makes of it). "F1" is SQuAD's token F1 against the best reference, refusals 0; "cites source" is the share of answers citing a passage of the
 question's article. Per-question records go to test-artifacts/bench-answer-<model>.jsonl.
 
 ``--cross-field N``: no question set from another field ships in a PyPI package, so the set's own articles stand
@@ -30,11 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import string
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +77,18 @@ def verdict(answer: Answer, references: list[str]) -> str:
     return "correct" if any(f" {normalise(r)} " in said for r in references if normalise(r)) else "wrong"
 
 
+def f1(answer: str, references: list[str]) -> float:
+    """SQuAD's token F1 of an answer (its ``[n]`` markers dropped) against its best reference."""
+    said = normalise(re.sub(r"\[\d+\]", " ", answer)).split()
+    best = 0.0
+    for reference in references:
+        ref = normalise(reference).split()
+        common = sum((Counter(said) & Counter(ref)).values())
+        if common:
+            best = max(best, 2 * common / (len(said) + len(ref)))
+    return best
+
+
 @dataclass
 class Tally:
     model: str
@@ -80,6 +96,7 @@ class Tally:
     flagged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
     cites_source: int = 0
     failed: int = 0
+    f1: list[float] = field(default_factory=list)
     ttft: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     prompt_tokens: list[int] = field(default_factory=list)
@@ -119,6 +136,7 @@ def run_model(name: str, store: Store, base: Settings, questions: list[Question]
             tally.counts[v] += 1
             tally.flagged[v] += not answer.verified
             tally.cites_source += any(c.cited and c.source == q.source for c in answer.citations)
+            tally.f1.append(f1(answer.answer, q.answers) if v in ("correct", "wrong") else 0.0)
             if v not in ("refused_retrieval",):
                 tally.seconds.append(answer.seconds)
                 tally.ttft.append(first or answer.seconds)
@@ -126,7 +144,7 @@ def run_model(name: str, store: Store, base: Settings, questions: list[Question]
             out.write(json.dumps({"id": q.id, "question": q.question, "references": q.answers, "verdict": v,
                                   "answer": answer.answer, "verified": answer.verified,
                                   "unverified": list(answer.grounding.missing) if answer.grounding else [],
-                                  "checks": list(answer.support.reasons) if answer.support else [],
+                                  "checks": answer.checks, "confidence": answer.to_json()["confidence"],
                                   "cited": [c.source for c in answer.citations if c.cited],
                                   "seconds": round(answer.seconds, 2)}) + "\n")
             out.flush()
@@ -180,19 +198,24 @@ def print_table(tallies: list[Tally], dataset: str, half: str, load: float) -> N
     print(f"{dataset}, half {half.upper()} ({'held out' if half == 'b' else 'tuning half'}), greedy, {os.cpu_count()} cores, 1-min load average "
           f"{load:.1f} at start (other work running slows the timings, not the verdicts)")
     print("| model | questions | correct | wrong | refused by model | refused by retrieval | flagged unverified "
-          "(wrong / correct) | cites the source | out-of-corpus refused | first token p50 s | answer p50 s | "
+          "(wrong / correct) | F1 | cites the source | out-of-corpus refused | first token p50 s | answer p50 s | "
           "prompt tokens |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for t in tallies:
         n = t.asked
         outside = sum(t.outside_refused.values())
         print(f"| {t.model} | {n} | {share(t.counts['correct'], n)} | {share(t.counts['wrong'], n)} | "
               f"{share(t.counts['refused_model'], n)} | {share(t.counts['refused_retrieval'], n)} | "
               f"{t.flagged['wrong']} of {t.counts['wrong']} / {t.flagged['correct']} of {t.counts['correct']} | "
-              f"{share(t.cites_source, n)} | {share(outside, t.outside)} ({t.outside_refused['retrieval']} by "
+              f"{statistics.mean(t.f1) if t.f1 else 0:.2f} | {share(t.cites_source, n)} | {share(outside, t.outside)} ({t.outside_refused['retrieval']} by "
               f"retrieval, {t.outside_refused['model']} by the model) | {p50(t.ttft)} | {p50(t.seconds)} | "
               f"{statistics.mean(t.prompt_tokens) if t.prompt_tokens else 0:.0f} |"
               + (f" ({t.failed} failed)" if t.failed else ""))
+    for t in tallies:
+        n, withheld = t.asked, t.flagged["correct"] + t.flagged["wrong"]
+        print(f"{t.model} with RAG_UNVERIFIED_ANSWERS=withhold: correct "
+              f"{share(t.counts['correct'] - t.flagged['correct'], n)}, wrong {share(t.counts['wrong'] - t.flagged['wrong'], n)}, "
+              f"withheld {share(withheld, n)}, refused {share(t.counts['refused_model'] + t.counts['refused_retrieval'], n)}")
 
 
 def main() -> None:
@@ -207,7 +230,7 @@ def main() -> None:
                    help=f"comma-separated, of: {', '.join(EMBEDDED_MODELS)}")
     args = p.parse_args()
     load = os.getloadavg()[0]
-    base = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded"})
+    base = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded", "unverified_answers": "show"})
     artifacts = ROOT / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

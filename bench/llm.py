@@ -4,6 +4,7 @@
     python bench/llm.py --baseline-llama DIR  # also the same model on another llama-cpp-python build (DIR on PYTHONPATH)
     python bench/llm.py --start-vllm          # start scripts/vllm.sh on a free port for the run, stop it after
     python bench/llm.py --runs 5 --max-tokens 128 --model smollm2-135m --json
+    python bench/llm.py --passages 2          # a prompt of about 600 tokens in all (the issue's target size)
 
 The prompt is the app's own answer prompt: its fixed head (rules and worked examples, rag/prompts/) and then about
 600 tokens of passages and a question, answered greedily. Each timed request has new passages, so the passages are
@@ -66,13 +67,14 @@ PASSAGES = [
     "the First World War, whose flame has been rekindled every evening since 1923.",
 ]
 QUESTION = "Who designed the Eiffel Tower, and when was it built?"
+PASSAGES_USED = [len(PASSAGES)]  # --passages K: a shorter prompt (2 of them make a prompt of about 600 tokens)
 
 
 def rag_messages(request_id: int = 0, *, reuse_head: bool = False) -> list[dict[str, str]]:
     """The app's answer prompt with this benchmark's passages. ``request_id`` makes every request's passages new
     (both backends cache the KV of a repeated prompt: llama.cpp its last prompt, vLLM by prefix caching); it opens
     the system prompt too unless ``reuse_head``, so a cold request shares no prefix with the one before."""
-    order = PASSAGES[request_id % len(PASSAGES):] + PASSAGES[: request_id % len(PASSAGES)]
+    order = (PASSAGES[request_id % len(PASSAGES):] + PASSAGES[: request_id % len(PASSAGES)])[:PASSAGES_USED[0]]
     passages = "\n\n".join(f"[{i}] (paris-{i}.md)\n<<<\n{text}\n>>>" for i, text in enumerate(order, start=1))
     user = load("answer_user").format(passages=passages, question=QUESTION)  # laid out as rag.answer.context does
     system = load("answer_system")
@@ -259,7 +261,7 @@ def measure_in_child(llama_dir: Path, args: argparse.Namespace) -> list[Result]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(llama_dir), str(ROOT)])}
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--no-vllm", "--json", "--runs",
                str(args.runs), "--max-tokens", str(args.max_tokens), "--threads", str(args.threads), "--model",
-               args.model, "--build-label", "baseline build"]
+               args.model, "--build-label", "baseline build", "--passages", str(PASSAGES_USED[0])]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the baseline build failed:\n{done.stderr[-3000:]}")
@@ -284,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--build-label", default="this build", help=argparse.SUPPRESS)
+    parser.add_argument("--passages", type=int, default=len(PASSAGES), choices=range(1, len(PASSAGES) + 1),
+                        metavar="K", help=f"passages in the prompt (1 to {len(PASSAGES)}, default all)")
     args = parser.parse_args(argv)
+    PASSAGES_USED[0] = args.passages
 
     load_before = os.getloadavg()[0]
     print(f"embedded backend ({args.build_label}) ...", file=sys.stderr)

@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         print()
         if answer.grounding is not None and answer.grounding.missing:
             say(f"not found in your sources: {', '.join(answer.grounding.missing)}")
-        for reason in answer.support.reasons if answer.support else ():
+        for reason in answer.checks:
             say(f"check this answer: {reason}")
+        if answer.refused_by == "check":
+            say(f"withheld (RAG_UNVERIFIED_ANSWERS=withhold): {answer.answer}")
         heading = "closest passages:" if answer.refused else "sources:"
         say(heading)
         for c in answer.citations:

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(384, ge=16, le=4096)
     history_turns: int = Field(2, ge=0, le=20)  # earlier question/answer pairs shown to the model
     rewrite: Literal["auto", "model", "concat"] = "auto"  # how follow-ups become standalone queries
+    # An answer that fails a check (rag.answer: grounding, support, confidence): "show" it under a warning note, or
+    # "withhold" it: say it could not be confirmed, and give the model's words only inside the note.
+    unverified_answers: Literal["show", "withhold"] = "show"
     llm_timeout: float = Field(120.0, gt=0)  # seconds per request to the server
     llm_max_retries: int = Field(2, ge=0, le=10)  # on connection errors
     llm_context_window: int | None = None  # None: ask the server (vLLM reports max_model_len)

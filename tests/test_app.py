@@ -265,3 +265,30 @@ def test_an_answer_the_sources_do_not_support_carries_a_visible_note(app_env: Pa
     at.session_state["messages"] = [at.session_state["messages"][0], {**at.session_state["messages"][1], "answer": verified}]
     at.run()
     assert not assistant_messages(at)[-1].warning, "a verified answer carries no note"
+
+
+def test_a_withheld_answer_shows_why_and_what_the_model_wrote(app_env: Path) -> None:
+    """With "Withhold unconfirmed answers" on, an answer that failed a check is not shown as the reply: the note
+    says it is not confirmed, quotes the model's words and the reason. Set directly, as above."""
+    at = start()
+    toggle = at.sidebar.toggle(key="withhold")
+    assert toggle.value is False, "off by default: flagged answers are shown under a note"
+    toggle.set_value(True).run()
+    assert not at.exception, at.exception
+    answer = {"answer": "I could not confirm an answer in your documents.", "refused": True, "refused_by": "check",
+              "candidate": "Ward [1].", "verified": False, "unverified": [],
+              "checks": ["the model was unsure of its answer (it gave “Ward” a probability of 0.21)"],
+              "citations": [{"n": 1, "source": "Nikola_Tesla.md", "page": None, "cited": False,
+                             "text": "Tesla died on 7 January 1943.", "support": "Tesla died on 7 January 1943."}]}
+    at.session_state["messages"] = [
+        {"role": "user", "kind": "question", "content": "Who fumbled?"},
+        {"role": "assistant", "kind": "answer", "content": answer["answer"], "answer": answer, "id": 2},
+    ]
+    at.run()
+    assert not at.exception, at.exception
+    reply = assistant_messages(at)[-1]
+    note = reply.warning[0].value
+    assert note.startswith("**Not confirmed by your documents.**") and "Ward" in note, note
+    assert "probability of 0.21" in note, note
+    assert not any("Ward" in md.value for md in reply.markdown), "the model's words appear only inside the note"
+    assert [c.value for c in reply.caption][0] == "Closest passages"

@@ -119,6 +119,8 @@ def run_answer(question: str, history: list, settings: Settings, library: Librar
             for _ in deltas():
                 shown.markdown(answer_markdown(message["content"]))
     answer = done[0]
+    if answer.refused_by == "check":  # withheld: the note says what the model wrote and why it is not the answer
+        shown.markdown(answer_markdown(answer.answer))
     message.update(content=answer.answer, answer=answer.to_json(), stopped=False)
     render_answer(message, library, text_on_screen=not retrieved.refused)
 

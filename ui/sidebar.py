@@ -37,6 +37,10 @@ def sidebar_settings(base: Settings) -> Settings:
     ok, detail = llm_health(backend, url, embedded if backend == "embedded" else model, api_key)
     (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
     temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
+    withhold = st.sidebar.toggle("Withhold unconfirmed answers", base.unverified_answers == "withhold", key="withhold",
+                                 help="An answer that fails a check (a name or number in no passage, a passage about "
+                                      "something else, a model unsure of its words) is not given as the answer; the "
+                                      "note still shows what the model wrote")
 
     st.sidebar.header("Retrieval")
     modes = ["hybrid", "dense", "keyword"]
@@ -45,6 +49,7 @@ def sidebar_settings(base: Settings) -> Settings:
     top_k = st.sidebar.slider("Passages per answer (top-k)", 1, 10, base.top_k, key="top_k")
     return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key,
                                    "embedded_model": embedded, "temperature": temperature,
+                                   "unverified_answers": "withhold" if withhold else "show",
                                    "retrieval_mode": mode, "top_k": top_k})
 
 

@@ -19,13 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rag.answer.citations import Citation, cited_numbers, make_citations
+from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.rewrite import standalone_query
 from rag.answer.safe_markdown import text_markdown
 from rag.answer.support import Support, check_support
 from rag.answer.thinking import hide_thinking
-from rag.llm import LLM, LLMError, Message, Usage
+from rag.llm import LLM, LLMError, Message, TokenProbs, Usage
 from rag.prompts import load, load_turns
 from rag.retrieval.evidence import Evidence
 from rag.retrieval.retriever import Hit, Retriever
@@ -33,6 +34,7 @@ from rag.settings import Settings, get_settings
 
 NOT_FOUND = "I could not find this in your documents."
 MODEL_REFUSAL = "The documents do not contain the answer."
+WITHHELD = "I could not confirm an answer in your documents."
 _PROMPT_MARGIN = 16  # tokens of the chat template around the messages
 _MESSAGE_OVERHEAD = 5  # ChatML's role markers around each message
 # The refusal the prompt asks for, and the ways models paraphrase it ("The passage does not mention ...").
@@ -58,10 +60,19 @@ class Answer:
     grounding: Grounding | None = None  # None for a refusal: it states nothing to check
     refused_by: str | None = None  # "retrieval" (no evidence, model not asked) or "model" (it said so)
     support: Support | None = None  # does it answer the question asked (rag.answer.support)
+    confidence: Confidence | None = None  # how sure the model was (rag.answer.confidence); None: not reported
+    candidate: str | None = None  # the model's own answer, when it was withheld (refused_by == "check")
 
     @property
     def verified(self) -> bool:
-        return (self.grounding is None or self.grounding.verified) and (self.support is None or self.support.answers)
+        return ((self.grounding is None or self.grounding.verified) and (self.support is None or self.support.answers)
+                and (self.confidence is None or self.confidence.sure))
+
+    @property
+    def checks(self) -> list[str]:
+        """Why the answer is not verified, for people (the grounding check's terms are listed apart)."""
+        return [*(self.support.reasons if self.support else ()),
+                *([self.confidence.reason] if self.confidence and not self.confidence.sure else [])]
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -80,25 +91,33 @@ class Answer:
             "refused_by": self.refused_by,
             "verified": self.verified,
             "unverified": list(self.grounding.missing) if self.grounding else [],
-            "checks": list(self.support.reasons) if self.support else [],
+            "checks": self.checks,
+            "confidence": round(self.confidence.lowest, 3) if self.confidence else None,
+            "candidate": self.candidate,
         }
 
 
 def answer_note(answer: dict[str, object]) -> tuple[str, str] | None:
     """The warning shown above an answer (``Answer.to_json()``), as Markdown and an icon: why it was refused, or which
     of its names and numbers none of the passages it cites contains; None for a verified answer."""
+    terms: list[object] = answer.get("unverified") or []  # type: ignore[assignment]
+    checks: list[object] = answer.get("checks") or []  # type: ignore[assignment]
+    if answer.get("refused_by") == "check":  # withheld (unverified_answers="withhold"): say why, show its words
+        reasons = [*(f"none of its passages says “{term}”" for term in terms), *checks]
+        return (f"**Not confirmed by your documents.** The model answered “{text_markdown(str(answer.get('candidate')))}"
+                f"”, but {text_markdown('; '.join(str(r) for r in reasons))}. Check the passages below.",
+                ":material/report:")
     if answer.get("refused"):
         why = ("The model read the passages below and found no answer in them." if answer.get("refused_by") == "model"
                else "None of the passages holds evidence for an answer, so the model was not asked to guess. The "
                     "closest passages are below.")
         return f"**Not found in your documents.** {why}", ":material/search_off:"
-    terms: list[object] = answer.get("unverified") or []  # type: ignore[assignment]
     if answer.get("verified") is False and terms:
         missing = ", ".join(f"“{text_markdown(str(term))}”" for term in terms)
         return (f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it cites "
                 "says it: check them below before relying on it.", ":material/report:")
     if answer.get("verified") is False:
-        why = "; ".join(text_markdown(str(reason)) for reason in answer.get("checks") or [])  # type: ignore[union-attr]
+        why = "; ".join(text_markdown(str(reason)) for reason in checks)
         return (f"**Check this answer against the sources:** {why}.", ":material/report:")
     return None
 
@@ -150,13 +169,14 @@ class Answerer:
         usage: Usage | None = None
 
         def finish(text: str, refused_by: str | None, citations: list[Citation], error: str | None = None,
-                   checked: tuple[Grounding, Support] | None = None) -> Finished:
-            grounding, support = checked or (None, None)
-            return Finished(
-                Answer(question, query, text, refused_by is not None, citations, retrieval.evidence,
-                       self.llm.backend, self.llm.model, time.perf_counter() - started, usage, error, grounding,
-                       refused_by, support)
-            )
+                   checked: tuple[Grounding, Support, Confidence | None] | None = None) -> Finished:
+            grounding, support, confidence = checked or (None, None, None)
+            answer = Answer(question, query, text, refused_by is not None, citations, retrieval.evidence,
+                            self.llm.backend, self.llm.model, time.perf_counter() - started, usage, error, grounding,
+                            refused_by, support, confidence)
+            if checked and not error and not answer.verified and s.unverified_answers == "withhold":
+                answer.candidate, answer.answer, answer.refused, answer.refused_by = text, WITHHELD, True, "check"
+            return Finished(answer)
 
         if refused:
             yield Delta(NOT_FOUND)
@@ -174,7 +194,7 @@ class Answerer:
         except LLMError as exc:
             partial = "".join(shown).strip()
             yield finish(partial, None, self._citations(passages, partial, cited=set()), error=str(exc),
-                         checked=self._check(partial, passages, [], question))
+                         checked=self._check(partial, passages, [], question, None))
             return
         finally:
             generation.close()  # a reader that stopped early frees the model at once
@@ -187,14 +207,17 @@ class Answerer:
         by_number = {p.n: p for p in passages}
         ordered = [by_number[n] for n in cited] or passages  # nothing cited: list the sources consulted
         yield finish(text, None, self._citations(ordered, text, cited=set(cited)),
-                     checked=self._check(text, passages, cited, question))
+                     checked=self._check(text, passages, cited, question, generation.token_probs))
 
-    def _check(self, text: str, passages: list[Passage], cited: list[int], question: str) -> tuple[Grounding, Support]:
-        """Names and numbers of the answer against the passages it cites (all it was given if it cites none); and
-        whether it answers the question from any passage it was given (small models mis-number their citations)."""
+    def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,
+               probs: TokenProbs | None) -> tuple[Grounding, Support, Confidence | None]:
+        """Names and numbers of the answer against the passages it cites (all it was given if it cites none);
+        whether it answers the question from any passage it was given (small models mis-number their citations);
+        and how sure the model was of it."""
         sources = [p.text for p in passages if p.n in cited] or [p.text for p in passages]
         return (check_grounding(text, sources, question),
-                check_support(question, text, [p.text for p in passages], self.retriever.store.idf))
+                check_support(question, text, [p.text for p in passages], self.retriever.store.idf),
+                answer_confidence(probs))
 
     def _messages(self, question: str, history: list[Message], hits: list[Hit]) -> tuple[list[Message], list[Passage]]:
         """System rules, worked examples, a little history, and as many passages as the context window holds."""

@@ -26,6 +26,7 @@ from .base import (
     LLMTimeout,
     LLMUnavailable,
     Message,
+    TokenProbs,
     Usage,
 )
 from .embedded import EmbeddedLLM
@@ -47,6 +48,7 @@ __all__ = [
     "LLMUnavailable",
     "Message",
     "OpenAILLM",
+    "TokenProbs",
     "Usage",
     "backend_names",
     "get_llm",

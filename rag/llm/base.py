@@ -33,6 +33,14 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class TokenProbs:
+    """How sure the model was of each token it wrote: (token text, probability it had), in order. Backends that
+    can tell (llama.cpp in-process) send it once the stream ends; ``rag.answer.confidence`` reads it."""
+
+    tokens: tuple[tuple[str, float], ...]
+
+
 class LLMError(RuntimeError):
     """Any failure of the language model, with a message fit to show a user."""
 
@@ -71,21 +79,26 @@ class LLMStreamBroken(LLMError):
 
 
 class Generation(Iterator[str]):
-    """One request's answer: iterate it for the text deltas; ``usage`` is set when the stream has ended.
+    """One request's answer: iterate it for the text deltas; ``usage`` (and ``token_probs`` where the backend can
+    tell) are set when the stream has ended.
 
     The caller owns it, so the usage it reads is its own request's, whoever else uses the same model meanwhile.
-    Backends feed it from a generator that yields ``str`` deltas and, last, one ``Usage``.
+    Backends feed it from a generator that yields ``str`` deltas and, last, a ``TokenProbs`` and one ``Usage``.
     """
 
-    def __init__(self, chunks: Iterator[str | Usage]) -> None:
+    def __init__(self, chunks: Iterator[str | Usage | TokenProbs]) -> None:
         self._chunks = chunks
         self.usage: Usage | None = None
+        self.token_probs: TokenProbs | None = None
 
     def __next__(self) -> str:
         while True:
             item = next(self._chunks)
             if isinstance(item, Usage):
                 self.usage = item
+                continue
+            if isinstance(item, TokenProbs):
+                self.token_probs = item
                 continue
             return item
 
@@ -134,8 +147,9 @@ class LLM(ABC):
 
     @abstractmethod
     def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
-                  stop: list[str]) -> Iterator[str | Usage]:
-        """Text deltas, then one ``Usage`` (omitted only when the backend cannot tell)."""
+                  stop: list[str]) -> Iterator[str | Usage | TokenProbs]:
+        """Text deltas, then (optionally) one ``TokenProbs``, then one ``Usage`` (omitted only when the backend cannot
+        tell)."""
 
     def complete(
         self,

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import LLM, LLMRequestError, LLMUnavailable, Message, Usage
+from .base import LLM, LLMRequestError, LLMUnavailable, Message, TokenProbs, Usage
 from .models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, get_model, model_path
 from .registry import register
 
@@ -125,8 +125,9 @@ def _load(path: Path, n_ctx: int, n_threads: int) -> _Loaded:
             raise LLMUnavailable(f"llama-cpp-python is not installed ({exc}); run: make setup") from exc
         load_cpu_backends()
         try:
+            # flash_attn: prompt evaluation about 8 % faster here (700 tokens cold: 2.95 s against 3.2 s).
             llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                          verbose=False)  # llama.cpp otherwise prints its load log to stdout/stderr
+                          flash_attn=True, verbose=False)  # llama.cpp otherwise prints its load log to stdout/stderr
         except (ValueError, RuntimeError) as exc:
             raise LLMUnavailable(f"llama.cpp could not load {path}: {exc}") from exc
         template = llama.metadata.get("tokenizer.chat_template")
@@ -154,6 +155,32 @@ def _close_all() -> None:
                 except Exception:  # noqa: BLE001 - best effort at exit
                     pass
         _loaded.clear()
+
+
+class _TokenRecorder:
+    """A llama.cpp logits processor that changes nothing and notes how probable each written token was.
+
+    It is called with the tokens so far and the next token's logits; the token chosen from those logits shows up
+    at the end of the next call's tokens, so each call scores the previous call's choice (the last token, the end
+    of turn, is never scored). Costs a softmax over the vocabulary per token, well under a millisecond here.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self.scored: list[tuple[int, float]] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        if self._previous is not None and len(input_ids):
+            token = int(input_ids[-1])
+            self.scored.append((token, float(self._previous[token])))
+        shifted = np.exp(scores.astype(np.float64) - scores.max())
+        self._previous = shifted / shifted.sum()
+        return scores
+
+    def token_probs(self, llama: Any) -> TokenProbs:
+        return TokenProbs(tuple((llama.detokenize([t]).decode("utf-8", "replace"), p) for t, p in self.scored))
 
 
 @register("embedded")
@@ -204,7 +231,7 @@ class EmbeddedLLM(LLM):
                    for key in _loaded)
 
     def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
-                  stop: list[str]) -> Iterator[str | Usage]:
+                  stop: list[str]) -> Iterator[str | Usage | TokenProbs]:
         """Text deltas rendered with the GGUF's chat template, then the usage: ``prompt_tokens`` exact (the tokens
         fed to the model), ``completion_tokens`` counted from the answer (llama-cpp-python's stream does not
         report usage; it can differ by the end-of-turn token)."""
@@ -225,9 +252,11 @@ class EmbeddedLLM(LLM):
             try:
                 with loaded.lock:
                     text: list[str] = []
+                    sure = _TokenRecorder()
                     for chunk in llama.create_completion(
                         prompt=prompt, max_tokens=budget, temperature=temperature, stream=True,
                         stop=stop + list(formatted.stop or []), stopping_criteria=formatted.stopping_criteria,
+                        logits_processor=LogitsProcessorList([sure]),
                     ):
                         if cancel.is_set():
                             break
@@ -236,6 +265,7 @@ class EmbeddedLLM(LLM):
                             pieces.put(piece)
                     answer = "".join(text)
                     written = len(llama.tokenize(answer.encode("utf-8"), add_bos=False, special=False)) if answer else 0
+                    pieces.put(sure.token_probs(llama))
                 pieces.put(Usage(prompt_tokens=len(prompt), completion_tokens=written))
             except ValueError as exc:  # llama-cpp-python reports a prompt over n_ctx this way
                 pieces.put(LLMRequestError(f"the embedded model refused the request: {exc}"))
@@ -243,6 +273,8 @@ class EmbeddedLLM(LLM):
                 pieces.put(exc)
             finally:
                 pieces.put(_END)
+
+        from llama_cpp import LogitsProcessorList
 
         threading.Thread(target=work, name="llama-generate", daemon=True).start()
         try:
