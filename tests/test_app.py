@@ -46,6 +46,17 @@ def assistant_messages(at: AppTest) -> list:
     return [m for m in at.chat_message if m.name == "assistant"]
 
 
+def show_stored_answer(at: AppTest, question: str, answer: dict):  # noqa: ANN201 - the reply's chat message
+    """Put a question and a stored answer (``Answer.to_json()`` shape) in the chat, run the page, return the reply."""
+    at.session_state["messages"] = [
+        {"role": "user", "kind": "question", "content": question},
+        {"role": "assistant", "kind": "answer", "content": answer["answer"], "answer": answer, "id": 2},
+    ]
+    at.run()
+    assert not at.exception, at.exception
+    return assistant_messages(at)[-1]
+
+
 def test_ask_streams_an_answer_with_expandable_sources(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_EMBEDDED_MODEL", "qwen2.5-coder-1.5b")  # the default: SmolLM2 mostly refuses
     at = start()
@@ -252,13 +263,7 @@ def test_an_answer_the_sources_do_not_support_carries_a_visible_note(app_env: Pa
     answer = {"answer": "Tesla died in 1944 [1].", "refused": False, "verified": False, "unverified": ["1944"],
               "citations": [{"n": 1, "source": "Nikola_Tesla.md", "page": None, "cited": True,
                              "text": "Tesla died on 7 January 1943.", "support": "Tesla died on 7 January 1943."}]}
-    at.session_state["messages"] = [
-        {"role": "user", "kind": "question", "content": "When did Tesla die?"},
-        {"role": "assistant", "kind": "answer", "content": answer["answer"], "answer": answer, "id": 2},
-    ]
-    at.run()
-    assert not at.exception, at.exception
-    reply = assistant_messages(at)[-1]
+    reply = show_stored_answer(at, "When did Tesla die?", answer)
     assert [w.value for w in reply.warning if "Not found in your sources" in w.value], "the note is shown"
     assert "1944" in reply.warning[0].value
     verified = dict(answer, verified=True, unverified=[])
@@ -280,13 +285,7 @@ def test_a_withheld_answer_shows_why_and_what_the_model_wrote(app_env: Path) -> 
               "checks": ["the model was unsure of its answer (it gave “Ward” a probability of 0.21)"],
               "citations": [{"n": 1, "source": "Nikola_Tesla.md", "page": None, "cited": False,
                              "text": "Tesla died on 7 January 1943.", "support": "Tesla died on 7 January 1943."}]}
-    at.session_state["messages"] = [
-        {"role": "user", "kind": "question", "content": "Who fumbled?"},
-        {"role": "assistant", "kind": "answer", "content": answer["answer"], "answer": answer, "id": 2},
-    ]
-    at.run()
-    assert not at.exception, at.exception
-    reply = assistant_messages(at)[-1]
+    reply = show_stored_answer(at, "Who fumbled?", answer)
     note = reply.warning[0].value
     assert note.startswith("**Not confirmed by your documents.**") and "Ward" in note, note
     assert "probability of 0.21" in note, note

@@ -6,9 +6,11 @@ word; ``Answerer.ask`` collects them into one ``Answer``.
 The prompt is precision-first: rules, then worked examples written as chat turns (``rag/prompts/answer_examples``:
 answer in one short sentence with the passage's own words and an ``[n]``, or the exact refusal sentence), then the
 conversation, then the passages and the question. Everything before the conversation is the same for every
-question, so llama.cpp keeps its KV cache and only the passages are evaluated anew. Every answer is then checked
-against the passages it cites (``rag.answer.grounding``): ``verified`` is false, with the names and numbers not
-found, when it states something none of them says.
+question, so llama.cpp keeps its KV cache and only the passages are evaluated anew. Every answer is then checked:
+against the passages it cites (``rag.answer.grounding``: names and numbers none of them says), against the question
+(``rag.answer.support``: an answer from a sentence about something else) and against the model's own certainty
+(``rag.answer.confidence``). ``verified`` is false when one fails; with ``unverified_answers="withhold"`` such an
+answer is replaced by ``WITHHELD`` (``refused_by="check"``) and kept as ``candidate``.
 """
 
 from __future__ import annotations
