@@ -55,6 +55,11 @@ def test_streams_deltas_and_reports_usage(vllm_server: VllmServer) -> None:
     assert usage.prompt_tokens > 15
     assert 1 <= usage.completion_tokens <= 24
     assert usage.completion_tokens >= len(deltas) - 1
+    # vLLM reports how probable each token was (the answer step's confidence check reads it, as with llama.cpp).
+    probs = generation.token_probs
+    assert probs is not None and len(probs.tokens) in (usage.completion_tokens - 1, usage.completion_tokens), probs
+    assert all(0.0 < p <= 1.0 for _, p in probs.tokens)
+    assert "".join(t for t, _ in probs.tokens).strip() == "".join(deltas).strip()
 
 
 @pytest.mark.vllm

@@ -25,6 +25,7 @@ from .base import (
     LLMTimeout,
     LLMUnavailable,
     Message,
+    TokenProbs,
     Usage,
 )
 from .registry import register
@@ -200,8 +201,9 @@ class OpenAILLM(LLM):
 
     # ---------------------------------------------------------------- generation
     def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
-                  stop: list[str]) -> Iterator[str | Usage]:
-        """Yield text deltas, then the usage from the server's final usage chunk.
+                  stop: list[str]) -> Iterator[str | Usage | TokenProbs]:
+        """Yield text deltas, then each token's probability (``logprobs``, which vLLM and OpenAI report; servers that
+        do not are simply not checked for confidence), then the usage from the server's final usage chunk.
 
         A stream must end with a ``finish_reason``: one that raises mid-way (server killed, connection cut) or
         stops short of it becomes ``LLMStreamBroken`` with the number of deltas already received, so the UI can
@@ -216,6 +218,7 @@ class OpenAILLM(LLM):
                 stop=stop or None,
                 stream=True,
                 stream_options={"include_usage": True},
+                logprobs=True,
             )
         except openai.APIError as exc:
             raise self._translate(exc, request_model=True) from exc
@@ -223,12 +226,15 @@ class OpenAILLM(LLM):
         received = 0
         finish_reason: str | None = None
         usage: Usage | None = None
+        probs: list[tuple[str, float]] = []
         try:
             for chunk in chunks:
                 if chunk.usage is not None:
                     usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                 for choice in chunk.choices:
                     if choice.delta is not None and choice.delta.content:
+                        if choice.logprobs is not None and choice.logprobs.content:  # not the end-of-turn token's
+                            probs += [(t.token, math.exp(t.logprob)) for t in choice.logprobs.content]
                         received += 1
                         yield choice.delta.content
                     if choice.finish_reason:
@@ -253,6 +259,8 @@ class OpenAILLM(LLM):
                 "the answer is incomplete",
                 tokens=received,
             )
+        if probs:
+            yield TokenProbs(tuple(probs))
         if usage is not None:
             yield usage
 
