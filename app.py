@@ -11,7 +11,7 @@ import streamlit as st
 from rag.answer.safe_markdown import answer_markdown
 from rag.settings import Settings
 from ui.chat import answer_question, render_answer
-from ui.resources import cached_conversations, cached_library, cached_llm
+from ui.resources import cached_conversations, cached_library, cached_llm, warmed_llm
 from ui.sidebar import (
     FILE_TYPES,
     add_files,
@@ -37,6 +37,7 @@ def main() -> None:
     st.title(":material/menu_book: Ask your documents")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
+    warmed_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     left.caption(f"Answers come only from your {len(library.documents())} document(s), with sources you can check. "
                  f"Model: {settings.llm} · {llm.model}")
     st.session_state.setdefault("agent_mode", False)

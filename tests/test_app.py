@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT, XQUAD_DOCS, build_index
+from tests.conftest import ROOT, SMALL_MODEL, XQUAD_DOCS, build_index
 from tests.pdfs import make_pdf
 
 APP = str(ROOT / "app.py")
@@ -291,3 +293,20 @@ def test_a_withheld_answer_shows_why_and_what_the_model_wrote(app_env: Path) -> 
     assert "probability of 0.21" in note, note
     assert not any("Ward" in md.value for md in reply.markdown), "the model's words appear only inside the note"
     assert [c.value for c in reply.caption][0] == "Closest passages"
+
+
+def test_the_page_warms_the_model_up_in_the_background(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What warming does is tested in tests/test_llm_embedded.py; here, that the page starts it once, off the
+    script's thread (warm_up is replaced by a recorder for that reason)."""
+    import ui.resources
+
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(ui.resources, "warm_up", lambda llm: calls.append((llm.backend, threading.current_thread().name)))
+    ui.resources.warmed_llm.clear()
+    at = start()
+    at.run()  # a rerun does not start it again
+    for _ in range(100):
+        if calls:
+            break
+        time.sleep(0.05)
+    assert calls == [("embedded", f"warm-{SMALL_MODEL}")], calls

@@ -190,3 +190,27 @@ def test_llama_cpp_uses_the_best_instruction_set_of_this_cpu() -> None:
         assert "AVX512" in features, features
     if "avx512_vnni" in flags:
         assert "AVX512_VNNI" in features, features
+
+
+def test_warming_evaluates_the_prompt_head_that_the_next_prompt_reuses() -> None:
+    """A model of its own (n_ctx 1536: no other test's prompt sits in its KV cache)."""
+    from llama_cpp import Llama
+
+    from rag.answer.answerer import prompt_head, warm_up
+
+    llm = EmbeddedLLM(model_name=SMALL_MODEL, n_ctx=1536)
+    messages = [*prompt_head(), {"role": "user", "content": "Passages:\n[1] (a.md)\n<<<\nTesla died on 7 January "
+                                                            "1943.\n>>>\n\nQuestion: When did Tesla die?"}]
+    warm_up(llm)
+    loaded = embedded_module._load(llm.model_path, 1536, llm._n_threads)
+    warmed = loaded.llama.n_tokens
+    assert warmed > 200, "the rules and worked examples were evaluated"
+    full = loaded.llama.tokenize(loaded.formatter(messages=messages).prompt.encode(), add_bos=False, special=True)
+    assert Llama.longest_token_prefix(loaded.llama._input_ids[:warmed].tolist(), full) == warmed, \
+        "every warmed token opens the real prompt, so llama.cpp keeps them all"
+    after_warming = llm.complete(messages, max_tokens=16, temperature=0.0)
+    llm.complete([{"role": "user", "content": "Say hello."}], max_tokens=4, temperature=0.0)  # another prompt between
+    assert llm.complete(messages, max_tokens=16, temperature=0.0) == after_warming, "warming changes no answer"
+    answered = loaded.llama._input_ids[: loaded.llama.n_tokens].tolist()
+    warm_up(llm)
+    assert loaded.llama._input_ids[: loaded.llama.n_tokens].tolist() == answered, "a model in use is left as it is"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import streamlit as st
 
 from ingest.library import Library
+from rag.answer.answerer import warm_up
 from rag.conversations import ConversationStore
 from rag.llm import LLM, get_llm
 from rag.settings import Settings
@@ -21,6 +23,16 @@ def cached_library(index_dir: str) -> Library:
 def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
     chosen = {"embedded_model": model} if backend == "embedded" else {"llm_model": model}  # see Settings.chat_model
     return get_llm(Settings().model_copy(update={"llm": backend, "llm_url": url, "llm_api_key": api_key, **chosen}))
+
+
+@st.cache_resource(show_spinner=False)
+def warmed_llm(backend: str, url: str, model: str, api_key: str) -> threading.Thread:
+    """Once per process and model: load it and evaluate the answer prompt's head in the background, while the
+    person reads the page, so the first question is answered as fast as the next ones."""
+    thread = threading.Thread(target=warm_up, args=(cached_llm(backend, url, model, api_key),), daemon=True,
+                              name=f"warm-{model}")
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner=False)

@@ -124,6 +124,21 @@ def answer_note(answer: dict[str, object]) -> tuple[str, str] | None:
     return None
 
 
+def prompt_head() -> list[Message]:
+    """What opens every answer prompt, byte for byte: the rules and the worked examples."""
+    examples: list[Message] = [{"role": role, "content": text} for role, text in load_turns("answer_examples")]
+    return [{"role": "system", "content": load("answer_system")}, *examples]
+
+
+def warm_up(llm: LLM) -> None:
+    """Load the model and evaluate the prompt head now (the app does it in the background as it starts), so even
+    the first question costs only its passages. Failures are left for the first question to report."""
+    try:
+        llm.warm(prompt_head())
+    except LLMError:
+        pass
+
+
 @dataclass(frozen=True)
 class Retrieved:
     """Passages found; ``refused`` when none of them is evidence enough to ask the model."""
@@ -223,9 +238,8 @@ class Answerer:
 
     def _messages(self, question: str, history: list[Message], hits: list[Hit]) -> tuple[list[Message], list[Passage]]:
         """System rules, worked examples, a little history, and as many passages as the context window holds."""
-        examples: list[Message] = [{"role": role, "content": text} for role, text in load_turns("answer_examples")]
         recent = [m for m in history if m.get("role") in ("user", "assistant")][-2 * self.settings.history_turns :]
-        head: list[Message] = [{"role": "system", "content": load("answer_system")}, *examples, *recent]
+        head: list[Message] = [*prompt_head(), *recent]
         template = load("answer_user")
         fixed = sum(self.llm.count_tokens(m["content"]) + _MESSAGE_OVERHEAD for m in head)
         fixed += self.llm.count_tokens(template.format(passages="", question=question)) + _PROMPT_MARGIN

@@ -162,6 +162,10 @@ class LLM(ABC):
         """The whole answer at once (tests, evaluation, the agent's tool calls)."""
         return self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop).text()
 
+    def warm(self, head: list[Message]) -> None:
+        """Get ready for prompts that open with ``head``: load the model, evaluate ``head``. Backends with nothing
+        to prepare (a server caches prefixes on its own) do nothing."""
+
     @abstractmethod
     def count_tokens(self, text: str) -> int: ...
 

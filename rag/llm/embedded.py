@@ -285,6 +285,23 @@ class EmbeddedLLM(LLM):
         finally:
             cancel.set()  # the reader stopped early (or finished): a worker still generating stops at its next token
 
+    def warm(self, head: list[Message]) -> None:
+        """Load the model and evaluate ``head`` into llama.cpp's KV cache, unless it is already busy or has evaluated
+        a prompt: the next prompt that opens with ``head`` then evaluates only what follows it (llama-cpp-python
+        keeps the longest common prefix of the last prompt)."""
+        loaded = self._model()
+        # The head as it opens a prompt: the rendering up to where a following user turn's text would begin.
+        one, two = (loaded.formatter(messages=[*head, {"role": "user", "content": c}]).prompt for c in ("x", "y"))
+        prefix = one[: next(i for i, (a, b) in enumerate(zip(one, two, strict=True)) if a != b)]
+        tokens = loaded.llama.tokenize(prefix.encode("utf-8"), add_bos=False, special=True)
+        if len(tokens) + 1 > self._n_ctx or not loaded.lock.acquire(blocking=False):
+            return
+        try:
+            if loaded.llama.n_tokens == 0:
+                loaded.llama.eval(tokens)
+        finally:
+            loaded.lock.release()
+
     def count_tokens(self, text: str) -> int:
         """Exact count with the model's own tokenizer (loads the model on first call)."""
         if not text:
