@@ -60,7 +60,7 @@ class Answer:
     usage: Usage | None = None
     error: str | None = None
     grounding: Grounding | None = None  # None for a refusal: it states nothing to check
-    refused_by: str | None = None  # "retrieval" (no evidence, model not asked) or "model" (it said so)
+    refused_by: str | None = None  # "retrieval" (no evidence, model not asked), "model" (it said so), "check" (withheld)
     support: Support | None = None  # does it answer the question asked (rag.answer.support)
     confidence: Confidence | None = None  # how sure the model was (rag.answer.confidence); None: not reported
     candidate: str | None = None  # the model's own answer, when it was withheld (refused_by == "check")
