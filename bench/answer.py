@@ -18,8 +18,8 @@ whitespace collapsed):
 an answer that does not answer the question from its passages: ``rag.answer.support``; a model unsure of a word
 of its answer: ``rag.answer.confidence``), split into flagged wrong and flagged correct ones; with
 ``RAG_UNVERIFIED_ANSWERS=withhold`` exactly the flagged answers are withheld (the run uses "show", the line under the
-table gives what withholding makes of it). "F1" is SQuAD's token F1 against the best reference, refusals 0; "cites source" is the share of answers citing a passage of the
-question's article. Per-question records go to test-artifacts/bench-answer-<model>.jsonl.
+table gives what withholding makes of it). "F1" is SQuAD's token F1 against the best reference, refusals 0;
+"cites source" is the share of answers citing a passage of the question's article. Per-question records go to test-artifacts/bench-answer-<model>.jsonl.
 
 ``--cross-field N``: no question set from another field ships in a PyPI package, so the set's own articles stand
 in: the science and technology articles (SCIENCE below) are indexed alone and N questions about the history,
@@ -207,15 +207,15 @@ def print_table(tallies: list[Tally], dataset: str, half: str, load: float) -> N
         print(f"| {t.model} | {n} | {share(t.counts['correct'], n)} | {share(t.counts['wrong'], n)} | "
               f"{share(t.counts['refused_model'], n)} | {share(t.counts['refused_retrieval'], n)} | "
               f"{t.flagged['wrong']} of {t.counts['wrong']} / {t.flagged['correct']} of {t.counts['correct']} | "
-              f"{statistics.mean(t.f1) if t.f1 else 0:.2f} | {share(t.cites_source, n)} | {share(outside, t.outside)} ({t.outside_refused['retrieval']} by "
-              f"retrieval, {t.outside_refused['model']} by the model) | {p50(t.ttft)} | {p50(t.seconds)} | "
+              f"{statistics.mean(t.f1) if t.f1 else 0:.2f} | {share(t.cites_source, n)} | {share(outside, t.outside)} "
+              f"({t.outside_refused['retrieval']} by retrieval, {t.outside_refused['model']} by the model) | {p50(t.ttft)} | {p50(t.seconds)} | "
               f"{statistics.mean(t.prompt_tokens) if t.prompt_tokens else 0:.0f} |"
               + (f" ({t.failed} failed)" if t.failed else ""))
     for t in tallies:
-        n, withheld = t.asked, t.flagged["correct"] + t.flagged["wrong"]
-        print(f"{t.model} with RAG_UNVERIFIED_ANSWERS=withhold: correct "
-              f"{share(t.counts['correct'] - t.flagged['correct'], n)}, wrong {share(t.counts['wrong'] - t.flagged['wrong'], n)}, "
-              f"withheld {share(withheld, n)}, refused {share(t.counts['refused_model'] + t.counts['refused_retrieval'], n)}")
+        n, c, w = t.asked, t.counts, t.flagged
+        print(f"{t.model} with RAG_UNVERIFIED_ANSWERS=withhold: correct {share(c['correct'] - w['correct'], n)}, "
+              f"wrong {share(c['wrong'] - w['wrong'], n)}, withheld {share(w['correct'] + w['wrong'], n)}, "
+              f"refused {share(c['refused_model'] + c['refused_retrieval'], n)}")
 
 
 def main() -> None:

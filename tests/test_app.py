@@ -301,7 +301,8 @@ def test_the_page_warms_the_model_up_in_the_background(app_env: Path, monkeypatc
     import ui.resources
 
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(ui.resources, "warm_up", lambda llm: calls.append((llm.backend, threading.current_thread().name)))
+    monkeypatch.setattr(ui.resources, "warm_up",
+                        lambda llm: calls.append((llm.backend, threading.current_thread().name)))
     ui.resources.warmed_llm.clear()
     at = start()
     at.run()  # a rerun does not start it again

@@ -60,7 +60,8 @@ class Answer:
     usage: Usage | None = None
     error: str | None = None
     grounding: Grounding | None = None  # None for a refusal: it states nothing to check
-    refused_by: str | None = None  # "retrieval" (no evidence, model not asked), "model" (it said so), "check" (withheld)
+    # "retrieval" (no evidence, model not asked), "model" (it said so) or "check" (withheld: unverified_answers)
+    refused_by: str | None = None
     support: Support | None = None  # does it answer the question asked (rag.answer.support)
     confidence: Confidence | None = None  # how sure the model was (rag.answer.confidence); None: not reported
     candidate: str | None = None  # the model's own answer, when it was withheld (refused_by == "check")
@@ -106,8 +107,9 @@ def answer_note(answer: dict[str, object]) -> tuple[str, str] | None:
     checks: list[object] = answer.get("checks") or []  # type: ignore[assignment]
     if answer.get("refused_by") == "check":  # withheld (unverified_answers="withhold"): say why, show its words
         reasons = [*(f"none of its passages says “{term}”" for term in terms), *checks]
-        return (f"**Not confirmed by your documents.** The model answered “{text_markdown(str(answer.get('candidate')))}"
-                f"”, but {text_markdown('; '.join(str(r) for r in reasons))}. Check the passages below.",
+        candidate = text_markdown(str(answer.get("candidate")))
+        return (f"**Not confirmed by your documents.** The model answered “{candidate}”, but "
+                f"{text_markdown('; '.join(str(r) for r in reasons))}. Check the passages below.",
                 ":material/report:")
     if answer.get("refused"):
         why = ("The model read the passages below and found no answer in them." if answer.get("refused_by") == "model"

@@ -36,7 +36,8 @@ class Usage:
 @dataclass(frozen=True)
 class TokenProbs:
     """How sure the model was of each token it wrote: (token text, probability it had), in order. Backends that
-    can tell (llama.cpp in-process, vLLM through ``logprobs``) send it once the stream ends; ``rag.answer.confidence`` reads it."""
+    can tell (llama.cpp in-process, vLLM through ``logprobs``) send it once the stream ends;
+    ``rag.answer.confidence`` reads it."""
 
     tokens: tuple[tuple[str, float], ...]
 
