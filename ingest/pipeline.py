@@ -220,7 +220,8 @@ class Ingestor:
         return _Ready(job, parsed.document, parsed.chunks, contexts, texts)
 
     def _embed_and_store(self, window: list[_Ready], report: IngestReport) -> None:
-        """Embed the window's chunks together, then store each file in its own transaction."""
+        """Embed the window's chunks together, then store each file in its own transaction. When embedding the
+        window fails, each of its files is embedded on its own, so only the file whose text fails is failed."""
         if not window:
             return
         try:
@@ -232,9 +233,12 @@ class Ingestor:
         except StoreError:
             raise  # the index itself cannot be used: no use going on with the other files
         except Exception as exc:  # noqa: BLE001 - the model (or its server) failed: these files fail, not the run
+            if len(window) > 1:
+                for ready in window:
+                    self._embed_and_store([ready], report)
+                return
             failure = failure_reason(exc)
-            for ready in window:
-                self._fail(report, ready.job.path, failure.reason, ready.job.index, self._total, failure.kind)
+            self._fail(report, window[0].job.path, failure.reason, window[0].job.index, self._total, failure.kind)
             return
         for ready, file_vectors in zip(window, vectors, strict=True):
             self._store(ready, file_vectors, report)

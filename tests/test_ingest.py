@@ -242,6 +242,70 @@ def test_a_file_that_breaks_its_loader_fails_alone_with_its_reason(tmp_path: Pat
     assert Path(failure["path"]).name == "odd.txt" and failure["type"] and failure["error"]
 
 
+class FailingOn(CountingEmbedder):
+    """The real model, except that it raises on any batch holding ``word``. A fake because the real model cannot
+    be made to fail on one text; the failure it stands for is the model or its server breaking on some input."""
+
+    def __init__(self, real: Embedder, word: str) -> None:
+        super().__init__(real)
+        self.word = word
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        if any(self.word in text for text in texts):
+            raise RuntimeError("the model broke on this text")
+        return super().embed_batch(texts)
+
+
+def test_any_exception_while_reading_splitting_embedding_or_storing_fails_that_file_alone(
+    tmp_path: Path, store: Store, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exceptions that are not the loaders' own LoadError, raised in each stage for one file of a batch whose
+    files share one embedding window: that file fails with the exception's type and words, the others are stored."""
+    import ingest.parse
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in {"a-reads.txt": "READBREAK", "b-splits.txt": "SPLITBREAK", "c-embeds.txt": "EMBEDBREAK",
+                       "d-stores.txt": "STOREBREAK", "e-fine.txt": "The ferry leaves at seven."}.items():
+        (docs / name).write_text(f"{text} is in this file about harbours.\n")
+    real_load, real_splitter = ingest.parse.load_document, ingest.parse.splitter_for
+
+    def load(path: Path):  # noqa: ANN202
+        if path.name == "a-reads.txt":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_load(path)
+
+    class Splitter:
+        def __init__(self, real) -> None:  # noqa: ANN001
+            self.real = real
+
+        def split(self, records):  # noqa: ANN001, ANN202
+            if any("SPLITBREAK" in r.text for r in records):
+                raise ValueError("the splitter met something it cannot cut")
+            return self.real.split(records)
+
+    real_put = store.put_document
+
+    def put(**kwargs):  # noqa: ANN003, ANN202
+        if kwargs["path"].name == "d-stores.txt":
+            raise sqlite3.DataError("string or blob too big")
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(ingest.parse, "load_document", load)
+    monkeypatch.setattr(ingest.parse, "splitter_for", lambda config: Splitter(real_splitter(config)))
+    monkeypatch.setattr(store, "put_document", put)
+    settings = get_settings().model_copy(update={"parse_ahead": False, "embed_window": 64})
+    report = Ingestor(store, settings=settings, embedder=FailingOn(embedder, "EMBEDBREAK")).ingest([docs])
+
+    failed = {Path(f.path).name: f for f in report.failed}
+    assert sorted(failed) == ["a-reads.txt", "b-splits.txt", "c-embeds.txt", "d-stores.txt"]
+    assert (failed["a-reads.txt"].type, failed["b-splits.txt"].type) == ("RecursionError", "ValueError")
+    assert (failed["c-embeds.txt"].type, failed["d-stores.txt"].type) == ("RuntimeError", "DataError")
+    assert "the model broke on this text" in failed["c-embeds.txt"].error
+    assert report.added == ["e-fine.txt"], "the file sharing the failed window is embedded on its own and stored"
+    assert [d.name for d in store.documents()] == ["e-fine.txt"]
+
+
 def test_cli_usage_errors_exit_2(run_cli, tmp_path: Path) -> None:
     assert run_cli("ingest", "--index", str(tmp_path)).returncode == 2
     assert run_cli("ingest", "x.txt", "--list", "--index", str(tmp_path)).returncode == 2
