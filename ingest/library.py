@@ -191,7 +191,8 @@ class Library:
         return out.getvalue()
 
     def delete(self, name: str) -> bool:
-        """Remove a document from the index, and its file if the library keeps it."""
+        """Remove a document from the index, and its file if the library keeps it. Raises ``StoreError`` (the index
+        stays as it was) when another writer keeps the index busy for longer than the settings' write wait."""
         doc = self.store.document(name)
         if doc is None:
             return False
@@ -206,9 +207,12 @@ class Library:
         present = {Path(d.path): d.base or Path(d.path).name for d in docs if d.path and Path(d.path).is_file()}
         missing = [Failure(d.name, "its file is no longer on disk; delete it or upload it again", "FileNotFoundError")
                    for d in docs if not d.path or not Path(d.path).is_file()]
-        report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
-            list(present), bases=present, force=True
-        )
+        try:
+            report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
+                list(present), bases=present, force=True
+            )
+        except StoreError as exc:  # another session kept the index busy for the whole wait: nothing was changed
+            report = IngestReport(failed=[Failure(str(path), str(exc), "StoreError") for path in present])
         report.failed[:0] = missing
         return report
 

@@ -156,3 +156,41 @@ def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_faile
     [failure] = report.failed
     assert failure.path == "notes.txt" and "busy" in failure.error and failure.type == "StoreError"
     assert not list(library.folder.iterdir()) and not store.documents()
+
+
+def test_delete_and_reindex_while_another_session_ingests_fail_with_the_reason_and_change_nothing(
+    store: Store, embedder
+) -> None:
+    """As the upload above: a second handle holds the writer's lock past ``write_wait_seconds``. Deleting raises the
+    store's readable "busy" error (the sidebar shows it) and re-indexing reports each file as failed; the document,
+    its file and its passages are all still there."""
+    import threading
+
+    from rag.index.records import StoreError
+
+    library = Library(store, settings=Settings(index_dir=store.dir, write_wait_seconds=1.0))
+    library.add([Upload("notes.txt", b"The ferry leaves at seven.")])
+    [doc] = store.documents()
+    other = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with other.writer():
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(30)
+    try:
+        with pytest.raises(StoreError, match="busy"):
+            library.delete(doc.name)
+        report = library.reindex()
+    finally:
+        release.set()
+        thread.join()
+        other.close()
+    [failure] = report.failed
+    assert failure.type == "StoreError" and "busy" in failure.error and failure.path.endswith("notes.txt")
+    assert [d.name for d in store.documents()] == ["notes.txt"] and Path(doc.path).is_file()
+    assert store.documents()[0].chunks == doc.chunks

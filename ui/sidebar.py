@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ingest.library import SUPPORTED_SUFFIXES, Library, Upload
+from ingest.library import SUPPORTED_SUFFIXES, Library, StoreError, Upload
 from ingest.report import IngestReport, Progress
 from rag.answer.safe_markdown import text_markdown
 from rag.conversations import ConversationStore, file_name, to_markdown
@@ -124,10 +124,15 @@ def sidebar_library(library: Library) -> None:
         pages = f"{doc.pages} pages · " if doc.pages else ""
         left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
         left.markdown(f"**{text_markdown(doc.name)}**  \n:gray[{pages}{doc.chunks} chunks · added {doc.added_at[:10]}]")
-        if right.button("", icon=":material/delete:", key=f"delete-{doc.name}", help=f"Delete {doc.name}"):
-            library.delete(doc.name)
-            st.toast(f"Deleted {doc.name}")
-            st.rerun()
+        name = text_markdown(doc.name)
+        if right.button("", icon=":material/delete:", key=f"delete-{doc.name}", help=f"Delete {name}"):
+            try:
+                library.delete(doc.name)
+            except StoreError as exc:  # another session kept the index busy: nothing was deleted
+                st.sidebar.error(f"{name} was not deleted: {text_markdown(str(exc))}", icon=":material/error:")
+            else:
+                st.toast(f"Deleted {name}")
+                st.rerun()
     if docs and st.sidebar.button("Re-index all", help="Read every document again and rebuild its passages"):
         with st.sidebar:
             ingest_with_progress("Re-indexing…", library.reindex)
