@@ -31,6 +31,7 @@ from rag.eval import ingest_dataset  # noqa: E402
 from rag.index.store import open_store  # noqa: E402
 from rag.llm import EmbeddedLLM  # noqa: E402
 from rag.llm.models import DEFAULT_EMBEDDED_MODEL  # noqa: E402
+from rag.retrieval.evaluate import read_jsonl  # noqa: E402
 from rag.retrieval.retriever import Retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -45,7 +46,7 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=None, help="default: RAG_AGENT_MAX_STEPS")
     args = p.parse_args()
     load = os.getloadavg()[0]
-    rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(QUESTIONS)
     base = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded"})
     if args.max_steps:
         base = base.model_copy(update={"agent_max_steps": args.max_steps})

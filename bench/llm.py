@@ -279,7 +279,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the embedded model with the llama_cpp package found in DIR")
     parser.add_argument("--url", default=settings.llm_url, help="vLLM base URL (default RAG_LLM_URL)")
     parser.add_argument("--vllm-model", default=settings.llm_model, help="the served model name")
-    parser.add_argument("--api-key", default=settings.llm_api_key)
     parser.add_argument("--start-vllm", action="store_true", help="start scripts/vllm.sh for this run")
     parser.add_argument("--no-vllm", action="store_true", help="embedded backend only")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads for the embedded backend")
@@ -305,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 server = StartedServer()
                 remote = OpenAILLM(server.base_url, os.environ.get("SERVED_NAME", "smollm2-135m"), server.api_key)
             else:
-                remote = OpenAILLM(args.url, args.vllm_model, args.api_key)
+                remote = OpenAILLM(args.url, args.vllm_model, settings.llm_api_key)  # the key: RAG_LLM_API_KEY only
             ok, detail = remote.health()
             if ok:
                 print(f"vLLM backend at {remote.base_url} ...", file=sys.stderr)
