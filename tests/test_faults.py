@@ -26,7 +26,9 @@ from rag.index.embedder import Embedder
 from rag.index.store import Store
 from tests.conftest import ROOT
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_DENSE_MERGE_ROWS": "6", "RAG_DENSE_EXACT_LIMIT": "40"}
+# Small windows spread the writes over the run (each window's files are stored after it is embedded).
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_DENSE_MERGE_ROWS": "6", "RAG_DENSE_EXACT_LIMIT": "40",
+       "RAG_EMBED_WINDOW": "8"}
 TOPICS = ("lighthouse", "glacier", "orchard", "foundry", "observatory", "monastery", "vineyard", "shipyard")
 
 
@@ -78,13 +80,16 @@ def _campaign(tmp_path: Path, embedder: Embedder, kills: int, seed: int) -> None
     history: dict[str, set[str]] = {}
     for n in range(10):
         _write(docs / f"file{n:02d}.txt", rng, 0, history)
-    for kill in range(kills):
-        if kill:  # edits between runs: replacements, a removal, an addition
+    landed = attempt = 0
+    while landed < kills:  # a kill that comes after the ingest has finished does not count
+        assert attempt < 3 * kills, f"only {landed} of {attempt} kills landed while an ingest was running"
+        if attempt:  # edits between runs: replacements, a removal, an addition
             for path in rng.sample(sorted(docs.iterdir()), 3):
-                _write(path, rng, kill, history)
+                _write(path, rng, attempt, history)
             if rng.random() < 0.5:
                 rng.choice(sorted(docs.iterdir())).unlink()
-            _write(docs / f"file{10 + kill:02d}.txt", rng, kill, history)
+            _write(docs / f"file{10 + attempt:02d}.txt", rng, attempt, history)
+        attempt += 1
         before = _generation(index)
         child = subprocess.Popen([sys.executable, "-m", "ingest", str(docs), "--index", str(index)], cwd=ROOT,
                                  env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -94,6 +99,7 @@ def _campaign(tmp_path: Path, embedder: Embedder, kills: int, seed: int) -> None
         time.sleep(rng.uniform(0, 2.5))
         child.send_signal(signal.SIGKILL)
         child.wait()
+        landed += child.returncode == -signal.SIGKILL
         _check(index, embedder, history)
     done = subprocess.run([sys.executable, "-m", "ingest", str(docs), "--index", str(index), "--json"], cwd=ROOT,
                           env=ENV, capture_output=True, text=True, timeout=300)

@@ -132,7 +132,16 @@ def test_usage_belongs_to_each_request_even_when_interleaved(llm: EmbeddedLLM) -
     long_prompt = [{"role": "user", "content": "List the planets of the solar system, one per line."}]
     short = llm.stream(QUESTION, max_tokens=3, temperature=0.0)
     long = llm.stream(long_prompt, max_tokens=40, temperature=0.0)
-    short_text, long_text = short.text(), long.text()
+    texts: dict[int, list[str]] = {id(short): [], id(long): []}
+    open_streams = [long, short]
+    while open_streams:  # read one delta of each in turn, as two browser sessions would
+        for stream in list(open_streams):
+            try:
+                texts[id(stream)].append(next(stream))
+            except StopIteration:
+                open_streams.remove(stream)
+    short_text, long_text = "".join(texts[id(short)]), "".join(texts[id(long)])
+    assert len(texts[id(long)]) > len(texts[id(short)]) >= 1, "both were read, one delta at a time"
     assert short.usage is not None and long.usage is not None
     assert short.usage.completion_tokens <= 3 < long.usage.completion_tokens
     assert short.usage.prompt_tokens != long.usage.prompt_tokens
