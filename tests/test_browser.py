@@ -121,6 +121,8 @@ def test_word_upload_sources_and_a_conversation_that_survives_a_reload(app_url: 
     page.reload()  # the same address: the conversation is shown again, sources and all
     page.locator('[data-testid="stChatMessage"]', has_text=question).wait_for()
     page.get_by_text("[1] vault-handbook.docx", exact=True).wait_for()
+    page.locator('[data-testid="stChatInputTextArea"]').wait_for()
+    page.locator('[data-testid="stSkeleton"]').first.wait_for(state="detached")  # the page has finished drawing
     page.screenshot(path=str(ARTIFACTS / "browser-6-after-reload.png"), full_page=True)
 
     other_tab = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
