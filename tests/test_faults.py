@@ -3,7 +3,8 @@ after each one the index opens, every committed document is whole (rows, vectors
 search finds each document's chunks), and a re-run completes.
 
 Small dense-index settings make the ingests fold the delta into snapshots and train IVF indexes as they go, so
-kills also land inside merges. Seeded: the same edits and kill delays every run.
+kills also land inside merges. A kill counts only when it ends a running ingest (exit by SIGKILL); one that comes
+after the ingest has finished is made again on the next edit. Seeded: the same edits and kill points every run.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def _campaign(tmp_path: Path, embedder: Embedder, kills: int, seed: int) -> None
     while landed < kills:  # a kill that comes after the ingest has finished does not count
         assert attempt < 3 * kills, f"only {landed} of {attempt} kills landed while an ingest was running"
         if attempt:  # edits between runs: replacements, a removal, an addition
-            for path in rng.sample(sorted(docs.iterdir()), 3):
+            for path in rng.sample(sorted(docs.iterdir()), 6):
                 _write(path, rng, attempt, history)
             if rng.random() < 0.5:
                 rng.choice(sorted(docs.iterdir())).unlink()
@@ -93,14 +94,18 @@ def _campaign(tmp_path: Path, embedder: Embedder, kills: int, seed: int) -> None
         before = _generation(index)
         child = subprocess.Popen([sys.executable, "-m", "ingest", str(docs), "--index", str(index)], cwd=ROOT,
                                  env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The kill lands after a random number of committed writes (one per stored file, and merges), plus a random
+        # part of a second: inside the embedding of the next window, inside a write, or inside a merge.
+        writes, delay = rng.randint(1, 3), rng.uniform(0, 0.4)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and child.poll() is None and _generation(index) == before:
-            time.sleep(0.05)  # the model is loading: wait for the first write
-        time.sleep(rng.uniform(0, 2.5))
+        while time.monotonic() < deadline and child.poll() is None and _generation(index) - before < writes:
+            time.sleep(0.01)
+        time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait()
         landed += child.returncode == -signal.SIGKILL
         _check(index, embedder, history)
+    print(f"fault campaign: {landed} kills landed in {attempt} ingests")  # pytest -s shows it
     done = subprocess.run([sys.executable, "-m", "ingest", str(docs), "--index", str(index), "--json"], cwd=ROOT,
                           env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
