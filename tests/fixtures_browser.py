@@ -2,7 +2,7 @@
 
 ``serve_app(folder, **env)`` starts the app with extra ``RAG_*`` settings and stops its whole process group
 afterwards; the ``page`` fixture is a fresh headless browser page (``page.context.browser.new_page()`` opens a
-second tab).
+second tab); ``settled(page)`` waits for a script run to end.
 """
 
 from __future__ import annotations
@@ -53,6 +53,13 @@ def serve_app(folder: Path, **env: str) -> Iterator[str]:
     finally:
         stop_process_group(server)
         log.close()
+
+
+def settled(page) -> None:  # noqa: ANN001 - a Playwright Page
+    """Wait until the page's script run is over: no running indicator and no stale (skeleton) elements, so a click
+    is not lost to a redraw."""
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
+    page.locator('[data-testid="stSkeleton"]').first.wait_for(state="detached")
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.documents import make_docx
-from tests.fixtures_browser import ARTIFACTS, serve_app
+from tests.fixtures_browser import ARTIFACTS, serve_app, settled
 from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.browser
@@ -122,7 +123,7 @@ def test_word_upload_sources_and_a_conversation_that_survives_a_reload(app_url: 
     page.locator('[data-testid="stChatMessage"]', has_text=question).wait_for()
     page.get_by_text("[1] vault-handbook.docx", exact=True).wait_for()
     page.locator('[data-testid="stChatInputTextArea"]').wait_for()
-    page.locator('[data-testid="stSkeleton"]').first.wait_for(state="detached")  # the page has finished drawing
+    settled(page)
     page.screenshot(path=str(ARTIFACTS / "browser-6-after-reload.png"), full_page=True)
 
     other_tab = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -130,10 +131,18 @@ def test_word_upload_sources_and_a_conversation_that_survives_a_reload(app_url: 
     other_sidebar = other_tab.locator('[data-testid="stSidebar"]')
     other_sidebar.get_by_role("button", name=question).click()
     other_tab.locator('[data-testid="stChatMessage"]', has_text=question).wait_for()
+    settled(other_tab)
 
-    other_sidebar.locator('[class*="st-key-menu-"] button').first.click()
+    export = other_tab.get_by_role("button", name="Export as Markdown")
+    for _ in range(3):  # a popover opened just as a run redraws the sidebar closes again: open it once more
+        other_sidebar.locator('[class*="st-key-menu-"] button').first.click()
+        try:
+            export.wait_for(state="visible", timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            settled(other_tab)
     with other_tab.expect_download() as download:
-        other_tab.get_by_role("button", name="Export as Markdown").click()
+        export.click()
     exported = Path(download.value.path()).read_text()
     assert exported.startswith(f"# {question}")  # Markdown, with file names and passages escaped as text:
     assert "**vault\\-handbook.docx**" in exported and "North vault \\| 4711" in exported
