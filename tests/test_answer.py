@@ -142,6 +142,18 @@ def test_markers_that_point_nowhere_are_dropped() -> None:
     assert cited == [2, 1]
 
 
+def test_the_supporting_sentence_of_a_short_answer_is_read_with_its_question(embedder: Embedder) -> None:
+    """"2 minutes" alone is closer to "a second time for 3 minutes" (seen in the app): read with its question, the
+    answer picks the sentence that says it."""
+    passage = ("Brew green tea with water at 80 °C, not boiling water, which makes it bitter.\n"
+               "Use 2 grams of leaves per 200 ml cup and steep for 2 minutes.\n"
+               "The same leaves can be steeped a second time for 3 minutes.")
+    chosen = supporting_sentence(passage, "2 minutes [1].", embedder.embed, "How long should green tea steep?")
+    assert chosen.startswith("Use 2 grams"), chosen
+    chosen = supporting_sentence(passage, "3 minutes [1].", embedder.embed, "How long is a second steeping?")
+    assert chosen.startswith("The same leaves"), chosen
+
+
 def test_supporting_sentence_is_the_one_that_says_it(embedder: Embedder) -> None:
     passage = (
         "Tesla was born in Smiljan in 1856. He moved to New York in 1884. "

@@ -184,7 +184,7 @@ class Agent:
         grounding: Grounding | None = None
         if stopped == FINAL_ANSWER:
             answer, cited = cited_numbers(final, registry.numbers)
-            citations = self._citations(registry, answer, cited)
+            citations = self._citations(registry, answer, cited, question)
             passages = [p.text for p in (registry.get(n) for n in cited) if p is not None]
             passages = passages or [p.text for p in registry.passages]
             grounding = check_grounding(answer, [*passages, *tool_results], question)
@@ -197,7 +197,7 @@ class Agent:
                 answer = _stop_message(f"llm_error: {plain.error}", s.agent_max_steps)
         else:
             answer = _stop_message(stopped, s.agent_max_steps)
-            citations = self._citations(registry, question, [])
+            citations = self._citations(registry, question, [], question)
         yield AgentFinished(
             AgentResult(question, answer, steps, citations, stopped, self.llm.backend, self.llm.model,
                         time.perf_counter() - started, used, final_thought, fallback, refused, grounding)
@@ -230,10 +230,11 @@ class Agent:
             calls[key] = number
         return output, True
 
-    def _citations(self, registry: PassageRegistry, claim_source: str, cited: list[int]) -> list[Citation]:
+    def _citations(self, registry: PassageRegistry, claim_source: str, cited: list[int],
+                   question: str) -> list[Citation]:
         """Cited passages in order of citation; if none was cited, every passage retrieved, as consulted."""
         passages = [p for p in (registry.get(n) for n in cited) if p is not None] or registry.passages
-        return make_citations(passages, claim_source, set(cited), self.retriever.embedder.embed)
+        return make_citations(passages, claim_source, set(cited), self.retriever.embedder.embed, question)
 
 
 def _stop_message(stopped: str, max_steps: int) -> str:

@@ -200,7 +200,7 @@ class Answerer:
         if refused:
             yield Delta(NOT_FOUND)
             closest = [Passage(i, h, h.chunk.text) for i, h in enumerate(retrieval.hits[:3], start=1)]
-            yield finish(NOT_FOUND, "retrieval", self._citations(closest, query, cited=set()))
+            yield finish(NOT_FOUND, "retrieval", self._citations(closest, query, set(), query))
             return
 
         messages, passages = self._messages(question, history, retrieval.relevant(s.min_relative_score))
@@ -212,7 +212,7 @@ class Answerer:
                 yield Delta(delta)
         except LLMError as exc:
             partial = "".join(shown).strip()
-            yield finish(partial, None, self._citations(passages, partial, cited=set()), error=str(exc),
+            yield finish(partial, None, self._citations(passages, partial, set(), query), error=str(exc),
                          checked=self._check(partial, passages, [], question, None))
             return
         finally:
@@ -221,11 +221,11 @@ class Answerer:
 
         text, cited = cited_numbers("".join(shown).strip(), {p.n for p in passages})
         if _REFUSAL.search(text):
-            yield finish(text, "model", self._citations(passages, query, cited=set()))
+            yield finish(text, "model", self._citations(passages, query, set(), query))
             return
         by_number = {p.n: p for p in passages}
         ordered = [by_number[n] for n in cited] or passages  # nothing cited: list the sources consulted
-        yield finish(text, None, self._citations(ordered, text, cited=set(cited)),
+        yield finish(text, None, self._citations(ordered, text, set(cited), query),
                      checked=self._check(text, passages, cited, question, generation.token_probs))
 
     def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,
@@ -250,5 +250,5 @@ class Answerer:
         user = template.format(passages=format_passages(passages), question=question)
         return [*head, {"role": "user", "content": user}], passages
 
-    def _citations(self, passages: list[Passage], claim_source: str, cited: set[int]) -> list[Citation]:
-        return make_citations(passages, claim_source, cited, self.retriever.embedder.embed)
+    def _citations(self, passages: list[Passage], claim_source: str, cited: set[int], query: str) -> list[Citation]:
+        return make_citations(passages, claim_source, cited, self.retriever.embedder.embed, query)

@@ -76,25 +76,31 @@ def claims_citing(answer: str, n: int) -> str:
     return _MARKER.sub("", " ".join(sentences) or answer).strip()
 
 
-def supporting_sentence(passage: str, claim: str, embed: Callable[[list[str]], np.ndarray]) -> str:
-    """The sentence of ``passage`` that best supports ``claim``: closest in meaning, plus the share of the claim's
-    words it contains (similarity alone favours a sentence that merely names the same person)."""
+def supporting_sentence(passage: str, claim: str, embed: Callable[[list[str]], np.ndarray], question: str = "") -> str:
+    """The sentence of ``passage`` that best supports ``claim``: closest in meaning to the question and the claim
+    together (a short answer such as "2 minutes" says little on its own), plus the share of the claim's words it
+    contains (similarity alone favours a sentence that merely names the same person). Of "steep for 2 minutes"
+    and "a second time for 3 minutes", "2 minutes" alone is closer to the second; with "How long should green
+    tea steep?" beside it, to the first."""
     sentences = split_sentences(passage)
     if len(sentences) <= 1 or not claim.strip():
         return sentences[0] if sentences else passage
-    vectors = embed([claim, *sentences])
+    claim = _MARKER.sub("", claim).strip()
+    vectors = embed([f"{question} {claim}".strip(), *sentences])
     claim_words = set(tokenize(claim))
     overlap = np.array([len(claim_words & set(tokenize(s))) / max(len(claim_words), 1) for s in sentences])
     return sentences[int(np.argmax(vectors[1:] @ vectors[0] + overlap))]
 
 
 def make_citations(passages: list[Passage], claim_source: str, cited: set[int],
-                   embed: Callable[[list[str]], np.ndarray]) -> list[Citation]:
+                   embed: Callable[[list[str]], np.ndarray], question: str = "") -> list[Citation]:
     """A citation per passage, with the sentence that best supports the answer's claims citing it (or, for a
-    passage not cited, ``claim_source`` as a whole: the answer, or the query of a refusal)."""
+    passage not cited, ``claim_source`` as a whole: the answer, or the query of a refusal), read with the question
+    it answers."""
     out = []
     for p in passages:
         claim = claims_citing(claim_source, p.n) if p.n in cited else claim_source
+        context = question if question.strip() != claim_source.strip() else ""
         out.append(Citation(p.n, p.hit.chunk.source, p.hit.chunk.page, p.hit.chunk.text, p.hit.chunk.id,
-                            supporting_sentence(p.hit.chunk.text, claim, embed), p.n in cited))
+                            supporting_sentence(p.hit.chunk.text, claim, embed, context), p.n in cited))
     return out
