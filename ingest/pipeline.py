@@ -55,18 +55,40 @@ def collect_files(paths: Iterable[Path]) -> tuple[dict[Path, str], list[Failure]
     """
     files: dict[Path, str] = {}
     failures: list[Failure] = []
+
+    def add(found: Path, base: str) -> None:
+        if not is_text_name(found):  # the index keeps paths as UTF-8 text, and JSON could not print it either
+            failures.append(Failure(shown_path(found), "its name is not valid UTF-8 text: rename the file",
+                                    "UnicodeEncodeError"))
+        elif found not in files:
+            files[found] = base
+
     for path in paths:
         root = Path(os.path.abspath(path))
         if path.is_dir():
             for found in sorted(root.rglob("*")):
                 relative = found.relative_to(root)
                 if found.is_file() and not any(part.startswith(".") for part in relative.parts):
-                    files.setdefault(found, relative.as_posix())
+                    add(found, relative.as_posix())
         elif path.is_file():
-            files.setdefault(root, root.name)
+            add(root, root.name)
         else:
-            failures.append(Failure(str(path), "no such file or folder", "FileNotFoundError"))
+            failures.append(Failure(shown_path(path), "no such file or folder", "FileNotFoundError"))
     return files, failures
+
+
+def is_text_name(path: Path) -> bool:
+    """Whether a path is text: a file name that is not valid UTF-8 comes back from the system with surrogates."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown_path(path: Path) -> str:
+    """A path as printable text: the bytes of a name that are not UTF-8 shown as U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
 
 
 def file_sha256(path: Path) -> str:

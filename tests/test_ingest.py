@@ -242,6 +242,24 @@ def test_a_file_that_breaks_its_loader_fails_alone_with_its_reason(tmp_path: Pat
     assert Path(failure["path"]).name == "odd.txt" and failure["type"] and failure["error"]
 
 
+def test_a_file_name_that_is_not_utf8_fails_alone_with_its_reason(tmp_path: Path, run_cli) -> None:
+    """A name with bytes that are not UTF-8 (a disk from another system) used to stop the whole batch with a
+    UnicodeEncodeError traceback from SQLite: it is that file's failure, and the JSON report still prints."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "good.txt").write_text("The lighthouse was automated in 1989.")
+    with open(os.fsencode(folder) + b"/bad\xff\xfename.txt", "wb") as handle:
+        handle.write(b"The ferry leaves at seven.")
+    result = run_cli("ingest", str(folder), "--index", str(tmp_path / "index"), "--json")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    report = json.loads(result.stdout)
+    assert report["added"] == 1
+    [failure] = report["failed"]
+    assert Path(failure["path"]).name == "bad\ufffd\ufffdname.txt" and "UTF-8" in failure["error"]
+    assert failure["type"] == "UnicodeEncodeError"
+
+
 class FailingOn(CountingEmbedder):
     """The real model, except that it raises on any batch holding ``word``. A fake because the real model cannot
     be made to fail on one text; the failure it stands for is the model or its server breaking on some input."""
