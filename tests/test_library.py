@@ -125,16 +125,19 @@ def test_a_cited_pdf_page_can_be_shown_until_its_file_changes(tmp_path: Path, st
     assert library.page_pdf("guide.pdf", 1) is None, "a changed file is not the page the passage came from"
 
 
-def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_failed(store: Store, embedder) -> None:
-    """Another writer (here a second handle on the index, as another session or process) holds the lock for
-    longer than ``write_wait_seconds``: the upload reports that it waits, then fails with the reason, keeps no file
-    and stores nothing."""
+@pytest.mark.parametrize("shared", [True, False], ids=["another-session-same-store", "another-process-handle"])
+def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_failed(
+    store: Store, embedder, shared: bool
+) -> None:
+    """Another writer holds the lock for longer than ``write_wait_seconds``: the upload reports that it waits, then
+    fails with the reason, keeps no file and stores nothing. The writer is another thread on the same ``Store`` (the
+    app shares one between its sessions) or a second handle on the index (another process)."""
     import threading
 
     from ingest.report import Progress
 
     library = Library(store, settings=Settings(index_dir=store.dir, write_wait_seconds=1.0))
-    other = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+    other = store if shared else Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -151,7 +154,8 @@ def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_faile
     finally:
         release.set()
         thread.join()
-        other.close()
+        if not shared:
+            other.close()
     assert [e.stage for e in events] == ["waiting"] and "another ingest" in events[0].message
     [failure] = report.failed
     assert failure.path == "notes.txt" and "busy" in failure.error and failure.type == "StoreError"
