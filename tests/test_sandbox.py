@@ -503,6 +503,66 @@ def test_format_strings_and_defined_names_cannot_reach_private_state(code: str, 
     blocked(run(code), fragment)
 
 
+@pytest.mark.parametrize(
+    "code, fragment",
+    [
+        # a class pattern's keyword reads ``subject.name``: the same rules as ``subject.name``
+        ("match '{0.__globals__[_state].__dict__}':\n    case str(format=f):\n        print(f(getattr))",
+         ".format() is allowed only on a string literal"),
+        ("match '{x.__globals__[_state]}':\n    case str(format_map=f):\n        print(f({'x': getattr}))",
+         ".format_map() is allowed only on a string literal"),
+        ("match str:\n    case type(format=f):\n        print(f('{0.__globals__[_state]}', getattr))",
+         ".format() is allowed only on a string literal"),
+        ("import collections\nmatch collections.UserString('{0.__globals__[_state]}'):\n"
+         "    case collections.UserString(format=f):\n        print(f(getattr))", ".format() is allowed only"),
+        ("g = (i for i in [1])\nmatch g:\n    case object(gi_frame=fr):\n        print(fr)", "'gi_frame'"),
+        ("import datetime\nmatch datetime:\n    case object(_time=t):\n        print(t)", "'_time'"),
+        # positional sub-patterns read the attributes ``__match_args__`` names, which type(name, bases, ns) sets
+        ("S = type('S', (str,), {'__match_args__': ('format',)})\n"
+         "match S('{0.__globals__[_state].__dict__}'):\n    case S(f):\n        print(f(getattr))",
+         "positional sub-patterns are allowed only on builtin types"),
+        ("M = type('M', (type,), {'__instancecheck__': lambda c, o: True})\n"
+         "C = M('C', (), {'__match_args__': ('__globals__',)})\n"
+         "match getattr:\n    case C(g):\n        print(g['_state'].chunks)",
+         "positional sub-patterns are allowed only on builtin types"),
+        ("import collections\nP = collections.namedtuple('P', 'x y')\nmatch P(1, 2):\n    case P(a, b):\n"
+         "        print(a, b)", "use keywords (case Point(x=a, y=b))"),
+        # a class body may look ``int`` up in a mapping its metaclass (__prepare__) chose
+        ("M = type('M', (type,), {'__prepare__': classmethod(lambda m, n, b, **k: {})})\n"
+         "class A(metaclass=M):\n    match 1:\n        case int(f):\n            print(f)",
+         "not allowed directly in a class body"),
+    ],
+)
+def test_class_patterns_follow_the_attribute_rules(code: str, fragment: str) -> None:
+    result = run(code)
+    blocked(result, fragment)
+    assert result.stdout == ""
+
+
+def test_builtin_class_patterns_still_work_and_meet_the_real_builtins() -> None:
+    code = (
+        "import collections\n"
+        "P = collections.namedtuple('P', 'x y')\n"
+        "def kind(v):\n"
+        "    match v:\n"
+        "        case int(n) | float(n) if n > 0:\n            return f'pos {n}'\n"
+        "        case [str(a), *rest]:\n            return f'seq {a} {rest}'\n"
+        "        case {'k': dict(d)}:\n            return f'map {d}'\n"
+        "        case P(x=a, y=b):\n            return f'point {a} {b}'\n"
+        "        case _:\n            return 'other'\n"
+        "print([kind(v) for v in [3, 2.5, -1, ['a', 1], {'k': {'z': 1}}, P(1, 2)]])\n"
+        # a program that rebinds ``str`` to a class naming ``format`` in __match_args__ still meets the real str
+        "S = type('S', (str,), {'__match_args__': ('format',)})\n"
+        "str = S\n"
+        "match S('{0.real}'):\n    case str(f):\n        print(callable(f), f)\n"
+    )
+    result = run(code)
+    assert result.ok, result
+    assert result.stdout == (
+        "['pos 3', 'pos 2.5', 'other', 'seq a [1]', \"map {'z': 1}\", 'point 1 2']\nFalse {0.real}\n"
+    ), result.stdout
+
+
 def test_ordinary_formatting_and_dunder_methods_still_work() -> None:
     code = (
         "class Money:\n"

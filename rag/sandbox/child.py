@@ -52,7 +52,9 @@ Layers, from the outside in (each one exists because the others can have holes):
    check before running (imports only from the allow-list; no attribute whose
    name starts with ``_`` except ``__init__``/``__name__``/``__qualname__``/
    ``__doc__``; no frame/code attributes such as ``gi_frame`` or ``f_globals``;
-   no dunder names such as ``__builtins__``), restricted builtins (``open``,
+   no dunder names such as ``__builtins__``; the same attribute rules for a class
+   pattern's keywords, and positional class sub-patterns only on builtin types,
+   since a class names their attributes at run time), restricted builtins (``open``,
    ``eval``, ``exec``, ``compile``, ``input``, ``globals``, ``vars``... are stubs
    that stop the program with a clear message), a
    guarded ``__import__`` that hands out *proxy modules* (public, non-module
@@ -135,6 +137,17 @@ FORMAT_METHODS = frozenset({"format", "format_map"})
 """``str.format`` reads attributes and items named inside its template (``'{0.__globals__}'.format(f)``), past
 every attribute rule: allowed only on a string literal whose fields the AST check has read, never by name at run
 time. f-strings are ordinary expressions and go through the same checks as the rest of the program."""
+
+MATCH_SELF_TYPES = frozenset(
+    {"bool", "bytearray", "bytes", "dict", "float", "frozenset", "int", "list", "set", "str", "tuple"}
+)
+"""Builtin classes whose one positional class sub-pattern is the subject itself (``case int(n)``). Any other class
+names at run time, in ``__match_args__``, the attributes its positional sub-patterns read, and a class built with
+``type(name, bases, namespace)`` can name any (``__globals__``, ``format``): positional sub-patterns are allowed
+only on these, bound to the real builtins (:data:`SANDBOX_TYPES_NAME`) whatever the program named ``int``."""
+
+SANDBOX_TYPES_NAME = "__sandbox_types__"
+"""Builtin holding the real :data:`MATCH_SELF_TYPES`; a dunder name, so a program cannot name or rebind it."""
 
 FORBIDDEN_ATTRS = frozenset(
     {
@@ -227,6 +240,7 @@ class _Checker(ast.NodeVisitor):
     def __init__(self) -> None:
         self.error: str | None = None
         self.line: int | None = None
+        self.in_class_body = False  # a class body may look names up in a mapping its metaclass chose
 
     def _fail(self, node: ast.AST, message: str) -> None:
         if self.error is None:
@@ -237,25 +251,33 @@ class _Checker(ast.NodeVisitor):
         if name.startswith("__") and name not in SAFE_DUNDER_NAMES:
             self._fail(node, f"access to {name!r} is not allowed")
 
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        self.generic_visit(node)  # inner part first: report ``().__class__`` before ``.__mro__``
-        if attr_denied(node.attr):
-            self._fail(node, f"access to {node.attr!r} is not allowed")
-        elif node.attr in FORMAT_METHODS:
-            receiver = node.value
+    def _attribute(self, node: ast.AST, name: str, receiver: ast.expr | None) -> None:
+        """The one rule for an attribute the program names: ``receiver.name``, and ``case C(name=p)`` (*receiver*
+        None: the match subject, never a literal)."""
+        if attr_denied(name):
+            self._fail(node, f"access to {name!r} is not allowed")
+        elif name in FORMAT_METHODS:
             if not (isinstance(receiver, ast.Constant) and isinstance(receiver.value, str)):
-                self._fail(node, f".{node.attr}() is allowed only on a string literal; use an f-string")
+                self._fail(node, f".{name}() is allowed only on a string literal; use an f-string")
             else:
                 problem = format_template_problem(receiver.value)
                 if problem:
                     self._fail(node, problem)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self.generic_visit(node)  # inner part first: report ``().__class__`` before ``.__mro__``
+        self._attribute(node, node.attr, node.value)
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
         """Names a program defines: functions, classes and their parameters follow the variable rules; a class
         may define the ordinary dunder methods (``SAFE_DUNDER_METHODS``) and nothing that hooks lookups."""
         if not (node.name in SAFE_DUNDER_METHODS and not isinstance(node, ast.ClassDef)):
             self._name(node, node.name)
-        self.generic_visit(node)
+        outer, self.in_class_body = self.in_class_body, isinstance(node, ast.ClassDef)
+        try:
+            self.generic_visit(node)
+        finally:
+            self.in_class_body = outer
 
     visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef
 
@@ -296,10 +318,15 @@ class _Checker(ast.NodeVisitor):
                 self._name(node, alias.asname)
 
     def visit_MatchClass(self, node: ast.MatchClass) -> None:
-        # ``case object(__class__=c)`` reads attributes by name.
+        """``case C(name=p)`` reads ``subject.name``; ``case C(p)`` reads the attribute ``C.__match_args__`` names."""
         for attr in node.kwd_attrs:
-            if attr_denied(attr):
-                self._fail(node, f"access to {attr!r} is not allowed")
+            self._attribute(node, attr, None)
+        if node.patterns:
+            if not (isinstance(node.cls, ast.Name) and node.cls.id in MATCH_SELF_TYPES):
+                self._fail(node, "positional sub-patterns are allowed only on builtin types (case int(n)): "
+                                 "use keywords (case Point(x=a, y=b))")
+            elif self.in_class_body:
+                self._fail(node, "positional class sub-patterns are not allowed directly in a class body")
         self.generic_visit(node)
 
     def visit_MatchAs(self, node: ast.MatchAs | ast.MatchStar | ast.ExceptHandler) -> None:
@@ -314,6 +341,19 @@ class _Checker(ast.NodeVisitor):
         if node.rest:
             self._name(node, node.rest)
         self.generic_visit(node)
+
+
+class _BindBuiltinClassPatterns(ast.NodeTransformer):
+    """``case int(n)`` -> ``case __sandbox_types__.int(n)``: positional sub-patterns (only on
+    :data:`MATCH_SELF_TYPES` after the check) meet the real builtin, never a class the program bound to ``int``."""
+
+    def visit_MatchClass(self, node: ast.MatchClass) -> ast.MatchClass:
+        self.generic_visit(node)
+        cls = node.cls
+        if node.patterns and isinstance(cls, ast.Name) and cls.id in MATCH_SELF_TYPES:
+            root = ast.copy_location(ast.Name(SANDBOX_TYPES_NAME, ast.Load()), cls)
+            node.cls = ast.copy_location(ast.Attribute(root, cls.id, ast.Load()), cls)
+        return node
 
 
 def check_program(tree: ast.AST) -> tuple[str, int | None] | None:
@@ -519,6 +559,7 @@ def _build_builtins() -> dict[str, Any]:
     for key, value in vars(builtins).items():
         if isinstance(value, type) and issubclass(value, BaseException):
             table[key] = value
+    table[SANDBOX_TYPES_NAME] = types.SimpleNamespace(**{key: getattr(builtins, key) for key in MATCH_SELF_TYPES})
     table.update(
         __import__=guarded_import,
         getattr=safe_getattr,
@@ -840,6 +881,7 @@ def main() -> NoReturn:
             if problem is not None:
                 message, line = problem
                 _finish(False, message + (f" (line {line})" if line else ""))
+            tree = _BindBuiltinClassPatterns().visit(tree)
         code = compile(tree, USER_FILENAME, "exec", dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         _finish(False, _format_exception(exc))
