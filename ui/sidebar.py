@@ -10,7 +10,7 @@ from ingest.library import SUPPORTED_SUFFIXES, Library, StoreError, Upload
 from ingest.report import IngestReport, Progress
 from rag.answer.safe_markdown import text_markdown
 from rag.conversations import ConversationStore, file_name, to_markdown
-from rag.llm import EMBEDDED_MODELS, backend_names, model_index, model_title
+from rag.llm import EMBEDDED_MODELS, backend_class, backend_names, model_index, model_title
 from rag.settings import Settings
 from ui.resources import llm_health
 
@@ -24,17 +24,18 @@ def sidebar_settings(base: Settings) -> Settings:
     st.sidebar.header("Model")
     backends = backend_names()
     backend = st.sidebar.selectbox("Backend", backends, index=backends.index(base.llm), key="backend",
-                                   format_func=lambda b: "Embedded (in-process)" if b == "embedded" else "vLLM server")
+                                   format_func=lambda b: backend_class(b).title or b)
     url, model, api_key, embedded = base.llm_url, base.llm_model, base.llm_api_key, base.embedded_model
-    embedded = st.sidebar.selectbox("Model", list(EMBEDDED_MODELS), index=model_index(embedded), key="embedded_model",
-                                    format_func=model_title) if backend == "embedded" else embedded
-    if backend == "openai":
+    remote = backend_class(backend).remote  # a server to reach, or a bundled model to pick
+    embedded = embedded if remote else st.sidebar.selectbox(
+        "Model", list(EMBEDDED_MODELS), index=model_index(embedded), key="embedded_model", format_func=model_title)
+    if remote:
         url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
         model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
         api_key = base.api_key_for(url) or st.sidebar.text_input(
             "API key for this server", "", type="password", key="llm_key",
             help="The configured key (RAG_LLM_API_KEY) is only ever sent to the configured server (RAG_LLM_URL)")
-    ok, detail = llm_health(backend, url, embedded if backend == "embedded" else model, api_key)
+    ok, detail = llm_health(backend, url, model if remote else embedded, api_key)
     (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
     temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
     withhold = st.sidebar.toggle("Withhold unconfirmed answers", base.unverified_answers == "withhold", key="withhold",

@@ -49,5 +49,5 @@ def model_query(question: str, history: list[Message], llm: LLM) -> str:
 def standalone_query(question: str, history: list[Message], llm: LLM, mode: str) -> str:
     """``mode``: "model" asks the LLM, "concat" uses the heuristic, "auto" picks by backend capability."""
     if mode == "auto":
-        mode = "concat" if llm.backend == "embedded" else "model"
+        mode = "model" if llm.rewrites_queries else "concat"
     return model_query(question, history, llm) if mode == "model" else concat_query(question, history)

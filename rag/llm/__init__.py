@@ -32,7 +32,7 @@ from .base import (
 from .embedded import EmbeddedLLM
 from .models import EMBEDDED_MODELS, model_index, model_title
 from .openai_backend import OpenAILLM
-from .registry import backend_names, get_llm, register
+from .registry import backend_class, backend_names, get_llm, register
 
 __all__ = [
     "LLM",
@@ -50,6 +50,7 @@ __all__ = [
     "OpenAILLM",
     "TokenProbs",
     "Usage",
+    "backend_class",
     "backend_names",
     "get_llm",
     "model_index",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from rag.settings import Settings
@@ -120,6 +120,10 @@ class LLM(ABC):
 
     backend: str = ""  # set by ``@register``
     model: str = ""
+    # What the app's settings show for a backend, so a new one needs no change there:
+    title: ClassVar[str] = ""  # its name in the backend picker
+    remote: ClassVar[bool] = False  # True: reached at a URL, with a model name and an API key to type in
+    rewrites_queries: ClassVar[bool] = True  # able to make a follow-up question standalone ("auto" rewrite mode)
 
     def __init__(self, *, temperature: float = 0.1) -> None:
         self.temperature = temperature

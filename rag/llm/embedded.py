@@ -187,6 +187,9 @@ class _TokenRecorder:
 class EmbeddedLLM(LLM):
     """A chat GGUF through llama-cpp-python, no network: a model of ``rag.llm.models`` by name, or a file."""
 
+    title = "Embedded (in-process)"
+    rewrites_queries = False  # a small model rewrites follow-ups worse than joining them to the question before
+
     def __init__(
         self,
         model_path: Path | str | None = None,

@@ -79,6 +79,9 @@ def _error_message(exc: openai.APIStatusError) -> str:
 class OpenAILLM(LLM):
     """Chat over an OpenAI-compatible HTTP API (vLLM's ``api_server``, llama.cpp's server, OpenAI itself)."""
 
+    title = "vLLM server (OpenAI-compatible)"
+    remote = True
+
     def __init__(
         self,
         base_url: str,

@@ -52,13 +52,18 @@ def backend_names() -> list[str]:
     return list(backends())
 
 
+def backend_class(name: str) -> type[LLM]:
+    """The registered class of a backend (its ``title`` and ``remote`` tell the settings page what to show)."""
+    found = backends().get(name)
+    if found is None:
+        raise LLMError(f"unknown LLM backend {name!r}; set RAG_LLM to one of: {', '.join(backends())}")
+    return found
+
+
 def get_llm(settings: Settings | None = None) -> LLM:
     """The backend the settings name (``RAG_LLM``). Cheap: nothing loads or connects until the first request."""
     if settings is None:
         from rag.settings import get_settings
 
         settings = get_settings()
-    found = backends().get(settings.llm)
-    if found is None:
-        raise LLMError(f"unknown LLM backend {settings.llm!r}; set RAG_LLM to one of: {', '.join(backends())}")
-    return found.from_settings(settings)
+    return backend_class(settings.llm).from_settings(settings)
