@@ -189,6 +189,14 @@ def child(folder: Path, op: str) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def count_chunks(folder: Path) -> int:
+    store = open_store(folder)
+    try:
+        return int(store._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+    finally:
+        store.close()
+
+
 def disk_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.name.startswith("bench-")) / 2**20
 
@@ -209,7 +217,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rag-scale-") as tmp:
         folder = args.dir or Path(tmp)
         fresh = not (folder / "index.sqlite").exists()
-        result: dict[str, object] = {"chunks": args.chunks, "build_s": build(folder, args.chunks) if fresh else None}
+        result: dict[str, object] = {"build_s": build(folder, args.chunks) if fresh else None}
+        result["chunks"] = count_chunks(folder)  # a reused folder holds what it was built with, not --chunks
         for op in ("add", "replace", "remove"):
             result[op] = child(folder, op)
         result["reader"] = child(folder, "read")
@@ -222,7 +231,8 @@ def main() -> int:
         print(json.dumps(result, indent=2))
     else:
         r, ref = result["reader"], result["reference_exact"]
-        print(f"chunks {args.chunks}, build {result['build_s'] or 0:.1f} s, disk {result['disk_mb']:.0f} MB")
+        built = f"{result['build_s']:.1f} s" if result["build_s"] is not None else "reused (built earlier)"
+        print(f"chunks {result['chunks']}, build {built}, disk {result['disk_mb']:.0f} MB")
         for op in ("add", "replace", "remove"):
             print(f"{op} one document: {result[op]['seconds']:.3f} s, writer peak {result[op]['peak_mb']:.0f} MB")
         if "reference_write" in result:
