@@ -58,7 +58,7 @@ def run(chunks: int, hnsw_limit: int, threads: int, only: str | None = None) -> 
         f"IVF{nlist}-Flat": lambda: faiss.index_factory(DIM, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT),
         f"IVF{nlist}-SQ8 (from {policy.exact_limit:,})": lambda: faiss.index_factory(
             DIM, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT),
-        "HNSW32, efSearch 64": lambda: faiss.index_factory(DIM, "HNSW32", faiss.METRIC_INNER_PRODUCT),
+        "HNSW32": lambda: faiss.index_factory(DIM, "HNSW32", faiss.METRIC_INNER_PRODUCT),
     }
     rows: list[dict[str, object]] = []
     exact = None
@@ -76,19 +76,21 @@ def run(chunks: int, hnsw_limit: int, threads: int, only: str | None = None) -> 
         index.add(vectors)
         build = time.perf_counter() - started
         faiss.omp_set_num_threads(1)
-        if isinstance(index, faiss.IndexHNSW):
-            index.hnsw.efSearch = 64
         memory = faiss.serialize_index(index).nbytes / 2**20
         probes = [nprobe // 4, nprobe // 2, nprobe, 2 * nprobe] if isinstance(index, faiss.IndexIVF) else [None]
         reranks = [False, True] if "SQ8" in name else [False]
-        for probe, rerank in ((p, r) for p in probes for r in reranks):  # the shipped rule (a tenth) and around it
+        efs = [64, 128, 256, 512] if isinstance(index, faiss.IndexHNSW) else [None]  # its recall/speed dial
+        for probe, rerank, ef in ((p, r, e) for p in probes for r in reranks for e in efs):  # the rule and around it
             if probe is not None:
                 index.nprobe = max(1, probe)
+            if ef is not None:
+                index.hnsw.efSearch = ef
             result = measure(index, queries, exact, vectors if rerank else None)
             if exact is None:
                 exact = result["found"]
             del result["found"]
             label = name + (f", nprobe {index.nprobe}" + (" (the rule)" if probe == nprobe else "") if probe else "")
+            label += f", efSearch {ef}" if ef else ""
             label += ", best 40 rescored exactly" if rerank else ""
             label += " (shipped)" if rerank and probe == nprobe else ""
             rows.append({"chunks": chunks, "index": label, "build_s": build, "memory_mb": memory, **result})
