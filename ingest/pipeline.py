@@ -58,8 +58,8 @@ def collect_files(paths: Iterable[Path]) -> tuple[dict[Path, str], list[Failure]
 
     def add(found: Path, base: str) -> None:
         if not is_text_name(found):  # the index keeps paths as UTF-8 text, and JSON could not print it either
-            failures.append(Failure(shown_path(found), "its name is not valid UTF-8 text: rename the file",
-                                    "UnicodeEncodeError"))
+            failures.append(Failure(shown_path(found), "its path is not valid UTF-8 text: rename the file, or the "
+                                    "folder whose name shows \ufffd", "UnicodeEncodeError"))
         elif found not in files:
             files[found] = base
 
@@ -192,7 +192,10 @@ class Ingestor:
         failures: list[Failure] = []
         with self._writer({}):
             for name in names:
-                if self.store.remove_document(name) or self.store.remove_document(os.path.abspath(name)):
+                if not is_text_name(Path(name)):  # never stored: the index keeps only UTF-8 names
+                    failures.append(Failure(shown_path(Path(name)), "no document with this name in the index",
+                                            "NotInIndex"))
+                elif self.store.remove_document(name) or self.store.remove_document(os.path.abspath(name)):
                     removed.append(name)
                 else:
                     failures.append(Failure(name, "no document with this name in the index", "NotInIndex"))

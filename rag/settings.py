@@ -109,7 +109,9 @@ class Settings(BaseSettings):
     @property
     def chat_model(self) -> str:
         """The model the chosen backend runs: the embedded model's name, or the name the server serves."""
-        return self.embedded_model if self.llm == "embedded" else self.llm_model
+        from rag.llm.registry import backend_class  # the backends import these settings
+
+        return self.llm_model if backend_class(self.llm).remote else self.embedded_model
 
     @property
     def uploads_path(self) -> Path:

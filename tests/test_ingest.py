@@ -258,6 +258,9 @@ def test_a_file_name_that_is_not_utf8_fails_alone_with_its_reason(tmp_path: Path
     [failure] = report["failed"]
     assert Path(failure["path"]).name == "bad\ufffd\ufffdname.txt" and "UTF-8" in failure["error"]
     assert failure["type"] == "UnicodeEncodeError"
+    removed = run_cli("ingest", "--remove", os.fsdecode(b"bad\xff.txt"), "--index", str(tmp_path / "index"), "--json")
+    assert removed.returncode == 1 and "Traceback" not in removed.stderr, removed.stderr
+    assert json.loads(removed.stdout)["failed"][0]["error"] == "no document with this name in the index"
 
 
 class FailingOn(CountingEmbedder):

@@ -24,7 +24,7 @@ from rag.answer.safe_markdown import answer_markdown
         ("write to spy@evil.example", "write to ` spy@evil.example `"),
         ("> [r]: http://evil.example\n![a][r]", "> [r]\\: ` http://evil.example `\n!\\[a][r]"),
         ("[1]: http://evil.example\nTesla [1].", "[1]\\: ` http://evil.example `\nTesla [1]."),
-        ("<img src=http://evil.example/x.png>", "&lt;img src=` http://evil.example/x.png `&gt;"),
+        ("<img src=http://evil.example/x.png>", "&lt;img src=` http://evil.example/x.png `>"),
         ("it costs $5 and $x^2$", "it costs \\$5 and \\$x^2\\$"),
         ("`![a](http://x)` is code", "\\`[image: a]\\` is code"),
         ("```\n![a](http://x)\n```\nthen http://y", "\\`\\`\\`\n[image: a]\n\\`\\`\\`\nthen ` http://y `"),
@@ -81,12 +81,17 @@ BYPASSES = [
     "_http://evil.example/x and 1http://evil.example/y",  # GFM links after "_"
     "[x]\n\n[x]: http://evil.example",
     "![a]\n(http://evil.example)",
+    "| a | b |\n|---|---|\n|http://evil.example/?q=4711|the vault|",  # a table cell ends inside a code span
+    "WWW.evil.example/?q=secret and Www.evil.example",  # GFM links www. in any case
+    "www&#46;evil.example, http&#58;//evil.example/x and spy&#64;evil.example",  # entities decode, then link
+    "see www.<https://a.example> now",
 ]
 
 
 def reaches_another_host(markdown: str) -> list[str]:
     """What a CommonMark renderer (markdown-it-py) would make of ``markdown`` that points at another host: images,
-    links, and, because GFM also links bare addresses, any URL or e-mail address left in plain text."""
+    links, and, because GFM also links bare addresses, any URL, "www." or e-mail address (GFM's: a domain with a dot)
+    left in plain text."""
     from markdown_it import MarkdownIt
 
     found: list[str] = []
@@ -95,12 +100,12 @@ def reaches_another_host(markdown: str) -> list[str]:
         for token in tokens:
             if token.type in ("image", "link_open", "html_inline", "html_block"):
                 found.append(f"{token.type}: {token.attrs or token.content}")
-            if token.type == "text" and re.search(r"[a-zA-Z][\w+.-]*://|www\.|\w@\w", token.content):
+            if token.type == "text" and re.search(r"[a-z][\w+.-]*://|www\.|\w@[\w-]+\.\w", token.content, re.I):
                 found.append(f"address in text: {token.content}")
             if token.children:
                 walk(token.children)
 
-    walk(MarkdownIt("commonmark").parse(markdown))
+    walk(MarkdownIt("commonmark").enable("table").parse(markdown))  # text tokens hold entities decoded
     return found
 
 
@@ -111,13 +116,14 @@ def test_no_code_markup_smuggles_an_image_or_a_link(payload: str) -> None:
 
 
 def test_seeded_fragments_never_reach_another_host() -> None:
-    """5,000 random mixes of Markdown's own syntax and attack pieces, each rendered as a CommonMark parser would."""
+    """20,000 random mixes of Markdown's own syntax and attack pieces, each rendered as a CommonMark parser would."""
     pieces = ["`", "``", "```", "~~~", "\\", "\n", "\n\n", "\r", "\t", "    ", "- ", "> ", "[", "]", "(", ")", "!",
               "<", ">", ":", "*", "_", "$", "x", " ", "![a](http://evil.example/i.png)", "[l](https://evil.example)",
               "http://evil.example/?q=1", "www.evil.example", "a@evil.example", "<http://evil.example>",
-              "[r]: http://evil.example", "![r][r]", "<img src=x>"]
+              "[r]: http://evil.example", "![r][r]", "<img src=x>", "|", "\n|---|---|\n", "&", "&#46;", "&#64;",
+              "&#58;", "WWW.evil.example", "http", "www", "@", "."]
     rng = random.Random(1234)
-    for _ in range(5000):
+    for _ in range(20_000):
         payload = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 14)))
         shown = answer_markdown(payload)
         assert reaches_another_host(shown) == [], (payload, shown)

@@ -22,10 +22,11 @@ import re
 
 _IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)?")  # ![alt](url)
 _LINK = re.compile(r"\[([^\]\n]*)\]\([^)\n]*\)?")  # [text](url)
-_AUTOLINK = re.compile(r"<((?:[a-zA-Z][a-zA-Z0-9+.-]{1,31}:|www\.)[^<>\s]*)>")  # <http://host>
-_URL = re.compile(r"((?:[a-zA-Z][a-zA-Z0-9+.-]{1,31}://|www\.)[^\s<>`\"')\]]+)")  # GFM linkifies these
+# Addresses stop at "|" (a GFM table splits its cells there, even inside a code span) and at "\0" (a placeholder).
+_AUTOLINK = re.compile(r"<((?:[a-zA-Z][a-zA-Z0-9+.-]{1,31}:|www\.)[^<>\s|\0]*)>", re.IGNORECASE)  # <http://host>
+_URL = re.compile(r"((?:[a-zA-Z][a-zA-Z0-9+.-]{1,31}://|www\.)[^\s<>`\"')\]|\0]*)", re.IGNORECASE)  # GFM links these
 _EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]+@[\w-]+\.[\w.-]*\w)")  # and these
-_TAG = re.compile(r"<(/?[a-zA-Z!?][^>\n]*)>")  # raw HTML (Streamlit escapes it; here it is text by construction)
+_TILDE_FENCE = re.compile(r"^( {0,3})~(?=~~)", re.MULTILINE)
 
 
 def answer_markdown(text: str) -> str:
@@ -38,7 +39,9 @@ def answer_markdown(text: str) -> str:
     # The model's own escapes and code markup are shown as written: a backslash it wrote cannot cancel one added
     # here, and a backtick it wrote cannot open a code span that swallows, or pairs with, one made here.
     text = text.replace("\\", "\\\\").replace("`", "\\`")
-    text = _TAG.sub(lambda m: "&lt;" + m.group(1) + "&gt;", text)
+    text = text.replace("&", "\\&")  # no entity: "www&#46;host" would be decoded, then linked
+    text = _TILDE_FENCE.sub(r"\1\\~", text)  # nor a ~~~ code block, where the escapes made here would show
+    text = text.replace("<", "&lt;")  # no HTML, inline or block, whether or not a ">" closes it
     # Whatever the patterns above missed cannot make a link or an image: no "](" (inline link), no "![" (image),
     # no "]:" (a reference definition, which would turn "[1]" or "![x][1]" into a link or an image).
     text = text.replace("](", "]\\(").replace("![", "!\\[").replace("]:", "]\\:").replace("$", "\\$")
@@ -49,7 +52,7 @@ def text_markdown(text: str) -> str:
     """``text`` shown literally: no Markdown, no links (URLs and e-mail addresses as code spans), line breaks kept."""
     held: list[str] = []
     text = _hold_addresses(text.replace("\0", ""), held)
-    text = re.sub(r"([\\`*_{}\[\]<>#+|~$:!()-])", r"\\\1", text).replace("\n", "  \n")
+    text = re.sub(r"([\\`*_{}\[\]<>#+|~$:!()&-])", r"\\\1", text).replace("\n", "  \n")
     return _restore(text, held)
 
 
