@@ -59,14 +59,22 @@ def check_support(question: str, answer: str, passages: Sequence[str],
     weights = dict(zip(question_words, idf(question_words), strict=True))
     total = sum(weights.values())
     coverage = 0.0 if total > 0 else 1.0  # a question of stop words only cannot be checked this way
-    for passage in passages:
-        sentences = [set(tokenize(s)) for s in split_sentences(passage)]
-        for i, words in enumerate(sentences):
-            if sum(w in words for w in new_words) < MIN_ANSWER_WORDS_FOUND * len(new_words):
-                continue
-            around = set().union(*sentences[max(0, i - 1) : i + 2])
-            if total > 0:
-                coverage = max(coverage, sum(v for w, v in weights.items() if w in around) / total)
+    # Where the answer's words stand: one sentence; or, when no sentence holds enough of them, two sentences side by
+    # side ("2 minutes at 80 °C" joins "water at 80 °C" and "steep for 2 minutes" for a question that asks both).
+    found = False
+    for span in (1, 2):
+        for passage in passages:
+            sentences = [set(tokenize(s)) for s in split_sentences(passage)]
+            for i in range(len(sentences) - span + 1):
+                words = set().union(*sentences[i : i + span])
+                if sum(w in words for w in new_words) < MIN_ANSWER_WORDS_FOUND * len(new_words):
+                    continue
+                found = True
+                around = set().union(*sentences[max(0, i - 1) : i + span + 1])
+                if total > 0:
+                    coverage = max(coverage, sum(v for w, v in weights.items() if w in around) / total)
+        if found:
+            break
     if coverage < MIN_QUESTION_COVERAGE:
         reasons.append("the passage sentence that holds the answer is not about what the question asks")
     return Support(not reasons, tuple(reasons), coverage)
