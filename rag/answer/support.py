@@ -48,6 +48,10 @@ def check_support(question: str, answer: str, passages: Sequence[str],
     """Whether ``answer`` (model output, ``[n]`` markers allowed) answers ``question`` from ``passages``."""
     answer = _MARKER.sub(" ", answer)
     question_words = sorted(set(tokenize(question)))
+    # Only the question's words some passage uses can be found near an answer: one that none of them uses ("how
+    # long" answered by "2 minutes", "temperature" by "80 °C") says nothing about which sentence the answer is from.
+    used = set().union(*(tokenize(p) for p in passages)) if passages else set()
+    weighed = [w for w in question_words if w in used]
     reasons: list[str] = []
     if _WHEN.search(question) and not (number_values(answer) or _MONTHS & set(re.findall(r"[a-z]+", answer.lower()))):
         reasons.append("the question asks when, and the answer gives no date")
@@ -56,7 +60,7 @@ def check_support(question: str, answer: str, passages: Sequence[str],
     new_words = [w for w in tokenize(answer) if w not in question_words]
     if not new_words:
         return Support(False, (*reasons, "the answer only restates the question"), 0.0)
-    weights = dict(zip(question_words, idf(question_words), strict=True))
+    weights = dict(zip(weighed, idf(weighed), strict=True)) if weighed else {}
     total = sum(weights.values())
     coverage = 0.0 if total > 0 else 1.0  # a question of stop words only cannot be checked this way
     # Where the answer's words stand: one sentence; or, when no sentence holds enough of them, two sentences side by
