@@ -192,13 +192,14 @@ class Ingestor:
         failures: list[Failure] = []
         with self._writer({}):
             for name in names:
-                if not is_text_name(Path(name)):  # never stored: the index keeps only UTF-8 names
-                    failures.append(Failure(shown_path(Path(name)), "no document with this name in the index",
-                                            "NotInIndex"))
-                elif self.store.remove_document(name) or self.store.remove_document(os.path.abspath(name)):
+                # A name that is not UTF-8 was never stored (the index keeps text) and cannot be looked up.
+                if is_text_name(Path(name)) and (
+                    self.store.remove_document(name) or self.store.remove_document(os.path.abspath(name))
+                ):
                     removed.append(name)
                 else:
-                    failures.append(Failure(name, "no document with this name in the index", "NotInIndex"))
+                    failures.append(Failure(shown_path(Path(name)), "no document with this name in the index",
+                                            "NotInIndex"))
         return removed, failures
 
     @contextmanager
