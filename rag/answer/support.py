@@ -50,7 +50,7 @@ def check_support(question: str, answer: str, passages: Sequence[str],
     question_words = sorted(set(tokenize(question)))
     # Only the question's words some passage uses can be found near an answer: one that none of them uses ("how
     # long" answered by "2 minutes", "temperature" by "80 °C") says nothing about which sentence the answer is from.
-    used = set().union(*(tokenize(p) for p in passages)) if passages else set()
+    used = set().union(*(tokenize(p) for p in passages)) if passages else set()  # headings too, not only sentences
     weighed = [w for w in question_words if w in used]
     reasons: list[str] = []
     if _WHEN.search(question) and not (number_values(answer) or _MONTHS & set(re.findall(r"[a-z]+", answer.lower()))):
@@ -65,10 +65,10 @@ def check_support(question: str, answer: str, passages: Sequence[str],
     coverage = 0.0 if total > 0 else 1.0  # a question of stop words only cannot be checked this way
     # Where the answer's words stand: one sentence; or, when no sentence holds enough of them, two sentences side by
     # side ("2 minutes at 80 °C" joins "water at 80 °C" and "steep for 2 minutes" for a question that asks both).
+    sentences_of = [[set(tokenize(s)) for s in split_sentences(p)] for p in passages]  # once, for both spans
     found = False
     for span in (1, 2):
-        for passage in passages:
-            sentences = [set(tokenize(s)) for s in split_sentences(passage)]
+        for sentences in sentences_of:
             for i in range(len(sentences) - span + 1):
                 words = set().union(*sentences[i : i + span])
                 if sum(w in words for w in new_words) < MIN_ANSWER_WORDS_FOUND * len(new_words):
