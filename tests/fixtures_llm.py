@@ -252,3 +252,37 @@ def fake_broken_stream_server() -> Iterator[FakeServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def echo_backend() -> Iterator[type]:
+    """A backend defined in the test, registered as "echo": what a third backend file in rag/llm/ would register.
+    A stand-in, because the point is a backend the project does not have. It echoes the last message and, being
+    ``remote``, asks the settings page for a URL, a model name and a key."""
+    from rag.llm import LLM, register
+    from rag.llm import registry as llm_registry
+    from rag.settings import Settings
+
+    @register("echo")
+    class EchoLLM(LLM):
+        title, remote, model = "Echo server", True, "echo"
+
+        @classmethod
+        def from_settings(cls, settings: Settings) -> EchoLLM:
+            return cls(temperature=settings.temperature)
+
+        @property
+        def context_window(self) -> int:
+            return 100
+
+        def _generate(self, messages, *, max_tokens, temperature, stop) -> Iterator[str]:  # noqa: ANN001
+            yield messages[-1]["content"]
+
+        def count_tokens(self, text: str) -> int:
+            return len(text.split())
+
+        def health(self) -> tuple[bool, str]:
+            return True, "echo server ready"
+
+    yield EchoLLM
+    llm_registry._BACKENDS.pop("echo")

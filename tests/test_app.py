@@ -261,47 +261,17 @@ def test_the_sidebar_picks_the_embedded_model(app_env: Path) -> None:
     assert "qwen2.5-coder-1.5b-instruct-q4_k_m" in at.caption[0].value, "the next question goes to the 1.5B model"
 
 
-def test_a_third_backend_shows_in_the_settings_with_no_change_to_the_page(app_env: Path) -> None:
+def test_a_third_backend_shows_in_the_settings_with_no_change_to_the_page(app_env: Path, echo_backend) -> None:
     """A backend file is all a new backend needs: the sidebar lists it by its title and asks for a URL, model and
-    key when it is ``remote``. A stand-in class, because the point is a backend the project does not have."""
-    from collections.abc import Iterator
-
-    from rag.llm import LLM, register
-    from rag.llm import registry as llm_registry
-    from rag.settings import Settings
-
-    @register("echo-server")
-    class EchoServer(LLM):
-        title, remote, model = "Echo server", True, "echo"
-
-        @classmethod
-        def from_settings(cls, settings: Settings) -> EchoServer:
-            return cls(temperature=settings.temperature)
-
-        @property
-        def context_window(self) -> int:
-            return 4096
-
-        def _generate(self, messages, *, max_tokens, temperature, stop) -> Iterator[str]:  # noqa: ANN001
-            yield "Echo."
-
-        def count_tokens(self, text: str) -> int:
-            return len(text.split())
-
-        def health(self) -> tuple[bool, str]:
-            return True, "echo server ready"
-
-    try:
-        at = start()
-        picker = at.sidebar.selectbox(key="backend")
-        assert picker.options == ["Embedded (in-process)", "vLLM server (OpenAI-compatible)", "Echo server"]
-        picker.set_value("echo-server").run()
-        assert not at.exception, at.exception
-        assert [t.label for t in at.sidebar.text_input][:2] == ["Server URL", "Model name"]
-        assert not [s for s in at.sidebar.selectbox if s.key == "embedded_model"], "no bundled-model picker"
-        assert any("echo server ready" in s.value for s in at.sidebar.success)
-    finally:
-        llm_registry._BACKENDS.pop("echo-server")
+    key when it is ``remote`` (``echo_backend``, tests/fixtures_llm.py)."""
+    at = start()
+    picker = at.sidebar.selectbox(key="backend")
+    assert picker.options == ["Embedded (in-process)", "vLLM server (OpenAI-compatible)", "Echo server"]
+    picker.set_value("echo").run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.sidebar.text_input][:2] == ["Server URL", "Model name"]
+    assert not [s for s in at.sidebar.selectbox if s.key == "embedded_model"], "no bundled-model picker"
+    assert any("echo server ready" in s.value for s in at.sidebar.success)
 
 
 def test_an_answer_the_sources_do_not_support_carries_a_visible_note(app_env: Path) -> None:

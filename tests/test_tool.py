@@ -3,13 +3,10 @@ observation, not a crash. And LLM backends come from a registry, so a new one is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from rag.agent.tool import Tool, ToolOutput, parse_docstring, tool
-from rag.llm import LLM, LLMError, backend_names, get_llm, register
-from rag.llm import registry as llm_registry
+from rag.llm import LLM, LLMError, backend_names, get_llm
 from rag.settings import Settings
 
 
@@ -88,35 +85,6 @@ def test_untyped_or_undocumented_functions_are_refused_at_definition() -> None:
 def test_docstring_sections_after_args_are_not_arguments() -> None:
     description, args = parse_docstring("Adds.\n\nArgs:\n    a: first\n    b: second\n\nReturns:\n    c: the sum")
     assert description == "Adds." and args == {"a": "first", "b": "second"}
-
-
-@pytest.fixture
-def echo_backend() -> Iterator[type[LLM]]:
-    """A backend defined in the test: what a third backend file in rag/llm/ would register."""
-
-    @register("echo")
-    class EchoLLM(LLM):
-        model = "echo"
-
-        @classmethod
-        def from_settings(cls, settings: Settings) -> EchoLLM:
-            return cls(temperature=settings.temperature)
-
-        @property
-        def context_window(self) -> int:
-            return 100
-
-        def _generate(self, messages, *, max_tokens, temperature, stop) -> Iterator[str]:  # noqa: ANN001
-            yield messages[-1]["content"]
-
-        def count_tokens(self, text: str) -> int:
-            return len(text.split())
-
-        def health(self) -> tuple[bool, str]:
-            return True, "echo"
-
-    yield EchoLLM
-    llm_registry._BACKENDS.pop("echo")
 
 
 def test_a_registered_backend_is_chosen_by_name(echo_backend: type[LLM]) -> None:
