@@ -21,6 +21,10 @@ of its answer: ``rag.answer.confidence``), split into flagged wrong and flagged 
 table gives what withholding makes of it). "F1" is SQuAD's token F1 against the best reference, refusals 0;
 "cites source" is the share of answers citing a passage of the question's article. Per-question records go to test-artifacts/bench-answer-<model>.jsonl.
 
+``--server URL --server-model NAME`` adds a model served by an OpenAI-compatible server (vLLM: ``scripts/vllm.sh``,
+e.g. a 7B model on a GPU machine) to the same table, asked through the same ``Answerer`` (``RAG_LLM_API_KEY`` is its
+key); ``--models ''`` measures it alone.
+
 ``--cross-field N``: no question set from another field ships in a PyPI package, so the set's own articles stand
 in: the science and technology articles (SCIENCE below) are indexed alone and N questions about the history,
 society and sport articles are asked of the default model; the share refused (by retrieval or by the model) is
@@ -51,7 +55,7 @@ from split_dataset import split  # noqa: E402
 from rag.answer.answerer import Answer, Answerer, Delta, Finished  # noqa: E402
 from rag.eval import ingest_dataset  # noqa: E402
 from rag.index.store import Store, open_store  # noqa: E402
-from rag.llm import EmbeddedLLM  # noqa: E402
+from rag.llm import LLM, EmbeddedLLM, get_llm  # noqa: E402
 from rag.llm.models import DEFAULT_EMBEDDED_MODEL, EMBEDDED_MODELS  # noqa: E402
 from rag.retrieval.evaluate import Question, load_questions  # noqa: E402
 from rag.retrieval.retriever import Retriever  # noqa: E402
@@ -119,10 +123,17 @@ def ask(answerer: Answerer, question: str) -> tuple[Answer, float | None]:
     return answer, first
 
 
+def model_settings(base: Settings, name: str, server: str | None) -> Settings:
+    """The shipped settings, on embedded model ``name`` or (``server`` set) on the model ``name`` that server serves."""
+    backend = "openai" if server else "embedded"
+    return base.model_copy(update={"llm": backend, "llm_url": server or base.llm_url,
+                                   Settings.chat_model_field(backend): name})
+
+
 def run_model(name: str, store: Store, base: Settings, questions: list[Question], outside: list[Question],
-              log: Path) -> Tally:
-    settings = base.model_copy(update={"embedded_model": name})
-    llm = EmbeddedLLM(model_name=name, n_threads=settings.llm_threads)
+              log: Path, server: str | None = None) -> Tally:
+    settings = model_settings(base, name, server)
+    llm: LLM = get_llm(settings) if server else EmbeddedLLM(model_name=name, n_threads=settings.llm_threads)
     answerer = Answerer(Retriever(store, settings=settings), llm, settings)
     ask(answerer, questions[0].question)  # warm-up: the model loads and the fixed prompt prefix is evaluated
     tally = Tally(llm.model)
@@ -227,8 +238,13 @@ def main() -> None:
     p.add_argument("--cross-field", type=int, default=0, metavar="N",
                    help="also: science articles indexed, N questions about the others (default model)")
     p.add_argument("--models", default=f"{DEFAULT_EMBEDDED_MODEL},smollm2-135m",
-                   help=f"comma-separated, of: {', '.join(EMBEDDED_MODELS)}")
+                   help=f"embedded models, comma-separated, of: {', '.join(EMBEDDED_MODELS)} ('' for none)")
+    p.add_argument("--server", metavar="URL",
+                   help="also a model on an OpenAI-compatible server (vLLM), e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--server-model", metavar="NAME", help="the model name that server serves (with --server)")
     args = p.parse_args()
+    if bool(args.server) != bool(args.server_model):
+        p.error("--server and --server-model go together")
     load = os.getloadavg()[0]
     base = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded", "unverified_answers": "show"})
     artifacts = ROOT / "test-artifacts"
@@ -243,8 +259,11 @@ def main() -> None:
         outside = outside[:: max(len(outside) // args.outside, 1)][: args.outside] if args.outside else []
         store = open_store(Path(tmp) / "index")
         ingest_dataset(inside, store)
-        tallies = [run_model(name, store, base, questions, outside, artifacts / f"bench-answer-{name}.jsonl")
-                   for name in args.models.split(",")] if args.n else []
+        runs = [(name, None) for name in args.models.split(",") if name]
+        runs += [(args.server_model, args.server)] if args.server else []
+        logs = {name: artifacts / f"bench-answer-{name.replace('/', '_')}.jsonl" for name, _ in runs}
+        tallies = [run_model(name, store, base, questions, outside, logs[name], server)
+                   for name, server in runs] if args.n else []
         store.close()
         crossed = cross_field(args.dataset, DEFAULT_EMBEDDED_MODEL, base, args.cross_field, Path(tmp)) \
             if args.cross_field else ""

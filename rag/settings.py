@@ -109,9 +109,14 @@ class Settings(BaseSettings):
     @property
     def chat_model(self) -> str:
         """The model the chosen backend runs: the embedded model's name, or the name the server serves."""
+        return str(getattr(self, self.chat_model_field(self.llm)))
+
+    @staticmethod
+    def chat_model_field(backend: str) -> str:
+        """The setting that names ``backend``'s model: ``llm_model`` for a server, ``embedded_model`` in-process."""
         from rag.llm.registry import backend_class  # the backends import these settings
 
-        return self.llm_model if backend_class(self.llm).remote else self.embedded_model
+        return "llm_model" if backend_class(backend).remote else "embedded_model"
 
     @property
     def uploads_path(self) -> Path:

@@ -10,7 +10,7 @@ import streamlit as st
 from ingest.library import Library
 from rag.answer.answerer import warm_up
 from rag.conversations import ConversationStore
-from rag.llm import LLM, backend_class, get_llm
+from rag.llm import LLM, get_llm
 from rag.settings import Settings
 
 
@@ -21,8 +21,8 @@ def cached_library(index_dir: str) -> Library:
 
 @st.cache_resource(show_spinner=False)
 def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
-    chosen = {"llm_model": model} if backend_class(backend).remote else {"embedded_model": model}
-    return get_llm(Settings().model_copy(update={"llm": backend, "llm_url": url, "llm_api_key": api_key, **chosen}))
+    return get_llm(Settings().model_copy(update={"llm": backend, "llm_url": url, "llm_api_key": api_key,
+                                                 Settings.chat_model_field(backend): model}))
 
 
 @st.cache_resource(show_spinner=False)
