@@ -97,3 +97,12 @@ def test_a_registered_backend_is_chosen_by_name(echo_backend: type[LLM]) -> None
 def test_an_unknown_backend_names_the_known_ones() -> None:
     with pytest.raises(LLMError, match="one of: embedded, openai"):
         get_llm(Settings(llm="nonesuch"))
+
+
+def test_each_backend_reads_its_model_from_the_setting_that_names_it(echo_backend: type[LLM]) -> None:
+    # The sidebar builds a backend from (backend, model) through chat_model_field; chat_model reads it back.
+    for backend in backend_names():
+        chosen = Settings().model_copy(update={"llm": backend, Settings.chat_model_field(backend): "some-model"})
+        assert chosen.chat_model == "some-model"
+    assert Settings.chat_model_field("echo") == Settings.chat_model_field("openai") == "llm_model"
+    assert Settings(llm="embedded", embedded_model="smollm2-135m", llm_model="other").chat_model == "smollm2-135m"
