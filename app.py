@@ -15,13 +15,16 @@ from ui.resources import cached_conversations, cached_library, cached_llm, warme
 from ui.sidebar import (
     FILE_TYPES,
     add_files,
+    keep_conversation,
     open_conversation,
     sidebar_conversations,
     sidebar_library,
     sidebar_settings,
 )
 
-st.set_page_config(page_title="Ask your documents", page_icon=":material/menu_book:", layout="wide")
+# No page_icon: Streamlit's page turns a ":material/...:" or emoji icon into an image fetched from another host,
+# and nothing this app shows may reach one; its own favicon is served from this machine.
+st.set_page_config(page_title="Ask your documents", layout="wide")
 
 def main() -> None:
     base = Settings()  # read from the environment on every run, so RAG_* changes apply without a restart
@@ -48,6 +51,8 @@ def main() -> None:
         with st.chat_message(message["role"]):
             if message.get("kind") == "answer":
                 render_answer(message, library)
+            elif message.get("kind") == "upload":  # the app's own note: its file names and reasons are escaped
+                st.markdown(message["content"])
             else:
                 st.markdown(answer_markdown(message["content"]))
 
@@ -76,13 +81,19 @@ def main() -> None:
             add_files(library, submitted.files)
         if not (submitted.text or "").strip():
             st.rerun()
-    question = (submitted.text if submitted is not None else "") or pending
-    if question and question.strip():
-        answer_question(question.strip(), settings, library)
-    if conversations.keep(st.session_state.chat):
-        st.query_params["c"] = st.session_state.chat.id
-    with conversations_slot:
-        sidebar_conversations(conversations)
+    def show_conversations() -> None:  # this tab's conversation saved, then the list drawn with it
+        keep_conversation(conversations)
+        with conversations_slot:
+            sidebar_conversations(conversations)
+
+    question = ((submitted.text if submitted is not None else "") or pending or "").strip()
+    if question:
+        try:
+            answer_question(question, settings, library, asked=show_conversations)
+        finally:  # also when the reader stops the answer or opens another conversation midway
+            keep_conversation(conversations)
+    else:
+        show_conversations()
 
 
 main()

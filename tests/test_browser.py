@@ -147,3 +147,38 @@ def test_word_upload_sources_and_a_conversation_that_survives_a_reload(app_url: 
     assert exported.startswith(f"# {question}")  # Markdown, with file names and passages escaped as text:
     assert "**vault\\-handbook.docx**" in exported and "North vault \\| 4711" in exported
     other_tab.screenshot(path=str(ARTIFACTS / "browser-7-export-menu.png"), full_page=True)
+
+
+def test_a_stopped_answer_keeps_its_question_and_nothing_leaves_the_machine(app_url: str, page,
+                                                                             tmp_path: Path) -> None:
+    # Every request the page makes, to find any that goes past this machine (a favicon from a font CDN did).
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    pdf = make_pdf(tmp_path / "garden-guide.pdf", [(
+        "Garden guide. Tomatoes need six hours of sun, water twice a week, a stake for support, compost in spring, "
+        "and pruning of side shoots every week from June to September; basil planted beside them keeps pests away."
+    )])
+    page.goto(app_url)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.locator('input[type="file"]').set_input_files(str(pdf))
+    sidebar.get_by_text("1 document(s),").wait_for()
+    settled(page)
+
+    question = "What do tomatoes need: sun, water, stake, compost, pruning?"
+    box = page.locator('[data-testid="stChatInputTextArea"]')
+    box.fill(question)
+    box.press("Enter")
+    # The question is saved before the model is asked: it is listed in the sidebar while the answer is written.
+    sidebar.get_by_role("button", name=question).wait_for(timeout=60_000)
+    page.locator('[data-testid="stChatInputStopButton"]').click()
+    page.get_by_text("Writing the answer").wait_for(state="detached", timeout=60_000)
+    assert "c=" in page.url, "the address names the conversation of the stopped answer"
+
+    page.reload()
+    page.locator('[data-testid="stChatMessage"]', has_text=question).wait_for()
+    page.get_by_text("stopped before the end").wait_for()  # the answer was stopped, and says so
+    sidebar.get_by_role("button", name=question).wait_for()
+    settled(page)
+    page.screenshot(path=str(ARTIFACTS / "browser-8-stopped-and-reloaded.png"), full_page=True)
+    elsewhere = [url for url in requested if not url.startswith(("http://127.0.0.1", "data:", "blob:"))]
+    assert not elsewhere, f"the page fetched from other hosts: {elsewhere}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from ingest.library import Library
@@ -83,14 +85,17 @@ def history_for_model(messages: list[dict]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages if m.get("kind") in ("question", "answer")]
 
 
-def answer_question(question: str, settings: Settings, library: Library) -> None:
+def answer_question(question: str, settings: Settings, library: Library, asked: Callable[[], None]) -> None:
+    """Show the question, call ``asked`` (the app saves the conversation there, so a question whose answer is
+    stopped, or left for another conversation, is not lost), then answer it as it streams."""
     history = history_for_model(st.session_state.messages)
     st.session_state.messages.append({"role": "user", "kind": "question", "content": question})
     with st.chat_message("user"):
         st.markdown(answer_markdown(question))
     message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
                "id": len(st.session_state.messages)}
-    st.session_state.messages.append(message)  # kept even if the user stops the stream midway
+    st.session_state.messages.append(message)  # "stopped" until the answer is complete
+    asked()
     llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     with st.chat_message("assistant"):
         if st.session_state.get("agent_mode"):

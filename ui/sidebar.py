@@ -149,6 +149,12 @@ def open_conversation(store: ConversationStore, conversation_id: str | None) -> 
     st.query_params.from_dict({"c": chat.id} if chat.id else {})
 
 
+def keep_conversation(store: ConversationStore) -> None:
+    """Save this tab's conversation if it changed (a new one gets its id, which the address then names)."""
+    if store.keep(st.session_state.chat):
+        st.query_params["c"] = st.session_state.chat.id
+
+
 def delete_conversation(store: ConversationStore, conversation_id: str) -> None:
     store.delete(conversation_id)
     if st.session_state.chat.id == conversation_id:
