@@ -113,6 +113,20 @@ def test_follow_up_question_retrieves_the_person_of_the_previous_turn(xquad_inde
     assert any("1943" in h.chunk.text for h in retrieved.hits)
 
 
+def test_a_follow_up_to_an_unanswerable_question_is_searched_alone(xquad_index: Store, embedder: Embedder) -> None:
+    # "And ..." reads as a follow-up, so it is joined to the question before; that one is about something the
+    # documents do not hold, and joined the two have no evidence, though the second alone has plenty.
+    history = [
+        {"role": "user", "content": "Which composer wrote the opera Tosca?"},
+        {"role": "assistant", "content": NOT_FOUND},
+    ]
+    answerer = Answerer(Retriever(xquad_index, embedder=embedder), EmbeddedLLM(model_name=SMALL_MODEL), Settings())
+    retrieved = next(answerer.run("And in what year did Tesla die?", history))
+    assert isinstance(retrieved, Retrieved)
+    assert not retrieved.refused and retrieved.query == "And in what year did Tesla die?"
+    assert retrieved.hits[0].chunk.source == "Nikola_Tesla.md"
+
+
 def test_ask_cli_json_contract(xquad_index: Store, run_cli, tmp_path: Path) -> None:
     history = tmp_path / "history.json"
     history.write_text(json.dumps([{"role": "user", "content": "Tell me about oxygen."}]))

@@ -182,6 +182,12 @@ class Answerer:
         s = self.settings
         query = standalone_query(question, history, self.llm, s.rewrite)
         retrieval = self.retriever.retrieve(query, s.top_k)
+        if query != question and not retrieval.evidence.found:
+            # Joined to (or rewritten with) an earlier question about something else, a question the documents
+            # answer can lose its evidence ("And how much is a child ticket?" after a refused one): try it alone.
+            alone = self.retriever.retrieve(question, s.top_k)
+            if alone.evidence.found:
+                query, retrieval = question, alone
         refused = not retrieval.evidence.found or not retrieval.hits
         yield Retrieved(query, retrieval.hits, retrieval.evidence, refused)
 
