@@ -20,6 +20,7 @@ from rag.llm.models import DEFAULT_EMBEDDED_MODEL
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
 from tests.conftest import SMALL_MODEL, XQUAD_DOCS, build_index
+from tests.fixtures_agent import ScriptedServer
 
 DOCS = ["Nikola_Tesla.md", "Super_Bowl_50.md", "Oxygen.md", "Warsaw.md", "Normans.md"]
 
@@ -125,6 +126,24 @@ def test_a_follow_up_to_an_unanswerable_question_is_searched_alone(xquad_index: 
     assert isinstance(retrieved, Retrieved)
     assert not retrieved.refused and retrieved.query == "And in what year did Tesla die?"
     assert retrieved.hits[0].chunk.source == "Nikola_Tesla.md"
+
+
+def test_an_answer_citing_the_wrong_passage_also_lists_the_others_it_was_given(
+    xquad_index: Store, embedder: Embedder, scripted_server: ScriptedServer
+) -> None:
+    # A scripted model: small models do mis-number their citations, but not on demand. Three passages, all given.
+    settings = scripted_server.settings(top_k=3, min_relative_score=0.0)
+    answerer = Answerer(Retriever(xquad_index, embedder=embedder), get_llm(settings), settings)
+    events = answerer.run("In what year did Nikola Tesla die?")
+    retrieved = next(events)
+    assert isinstance(retrieved, Retrieved) and not retrieved.refused and len(retrieved.hits) == 3
+    wrong = next(n for n, hit in enumerate(retrieved.hits, start=1) if "1943" not in hit.chunk.text)
+    scripted_server.play(f"Tesla died in 1943 [{wrong}].")
+    answer = next(e.answer for e in events if isinstance(e, Finished))
+    assert not answer.verified and answer.grounding and "1943" in answer.grounding.missing
+    assert [c.n for c in answer.citations if c.cited] == [wrong]
+    assert any(not c.cited and "1943" in c.text for c in answer.citations), "the passage that says it is shown"
+    assert len(answer.citations) == 3
 
 
 def test_ask_cli_json_contract(xquad_index: Store, run_cli, tmp_path: Path) -> None:

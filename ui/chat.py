@@ -49,7 +49,9 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
     if citations:
         cited = any(c.get("cited") for c in citations)
         st.caption("Closest passages" if answer.get("refused") else ("Sources" if cited else "Sources consulted"))
-        for c in citations:
+        for i, c in enumerate(citations):
+            if cited and not c.get("cited") and (i == 0 or citations[i - 1].get("cited")):
+                st.caption("Also given to the model, not cited")  # an answer its cited passages do not confirm
             with st.expander(source_label(c)):
                 st.markdown(highlight(c["text"], c.get("support", "")))
                 if c.get("page") and c["source"].lower().endswith(".pdf"):

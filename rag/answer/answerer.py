@@ -119,7 +119,8 @@ def answer_note(answer: dict[str, object]) -> tuple[str, str] | None:
     if answer.get("verified") is False and terms:
         missing = ", ".join(f"“{text_markdown(str(term))}”" for term in terms)
         return (f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it cites "
-                "says it: check them below before relying on it.", ":material/report:")
+                "says it: check them, and the other passages it was given, below before relying on it.",
+                ":material/report:")
     if answer.get("verified") is False:
         why = "; ".join(text_markdown(str(reason)) for reason in checks)
         return (f"**Check this answer against the sources:** {why}.", ":material/report:")
@@ -231,8 +232,10 @@ class Answerer:
             return
         by_number = {p.n: p for p in passages}
         ordered = [by_number[n] for n in cited] or passages  # nothing cited: list the sources consulted
-        yield finish(text, None, self._citations(ordered, text, set(cited), query),
-                     checked=self._check(text, passages, cited, question, generation.token_probs))
+        checked = self._check(text, passages, cited, question, generation.token_probs)
+        if not checked[0].verified:  # the cited passages lack some of its words: show the others it was given too
+            ordered = ordered + [p for p in passages if p.n not in {o.n for o in ordered}]
+        yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked)
 
     def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,
                probs: TokenProbs | None) -> tuple[Grounding, Support, Confidence | None]:
