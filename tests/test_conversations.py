@@ -98,6 +98,7 @@ def test_titles_are_short_and_cut_at_a_word() -> None:
     assert len(title) <= 60 and title.endswith("…") and long.startswith(title[:-1])
     assert title_for([]) == "New conversation"
     assert file_name("What is 2/3 of <x>?") == "What is 23 of x.md"
+    assert file_name("Ferry: garden-club notes (2026)") == "Ferry garden-club notes 2026.md", "no double spaces"
 
 
 def test_markdown_export_fetches_nothing_when_opened_elsewhere() -> None:
@@ -128,3 +129,16 @@ def test_markdown_export_has_questions_answers_and_sources() -> None:
     assert "\\[1\\] **atlas.pdf, page 2**\n\n> Passage about What is the capital of Freedonia?" in text
     assert "*Not found in your documents.*" in text and "#### Closest passages" in text
     assert "> The ferry leaves at seven." in text and "notes.txt**" in text
+
+
+def test_markdown_export_keeps_the_note_of_an_unconfirmed_answer() -> None:
+    cited = {"n": 1, "source": "ferry.pdf", "page": 1, "text": "Single tickets cost 5 euros.", "cited": True}
+    given = {"n": 2, "source": "ferry.pdf", "page": 2, "text": "A return ticket costs 8 euros.", "cited": False}
+    chat = Conversation(id="x", title="Ferry", messages=[
+        {"role": "user", "kind": "question", "content": "How much is a return ticket?"},
+        {"role": "assistant", "kind": "answer", "content": "8 euros [1].", "stopped": False,
+         "answer": {"refused": False, "verified": False, "unverified": ["8"], "checks": [], "citations": [cited, given]}},
+    ])
+    text = to_markdown(chat)
+    assert "> **Not found in your sources:** “8”." in text, text
+    assert "**ferry.pdf, page 2 \\(given to the model, not cited\\)**" in text and "**ferry.pdf, page 1**" in text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rag.answer.answerer import answer_note
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.conversations.store import Conversation
 
@@ -18,7 +19,7 @@ _NOT_IN_A_FILE_NAME = re.compile(r"[^\w\- ]+")
 
 def file_name(title: str) -> str:
     """"When did Tesla die.md": a conversation's title, without characters a file name cannot hold."""
-    return f"{_NOT_IN_A_FILE_NAME.sub('', title).strip() or 'conversation'}.md"
+    return f"{' '.join(_NOT_IN_A_FILE_NAME.sub('', title).split()) or 'conversation'}.md"
 
 
 def to_markdown(conversation: Conversation) -> str:
@@ -41,16 +42,20 @@ def _answer(message: dict[str, Any]) -> list[str]:
     lines = ["### Answer", ""]
     if answer.get("refused"):
         lines += ["*Not found in your documents.*", ""]
-    elif message.get("content"):
-        lines += [answer_markdown(message["content"]), ""]
+    else:
+        lines += [answer_markdown(message["content"]), ""] if message.get("content") else []
+        if note := answer_note(answer):  # the warning the app shows above an unconfirmed answer
+            lines += [f"> {note[0]}", ""]
     if message.get("stopped"):
         lines += ["*(stopped before the end)*", ""]
     citations = answer.get("citations") or []
     if citations:
         heading = "Closest passages" if answer.get("refused") else "Sources"
         lines += [f"#### {heading}", ""]
+        cited = any(c.get("cited") for c in citations)
         for citation in citations:
             page = f", page {citation['page']}" if citation.get("page") else ""
+            page += " (given to the model, not cited)" if cited and not citation.get("cited") else ""
             passage = " ".join(str(citation.get("text", "")).split())
             where = text_markdown(f"{citation['source']}{page}")
             lines += [f"\\[{citation['n']}\\] **{where}**", "", f"> {text_markdown(passage)}", ""]
