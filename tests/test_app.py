@@ -190,6 +190,17 @@ def test_library_upload_delete_and_untrusted_names(app_env: Path) -> None:
     assert all("escape.txt" not in m.value for m in at.sidebar.markdown)
 
 
+def test_files_dropped_with_a_question_are_in_the_library_the_answer_shows(app_env: Path) -> None:
+    at = start()
+    assert "2 document(s)" in at.sidebar.caption[0].value
+    at.chat_input[0].upload("cats.txt", b"The harbour master's cat is called Biscuit.", "text/plain")
+    at.chat_input[0].set_value("What is the harbour master's cat called?").run()
+    assert not at.exception, at.exception
+    assert "3 document(s)" in at.sidebar.caption[0].value, "the sidebar counts the file dropped with the question"
+    assert "your 3 document(s)" in at.caption[0].value
+    assert assistant_messages(at)[-1].expander[0].label == "[1] cats.txt"
+
+
 def test_unsupported_and_broken_uploads_get_a_readable_error(app_env: Path) -> None:
     at = start()
     at.sidebar.file_uploader[0].set_value([("broken-scan_v2.pdf", b"%PDF-1.4 truncated", "application/pdf")]).run()
