@@ -461,3 +461,17 @@ def test_a_repeated_action_is_pointed_out_and_the_last_step_asks_for_the_answer(
     assert repeated.observation.startswith("Note: you already ran this in step 1")
     assert scripted_server.last_messages(2)[-1]["content"].endswith("Your next reply must be the Final Answer.")
     assert result.stopped_reason == "final_answer"
+
+
+def test_a_follow_up_is_read_with_the_question_it_follows(scripted_server: ScriptedServer, retriever: Retriever) -> None:
+    scripted_server.play(
+        "Thought: He is Tesla; I need the year of his death.\nAction: search_documents\nAction Input: " + TESLA_QUERY,
+        "Thought: I know the answer.\nFinal Answer: Tesla died in 1943 [1].",
+    )
+    history = [{"role": "user", "content": "Who was Nikola Tesla?"},
+               {"role": "assistant", "content": "An inventor and engineer [1]."}]
+    result = scripted_agent(scripted_server, retriever).ask("And when did he die?", history)
+    asked = scripted_server.last_messages(0)[-1]["content"]
+    assert "And when did he die?" in asked and "follows the earlier question: Who was Nikola Tesla?" in asked
+    assert result.question == "And when did he die?" and result.stopped_reason == "final_answer"
+    assert result.answer == "Tesla died in 1943 [1]." and result.grounding.verified

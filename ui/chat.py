@@ -101,7 +101,7 @@ def answer_question(question: str, settings: Settings, library: Library, asked: 
     llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     with st.chat_message("assistant"):
         if st.session_state.get("agent_mode"):
-            run_agent(question, settings, library, llm, message)
+            run_agent(question, history, settings, library, llm, message)
         else:
             run_answer(question, history, settings, library, llm, message)
 
@@ -136,7 +136,7 @@ def run_answer(question: str, history: list, settings: Settings, library: Librar
     render_answer(message, library, text_on_screen=not retrieved.refused)
 
 
-def run_agent(question: str, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
+def run_agent(question: str, history: list, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
     from rag.agent.events import AgentFinished, AgentStep, AgentText
     from rag.agent.loop import Agent
 
@@ -145,7 +145,7 @@ def run_agent(question: str, settings: Settings, library: Library, llm: LLM, mes
     with st.status("Agent at work…", expanded=True) as status:
         live, written, shown = st.empty(), "", 0  # the current turn, as the model writes it
         live.caption("Step 1: reading the question…")
-        for event in agent.run(question):
+        for event in agent.run(question, history):
             if isinstance(event, AgentText):
                 written += event.text
                 live.text(written)

@@ -58,7 +58,8 @@ from rag.agent.transcript import MIN_STEP_TOKENS, Counter, Turn, fit_transcript
 from rag.answer.answerer import Answerer
 from rag.answer.citations import Citation, cited_numbers, make_citations
 from rag.answer.grounding import Grounding, check_grounding
-from rag.llm import LLM, LLMError
+from rag.answer.rewrite import with_earlier_question
+from rag.llm import LLM, LLMError, Message
 from rag.prompts import load
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings, get_settings
@@ -92,18 +93,21 @@ class Agent:
     settings: Settings = field(default_factory=get_settings)
     tools: Callable[[PassageRegistry], list[Tool]] | None = None  # per-run tool factory; None: default_tools
 
-    def ask(self, question: str) -> AgentResult:
+    def ask(self, question: str, history: list[Message] | None = None) -> AgentResult:
         """Run to the end and return the result."""
-        for event in self.run(question):
+        for event in self.run(question, history):
             if isinstance(event, AgentFinished):
                 return event.result
         raise AssertionError("run() always ends with AgentFinished")
 
-    def run(self, question: str) -> Iterator[AgentEvent]:
+    def run(self, question: str, history: list[Message] | None = None) -> Iterator[AgentEvent]:
         """Yield the model's text as it is written (``AgentText``), each ``AgentStep`` as soon as its observation is
-        known, then one ``AgentFinished``."""
+        known, then one ``AgentFinished``. ``history``: the conversation so far (a follow-up is read with the
+        question it follows)."""
         started = time.perf_counter()
         s = self.settings
+        history = list(history or [])
+        task = with_earlier_question(question, history)  # what the model is asked
         registry = PassageRegistry()
         tool_list = self.tools(registry) if self.tools else default_tools(self.retriever, s, registry)
         tools = {t.name: t for t in tool_list}
@@ -112,7 +116,7 @@ class Agent:
         turns: list[Turn] = []
         steps: list[AgentStep] = []
         calls: dict[tuple[str, str], int] = {}
-        seen = [question]  # the question and every observation that was not an error: where numbers may come from
+        seen = [task]  # the question and every observation that was not an error: where numbers may come from
         tool_results: list[str] = []  # results of tools other than search: sources of the final answer too
         final_warned = False
         used = 0
@@ -126,7 +130,7 @@ class Agent:
                 stopped = MAX_TOKENS
                 break
             try:  # counting tokens loads the embedded model: a missing model fails here first
-                fitted = fit_transcript(system, question, turns, want, self.llm.context_window, counter)
+                fitted = fit_transcript(system, task, turns, want, self.llm.context_window, counter)
                 if fitted is None:
                     stopped = MAX_TOKENS
                     break
@@ -187,10 +191,10 @@ class Agent:
             citations = self._citations(registry, answer, cited, question)
             passages = [p.text for p in (registry.get(n) for n in cited) if p is not None]
             passages = passages or [p.text for p in registry.passages]
-            grounding = check_grounding(answer, [*passages, *tool_results], question)
+            grounding = check_grounding(answer, [*passages, *tool_results], task)
         elif s.agent_fallback and not stopped.startswith("llm_error"):
             # No final answer: the plain grounded answer is worth more to the user than the stop reason alone.
-            plain = Answerer(self.retriever, self.llm, s).ask(question)
+            plain = Answerer(self.retriever, self.llm, s).ask(question, history)
             answer, citations, refused, fallback = plain.answer, plain.citations, plain.refused, True
             grounding = plain.grounding
             if plain.error:

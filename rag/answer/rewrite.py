@@ -30,6 +30,14 @@ def concat_query(question: str, history: list[Message]) -> str:
     return f"{earlier[-1]} {question}"
 
 
+def with_earlier_question(question: str, history: list[Message]) -> str:
+    """For a model that reads the whole text (the agent): a follow-up, with the question it follows beside it."""
+    earlier = previous_questions(history)
+    if not earlier or not looks_like_follow_up(question):
+        return question
+    return f"{question}\n(This follows the earlier question: {earlier[-1]})"
+
+
 def model_query(question: str, history: list[Message], llm: LLM) -> str:
     """Ask the model for a standalone query; fall back to ``concat_query`` if it fails or rambles."""
     if not previous_questions(history):
