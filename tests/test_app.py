@@ -177,6 +177,7 @@ def test_library_upload_delete_and_untrusted_names(app_env: Path) -> None:
     assert sorted(p.name for p in uploads.iterdir()) == ["escape.txt", "notes.md"]
     assert not (app_env.parent / "escape.txt").exists() and not (ROOT / "escape.txt").exists()
     assert "4 document(s)" in at.sidebar.caption[0].value
+    assert any("1 passage · added" in m.value for m in at.sidebar.markdown), "one passage, not '1 chunks'"
 
     at.sidebar.file_uploader[0].set_value([("notes.md", b"# Other notes\n\nA different file.", "text/markdown")]).run()
     assert sorted(p.name for p in uploads.iterdir()) == ["escape.txt", "notes (2).md", "notes.md"], "no overwrite"

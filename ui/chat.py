@@ -24,6 +24,11 @@ def highlight(text: str, support: str) -> str:
     return safe
 
 
+def plural(n: int, word: str) -> str:
+    """``1 page``, ``3 pages``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def source_label(citation: dict) -> str:
     """``[1] report.pdf, page 2``: the file's label shows as written (a crafted name renders no link or image)."""
     unit = "slide" if citation["source"].lower().endswith(".pptx") else "page"
@@ -57,7 +62,8 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
                 if c.get("page") and c["source"].lower().endswith(".pdf"):
                     show_page(library, c, key=f"page-{message.get('id', id(message))}-{c['n']}")
     if answer.get("steps"):
-        with st.expander(f"Agent trace ({len(answer['steps'])} steps, {answer.get('stopped_reason', '')})"):
+        ended = str(answer.get("stopped_reason", "")).replace("_", " ")
+        with st.expander(f"Agent trace ({plural(len(answer['steps']), 'step')}, ended by {ended})"):
             for i, step in enumerate(answer["steps"], start=1):
                 render_step(i, step)
 

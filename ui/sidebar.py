@@ -12,6 +12,7 @@ from rag.answer.safe_markdown import text_markdown
 from rag.conversations import ConversationStore, file_name, to_markdown
 from rag.llm import EMBEDDED_MODELS, backend_class, backend_names, model_index, model_title
 from rag.settings import Settings
+from ui.chat import plural
 from ui.resources import llm_health
 
 FILE_TYPES = [s.lstrip(".") for s in SUPPORTED_SUFFIXES]
@@ -122,9 +123,11 @@ def sidebar_library(library: Library) -> None:
     chunks = sum(d.chunks for d in docs)
     st.sidebar.caption(f"{len(docs)} document(s), {chunks} passages")
     for doc in docs:
-        pages = f"{doc.pages} pages · " if doc.pages else ""
+        unit = "slide" if doc.name.lower().endswith(".pptx") else "page"
+        pages = f"{plural(doc.pages, unit)} · " if doc.pages else ""
         left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
-        left.markdown(f"**{text_markdown(doc.name)}**  \n:gray[{pages}{doc.chunks} chunks · added {doc.added_at[:10]}]")
+        left.markdown(f"**{text_markdown(doc.name)}**  \n"
+                      f":gray[{pages}{plural(doc.chunks, 'passage')} · added {doc.added_at[:10]}]")
         name = text_markdown(doc.name)
         if right.button("", icon=":material/delete:", key=f"delete-{doc.name}", help=f"Delete {name}"):
             try:
