@@ -185,6 +185,8 @@ def test_library_upload_delete_and_untrusted_names(app_env: Path) -> None:
     at.chat_input[0].set_value("What is the harbour master's cat called?").run()
     assert assistant_messages(at)[-1].expander[0].label == "[1] escape.txt"
 
+    assert any(m.value.startswith("Delete **escape.txt**?") for m in at.sidebar.markdown), "it asks first"
+    assert "5 document(s)" in at.sidebar.caption[0].value, "nothing is deleted until the question is answered"
     next(b for b in at.sidebar.button if b.key == "delete-escape.txt").click().run()
     assert "4 document(s)" in at.sidebar.caption[0].value
     assert not (uploads / "escape.txt").exists()

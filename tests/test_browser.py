@@ -82,7 +82,8 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     time.sleep(1)
     page.screenshot(path=str(ARTIFACTS / "browser-3b-page.png"), full_page=True)
 
-    sidebar.locator('[class*="st-key-delete-aurora-report"] button').first.click()
+    sidebar.locator('[class*="st-key-ask-delete-aurora-report"] button').first.click()  # it asks first
+    page.locator('[class*="st-key-delete-aurora-report"] button').first.click()
     sidebar.get_by_text("0 document(s), 0 passages").wait_for()
     # Streamlit keeps stale elements on screen for a moment during a rerun: wait for the row to go.
     sidebar.get_by_text("aurora-report.pdf", exact=True).wait_for(state="detached", timeout=30_000)

@@ -129,7 +129,10 @@ def sidebar_library(library: Library) -> None:
         left.markdown(f"**{text_markdown(doc.name)}**  \n"
                       f":gray[{pages}{plural(doc.chunks, 'passage')} · added {doc.added_at[:10]}]")
         name = text_markdown(doc.name)
-        if right.button("", icon=":material/delete:", key=f"delete-{doc.name}", help=f"Delete {name}"):
+        # A deletion cannot be undone (the uploaded file goes too): it asks first, in a popover.
+        confirm = right.popover("", icon=":material/delete:", help=f"Delete {name}", key=f"ask-delete-{doc.name}")
+        confirm.markdown(f"Delete **{name}**? Its passages leave the index and the uploaded file is removed.")
+        if confirm.button("Delete", icon=":material/delete:", type="primary", key=f"delete-{doc.name}"):
             try:
                 library.delete(doc.name)
             except StoreError as exc:  # another session kept the index busy: nothing was deleted
