@@ -89,10 +89,11 @@ def main() -> None:
 
     question = ((submitted.text if submitted is not None else "") or pending or "").strip()
     if question:
+        chat = st.session_state.chat
         try:
             answer_question(question, settings, library, asked=show_conversations)
-        finally:  # also when the reader stops the answer or opens another conversation midway
-            keep_conversation(conversations)
+        finally:  # also when the reader stops the answer (every st call raises then) or opens another conversation
+            conversations.keep(chat)
     else:
         show_conversations()
 

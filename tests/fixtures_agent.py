@@ -22,6 +22,7 @@ import http.server
 import json
 import math
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -44,17 +45,19 @@ class ScriptedServer:
     script: list[str] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    piece_delay: float = 0.0  # seconds between streamed pieces: a slow model, to stop an answer midway
 
     @property
     def base_url(self) -> str:
         return f"{self.root}/v1"
 
-    def play(self, *turns: str, context_window: int = 4096) -> ScriptedServer:
+    def play(self, *turns: str, context_window: int = 4096, piece_delay: float = 0.0) -> ScriptedServer:
         """Load the model turns to replay (one per request) and forget earlier requests."""
         with self.lock:
             self.script = list(turns)
             self.requests = []
             self.context_window = context_window
+            self.piece_delay = piece_delay
         return self
 
     def settings(self, **overrides: object) -> Settings:
@@ -134,10 +137,14 @@ def _make_handler(server: ScriptedServer) -> type[http.server.BaseHTTPRequestHan
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
             self.end_headers()
-            for event in events:
-                self.wfile.write(event)
-                self.wfile.flush()
             self.close_connection = True
+            for event in events:
+                try:
+                    self.wfile.write(event)
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):  # the reader stopped the answer
+                    return
+                time.sleep(server.piece_delay)
 
     return Handler
 

@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.documents import make_docx
+from tests.fixtures_agent import SCRIPTED_MODEL, ScriptedServer
 from tests.fixtures_browser import ARTIFACTS, serve_app, settled
 from tests.pdfs import make_pdf
 
@@ -150,36 +151,46 @@ def test_word_upload_sources_and_a_conversation_that_survives_a_reload(app_url: 
     other_tab.screenshot(path=str(ARTIFACTS / "browser-7-export-menu.png"), full_page=True)
 
 
-def test_a_stopped_answer_keeps_its_question_and_nothing_leaves_the_machine(app_url: str, page,
-                                                                             tmp_path: Path) -> None:
-    # Every request the page makes, to find any that goes past this machine (a favicon from a font CDN did).
-    requested: list[str] = []
+def test_a_stopped_answer_keeps_its_question_and_words_and_nothing_leaves_the_machine(
+    page, tmp_path: Path, scripted_server: ScriptedServer
+) -> None:
+    # A scripted, slow model (an OpenAI-compatible server on loopback): the real one writes a one-sentence answer
+    # in well under a second, too fast to stop midway every time.
+    words = "Tomatoes need six hours of sun [1]. " + "They want water twice a week and a stake [1]. " * 8
+    scripted_server.play(words + "The last sentence of the answer.", piece_delay=0.1)
+    requested: list[str] = []  # every request the page makes: none may leave 127.0.0.1 (a favicon from a CDN did)
     page.on("request", lambda request: requested.append(request.url))
     pdf = make_pdf(tmp_path / "garden-guide.pdf", [(
         "Garden guide. Tomatoes need six hours of sun, water twice a week, a stake for support, compost in spring, "
         "and pruning of side shoots every week from June to September; basil planted beside them keeps pests away."
     )])
-    page.goto(app_url)
-    sidebar = page.locator('[data-testid="stSidebar"]')
-    sidebar.locator('input[type="file"]').set_input_files(str(pdf))
-    sidebar.get_by_text("1 document(s),").wait_for()
-    settled(page)
+    with serve_app(tmp_path, RAG_LLM="openai", RAG_LLM_URL=scripted_server.base_url,
+                   RAG_LLM_MODEL=SCRIPTED_MODEL) as app_url:
+        page.goto(app_url)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        sidebar.locator('input[type="file"]').set_input_files(str(pdf))
+        sidebar.get_by_text("1 document(s),").wait_for()
+        settled(page)
 
-    question = "What do tomatoes need: sun, water, stake, compost, pruning?"
-    box = page.locator('[data-testid="stChatInputTextArea"]')
-    box.fill(question)
-    box.press("Enter")
-    # The question is saved before the model is asked: it is listed in the sidebar while the answer is written.
-    sidebar.get_by_role("button", name=question).wait_for(timeout=60_000)
-    page.locator('[data-testid="stChatInputStopButton"]').click()
-    page.get_by_text("Writing the answer").wait_for(state="detached", timeout=60_000)
-    assert "c=" in page.url, "the address names the conversation of the stopped answer"
+        question = "What do tomatoes need: sun, water, stake, compost, pruning?"
+        box = page.locator('[data-testid="stChatInputTextArea"]')
+        box.fill(question)
+        box.press("Enter")
+        # The question is saved before the model is asked: it is listed while the answer is written.
+        sidebar.get_by_role("button", name=question).wait_for(timeout=60_000)
+        page.get_by_text("Tomatoes need six hours of sun").wait_for(timeout=60_000)
+        page.locator('[data-testid="stChatInputStopButton"]').click()
+        settled(page)
+        assert "c=" in page.url, "the address names the conversation of the stopped answer"
 
-    page.reload()
-    page.locator('[data-testid="stChatMessage"]', has_text=question).wait_for()
-    page.get_by_text("stopped before the end").wait_for()  # the answer was stopped, and says so
-    sidebar.get_by_role("button", name=question).wait_for()
-    settled(page)
-    page.screenshot(path=str(ARTIFACTS / "browser-8-stopped-and-reloaded.png"), full_page=True)
+        page.reload()
+        page.locator('[data-testid="stChatMessage"]', has_text=question).wait_for()
+        page.get_by_text("stopped before the end").wait_for()  # the answer was stopped, and says so
+        answer = page.locator('[data-testid="stChatMessage"]', has_text="stopped before the end")
+        assert "Tomatoes need six hours of sun" in answer.inner_text(), "the words written before the stop are kept"
+        assert "The last sentence of the answer" not in answer.inner_text()
+        sidebar.get_by_role("button", name=question).wait_for()
+        settled(page)
+        page.screenshot(path=str(ARTIFACTS / "browser-8-stopped-and-reloaded.png"), full_page=True)
     elsewhere = [url for url in requested if not url.startswith(("http://127.0.0.1", "data:", "blob:"))]
     assert not elsewhere, f"the page fetched from other hosts: {elsewhere}"
