@@ -127,6 +127,11 @@ def test_a_follow_up_to_an_unanswerable_question_is_searched_alone(xquad_index: 
     assert not retrieved.refused and retrieved.query == "And in what year did Tesla die?"
     assert retrieved.hits[0].chunk.source == "Nikola_Tesla.md"
 
+    # A pronoun follow-up is not searched alone: "when did she die?" would find anyone's death (Tesla's).
+    history[0]["content"] = "Who was Marie Curie?"
+    retrieved = next(answerer.run("And when did she die?", history))
+    assert isinstance(retrieved, Retrieved) and retrieved.refused, retrieved.query
+
 
 def test_an_answer_citing_the_wrong_passage_also_lists_the_others_it_was_given(
     xquad_index: Store, embedder: Embedder, scripted_server: ScriptedServer

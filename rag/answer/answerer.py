@@ -24,8 +24,7 @@ from rag.answer.citations import Citation, cited_numbers, make_citations
 from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.grounding import Grounding, check_grounding
-from rag.answer.rewrite import standalone_query
-from rag.answer.safe_markdown import text_markdown
+from rag.answer.rewrite import names_its_subject, standalone_query
 from rag.answer.support import Support, check_support
 from rag.answer.thinking import hide_thinking
 from rag.llm import LLM, LLMError, Message, TokenProbs, Usage
@@ -100,33 +99,6 @@ class Answer:
         }
 
 
-def answer_note(answer: dict[str, object]) -> tuple[str, str] | None:
-    """The warning shown above an answer (``Answer.to_json()``), as Markdown and an icon: why it was refused, or which
-    of its names and numbers none of the passages it cites contains; None for a verified answer."""
-    terms: list[object] = answer.get("unverified") or []  # type: ignore[assignment]
-    checks: list[object] = answer.get("checks") or []  # type: ignore[assignment]
-    if answer.get("refused_by") == "check":  # withheld (unverified_answers="withhold"): say why, show its words
-        reasons = [*(f"none of its passages says “{term}”" for term in terms), *checks]
-        candidate = text_markdown(str(answer.get("candidate")))
-        return (f"**Not confirmed by your documents.** The model answered “{candidate}”, but "
-                f"{text_markdown('; '.join(str(r) for r in reasons))}. Check the passages below.",
-                ":material/report:")
-    if answer.get("refused"):
-        why = ("The model read the passages below and found no answer in them." if answer.get("refused_by") == "model"
-               else "None of the passages holds evidence for an answer, so the model was not asked to guess. The "
-                    "closest passages are below.")
-        return f"**Not found in your documents.** {why}", ":material/search_off:"
-    if answer.get("verified") is False and terms:
-        missing = ", ".join(f"“{text_markdown(str(term))}”" for term in terms)
-        return (f"**Not found in your sources:** {missing}. The answer states this, but none of the passages it cites "
-                "says it: check them, and the other passages it was given, below before relying on it.",
-                ":material/report:")
-    if answer.get("verified") is False:
-        why = "; ".join(text_markdown(str(reason)) for reason in checks)
-        return (f"**Check this answer against the sources:** {why}.", ":material/report:")
-    return None
-
-
 def prompt_head() -> list[Message]:
     """What opens every answer prompt, byte for byte: the rules and the worked examples."""
     examples: list[Message] = [{"role": role, "content": text} for role, text in load_turns("answer_examples")]
@@ -183,9 +155,10 @@ class Answerer:
         s = self.settings
         query = standalone_query(question, history, self.llm, s.rewrite)
         retrieval = self.retriever.retrieve(query, s.top_k)
-        if query != question and not retrieval.evidence.found:
+        if query != question and not retrieval.evidence.found and names_its_subject(question):
             # Joined to (or rewritten with) an earlier question about something else, a question the documents
             # answer can lose its evidence ("And how much is a child ticket?" after a refused one): try it alone.
+            # Not a pronoun follow-up: "And when did she die?" alone would find anyone's death.
             alone = self.retriever.retrieve(question, s.top_k)
             if alone.evidence.found:
                 query, retrieval = question, alone

@@ -18,6 +18,15 @@ def looks_like_follow_up(question: str) -> bool:
     return bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 3
 
 
+_LEADING_CONJUNCTION = re.compile(r"^\s*(and|but|also|so)\b[\s,]*", re.IGNORECASE)
+
+
+def names_its_subject(question: str) -> bool:
+    """A question that could stand alone once a leading "and"/"but" is set aside: "And in what year did Tesla
+    die?" does, "And when did she die?" does not."""
+    return not looks_like_follow_up(_LEADING_CONJUNCTION.sub("", question))
+
+
 def previous_questions(history: list[Message]) -> list[str]:
     return [m["content"] for m in history if m.get("role") == "user" and m.get("content", "").strip()]
 
