@@ -107,7 +107,7 @@ class Agent:
         started = time.perf_counter()
         s = self.settings
         history = list(history or [])
-        task = with_earlier_question(question, history)  # what the model is asked
+        task = with_earlier_question(question, history)  # what the model reads; its numbers are not evidence
         registry = PassageRegistry()
         tool_list = self.tools(registry) if self.tools else default_tools(self.retriever, s, registry)
         tools = {t.name: t for t in tool_list}
@@ -116,7 +116,7 @@ class Agent:
         turns: list[Turn] = []
         steps: list[AgentStep] = []
         calls: dict[tuple[str, str], int] = {}
-        seen = [task]  # the question and every observation that was not an error: where numbers may come from
+        seen = [question]  # the question and every observation that was not an error: where numbers may come from
         tool_results: list[str] = []  # results of tools other than search: sources of the final answer too
         final_warned = False
         used = 0
@@ -191,7 +191,7 @@ class Agent:
             citations = self._citations(registry, answer, cited, question)
             passages = [p.text for p in (registry.get(n) for n in cited) if p is not None]
             passages = passages or [p.text for p in registry.passages]
-            grounding = check_grounding(answer, [*passages, *tool_results], task)
+            grounding = check_grounding(answer, [*passages, *tool_results], question)
         elif s.agent_fallback and not stopped.startswith("llm_error"):
             # No final answer: the plain grounded answer is worth more to the user than the stop reason alone.
             plain = Answerer(self.retriever, self.llm, s).ask(question, history)
