@@ -22,8 +22,8 @@ table gives what withholding makes of it). "F1" is SQuAD's token F1 against the 
 "cites source" is the share of answers citing a passage of the question's article. Per-question records go to test-artifacts/bench-answer-<model>.jsonl.
 
 ``--server URL --server-model NAME`` adds a model served by an OpenAI-compatible server (vLLM: ``scripts/vllm.sh``,
-e.g. a 7B model on a GPU machine) to the same table, asked through the same ``Answerer`` (``RAG_LLM_API_KEY`` is its
-key); ``--models ''`` measures it alone.
+e.g. a 7B model on a GPU machine) to the same table, as "NAME (server)", asked through the same ``Answerer``
+(``RAG_LLM_API_KEY`` is sent only when URL is ``RAG_LLM_URL``, as in the app); ``--models ''`` measures it alone.
 
 ``--cross-field N``: no question set from another field ships in a PyPI package, so the set's own articles stand
 in: the science and technology articles (SCIENCE below) are indexed alone and N questions about the history,
@@ -127,6 +127,7 @@ def model_settings(base: Settings, name: str, server: str | None) -> Settings:
     """The shipped settings, on embedded model ``name`` or (``server`` set) on the model ``name`` that server serves."""
     backend = "openai" if server else "embedded"
     return base.model_copy(update={"llm": backend, "llm_url": server or base.llm_url,
+                                   "llm_api_key": base.api_key_for(server or base.llm_url),
                                    Settings.chat_model_field(backend): name})
 
 
@@ -136,7 +137,7 @@ def run_model(name: str, store: Store, base: Settings, questions: list[Question]
     llm: LLM = get_llm(settings) if server else EmbeddedLLM(model_name=name, n_threads=settings.llm_threads)
     answerer = Answerer(Retriever(store, settings=settings), llm, settings)
     ask(answerer, questions[0].question)  # warm-up: the model loads and the fixed prompt prefix is evaluated
-    tally = Tally(llm.model)
+    tally = Tally(f"{llm.model} (server)" if server else llm.model)
     with log.open("w") as out:
         for q in questions:
             answer, first = ask(answerer, q.question)
@@ -261,8 +262,9 @@ def main() -> None:
         ingest_dataset(inside, store)
         runs = [(name, None) for name in args.models.split(",") if name]
         runs += [(args.server_model, args.server)] if args.server else []
-        logs = {name: artifacts / f"bench-answer-{name.replace('/', '_')}.jsonl" for name, _ in runs}
-        tallies = [run_model(name, store, base, questions, outside, logs[name], server)
+        # a served model's log and row are marked as such: vLLM serves SmolLM2 as "smollm2-135m" too
+        tallies = [run_model(name, store, base, questions, outside, artifacts /
+                             f"bench-answer-{'server-' if server else ''}{name.replace('/', '_')}.jsonl", server)
                    for name, server in runs] if args.n else []
         store.close()
         crossed = cross_field(args.dataset, DEFAULT_EMBEDDED_MODEL, base, args.cross_field, Path(tmp)) \

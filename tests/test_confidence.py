@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer.answerer import WITHHELD, Answerer, answer_note
+from rag.answer.answerer import WITHHELD, Answerer
+from rag.answer.notes import answer_note
 from rag.answer.confidence import MIN_TOKEN_PROBABILITY, answer_confidence
 from rag.index.embedder import Embedder
 from rag.index.store import Store

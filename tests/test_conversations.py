@@ -137,8 +137,21 @@ def test_markdown_export_keeps_the_note_of_an_unconfirmed_answer() -> None:
     chat = Conversation(id="x", title="Ferry", messages=[
         {"role": "user", "kind": "question", "content": "How much is a return ticket?"},
         {"role": "assistant", "kind": "answer", "content": "8 euros [1].", "stopped": False,
-         "answer": {"refused": False, "verified": False, "unverified": ["8"], "checks": [], "citations": [cited, given]}},
+         "answer": {"refused": False, "verified": False, "unverified": ["8"], "checks": [],
+                    "citations": [cited, given]}},
     ])
     text = to_markdown(chat)
     assert "> **Not found in your sources:** “8”." in text, text
     assert "**ferry.pdf, page 2 \\(given to the model, not cited\\)**" in text and "**ferry.pdf, page 1**" in text
+
+
+def test_markdown_export_keeps_what_a_withheld_answer_said_and_why() -> None:
+    chat = Conversation(id="x", title="Ferry", messages=[
+        {"role": "user", "kind": "question", "content": "How much is a return ticket?"},
+        {"role": "assistant", "kind": "answer", "content": "I could not confirm an answer in your documents.",
+         "stopped": False, "answer": {"refused": True, "refused_by": "check", "candidate": "9 euros [1].",
+                                      "unverified": ["9"], "checks": [], "citations": []}},
+    ])
+    text = to_markdown(chat)
+    assert "Not found in your documents" not in text
+    assert "I could not confirm an answer" in text and "The model answered “9 euros \\[1\\].”" in text, text

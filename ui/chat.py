@@ -7,7 +7,8 @@ from collections.abc import Callable
 import streamlit as st
 
 from ingest.library import Library
-from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved, answer_note
+from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
+from rag.answer.notes import answer_note
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.llm import LLM
 from rag.retrieval.retriever import Retriever
@@ -165,7 +166,8 @@ def run_agent(question: str, history: list, settings: Settings, library: Library
             elif isinstance(event, AgentFinished):
                 live.empty()
                 result = event.result
-        status.update(label=f"Agent finished ({result.stopped_reason})" if result else "Agent stopped",
+        ended = result.stopped_reason.replace("_", " ") if result else ""
+        status.update(label=f"Agent finished ({ended})" if result else "Agent stopped",
                       state="complete", expanded=False)
     if result is not None:
         message.update(content=result.answer, answer=result.to_json(), stopped=False)

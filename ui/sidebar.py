@@ -66,7 +66,7 @@ def ingest_with_progress(label: str, run) -> IngestReport:  # noqa: ANN001 - run
         def on_progress(event: Progress) -> None:
             share = event.chunks_done / event.chunks_total if event.chunks_total else 0.0
             bar.progress(min((event.file_index + share) / max(event.files_total, 1), 1.0),
-                         text=f"{event.path.name}: {event.stage} {event.chunks_done}/{event.chunks_total} chunks"
+                         text=f"{event.path.name}: {event.stage} {event.chunks_done}/{event.chunks_total} passages"
                          if event.stage == "embedding" else f"{event.path.name}: {event.stage}")
             if event.stage == "done":
                 note = f" ({text_markdown(event.message)})" if event.message else ""
@@ -121,7 +121,7 @@ def sidebar_library(library: Library) -> None:
 
     docs = library.documents()
     chunks = sum(d.chunks for d in docs)
-    st.sidebar.caption(f"{len(docs)} document(s), {chunks} passages")
+    st.sidebar.caption(f"{len(docs)} document(s), {plural(chunks, 'passage')}")
     for doc in docs:
         unit = "slide" if doc.name.lower().endswith(".pptx") else "page"
         pages = f"{plural(doc.pages, unit)} · " if doc.pages else ""

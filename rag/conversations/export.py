@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rag.answer.answerer import answer_note
+from rag.answer.notes import answer_note
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.conversations.store import Conversation
 
@@ -40,11 +40,11 @@ def to_markdown(conversation: Conversation) -> str:
 def _answer(message: dict[str, Any]) -> list[str]:
     answer = message.get("answer") or {}
     lines = ["### Answer", ""]
-    if answer.get("refused"):
+    if answer.get("refused") and answer.get("refused_by") != "check":
         lines += ["*Not found in your documents.*", ""]
     else:
         lines += [answer_markdown(message["content"]), ""] if message.get("content") else []
-        if note := answer_note(answer):  # the warning the app shows above an unconfirmed answer
+        if note := answer_note(answer):  # the warning the app shows above an unconfirmed or withheld answer
             lines += [f"> {note[0]}", ""]
     if message.get("stopped"):
         lines += ["*(stopped before the end)*", ""]
@@ -54,7 +54,8 @@ def _answer(message: dict[str, Any]) -> list[str]:
         lines += [f"#### {heading}", ""]
         cited = any(c.get("cited") for c in citations)
         for citation in citations:
-            page = f", page {citation['page']}" if citation.get("page") else ""
+            unit = "slide" if str(citation["source"]).lower().endswith(".pptx") else "page"
+            page = f", {unit} {citation['page']}" if citation.get("page") else ""
             page += " (given to the model, not cited)" if cited and not citation.get("cited") else ""
             passage = " ".join(str(citation.get("text", "")).split())
             where = text_markdown(f"{citation['source']}{page}")
