@@ -19,7 +19,9 @@ _NEWLINES = {
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))  # soft hyphen, zero widths, BOM
 _SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 _SOFT_HYPHEN_BREAK = re.compile("\u00ad[ \t]*\n[ \t]*")  # a typesetter's break inside a word: always joined
-_HYPHEN_BREAK = re.compile(r"(\w+)-\n[ \t]*([a-z]\w*)")  # "exam-\nple"; never "Jean-\nPaul"
+# "exam-\nple"; never "Jean-\nPaul". Matched from a word's start only ((?<!\w)): tried from every letter of a long
+# run (a hex dump, a DNA sequence), \w+ took time growing with the square of its length (a 1 MB run: most of an hour).
+_HYPHEN_BREAK = re.compile(r"(?<!\w)(\w+)-\n[ \t]*([a-z]\w*)")
 _WORD = re.compile(r"\w+")
 _TRAILING = re.compile(r" +\n")
 _LEADING = re.compile(r"\n +")

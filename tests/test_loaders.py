@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,16 @@ def test_a_line_break_joins_a_split_word_only_when_the_document_uses_the_joined_
 
 def test_normalize_keeps_capitalised_hyphenation() -> None:
     assert normalize_text("Jean-\nPaul") == "Jean-\nPaul"
+
+
+def test_a_long_run_without_a_break_is_normalised_at_once() -> None:
+    # A hex dump or a DNA sequence in a text file: the hyphen-break pattern once retried its word from every letter
+    # of the run, time growing with the square of its length (80 KB: 36 s; a megabyte: most of an hour). Linear
+    # now: 300 KB takes milliseconds, so the bound below only catches the quadratic behaviour, not a slow machine.
+    run = "0123456789abcdef" * 20_000
+    started = time.perf_counter()
+    assert normalize_text(f"{run}-\nple and more") == f"{run}-ple and more"
+    assert time.perf_counter() - started < 10
 
 
 def test_pdf_one_record_per_page_with_page_numbers(tmp_path: Path) -> None:
