@@ -151,6 +151,15 @@ def test_an_answer_citing_the_wrong_passage_also_lists_the_others_it_was_given(
     assert len(answer.citations) == 3
 
 
+def test_a_model_that_cannot_load_is_an_answer_with_an_error_not_a_crash(
+    xquad_index: Store, embedder: Embedder, tmp_path: Path
+) -> None:
+    llm = EmbeddedLLM(tmp_path / "nope.gguf")  # loaded first when the prompt's tokens are counted
+    answer = Answerer(Retriever(xquad_index, embedder=embedder), llm, Settings()).ask("When did Nikola Tesla die?")
+    assert answer.error and "nope.gguf" in answer.error and "does not exist" in answer.error
+    assert answer.to_json()["error"] == answer.error and not answer.refused
+
+
 def test_ask_cli_json_contract(xquad_index: Store, run_cli, tmp_path: Path) -> None:
     history = tmp_path / "history.json"
     history.write_text(json.dumps([{"role": "user", "content": "Tell me about oxygen."}]))

@@ -183,7 +183,11 @@ class Answerer:
             yield finish(NOT_FOUND, "retrieval", self._citations(closest, query, set(), query))
             return
 
-        messages, passages = self._messages(question, history, retrieval.relevant(s.min_relative_score))
+        try:  # counting the prompt's tokens loads an embedded model: one that cannot load fails here first
+            messages, passages = self._messages(question, history, retrieval.relevant(s.min_relative_score))
+        except LLMError as exc:
+            yield finish("", None, [], error=str(exc))
+            return
         shown: list[str] = []
         generation = self.llm.stream(messages, max_tokens=s.max_answer_tokens, temperature=s.temperature, stop=STOP)
         try:
