@@ -29,19 +29,47 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def settings_or_exit() -> Settings:
+    """The settings from the environment, or exit 2 naming the variable that is wrong (``RAG_TOP_K=abc``), not a
+    validation traceback."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        say(f"error: invalid setting ({problems(exc, prefix='RAG_')})")
+        raise SystemExit(2) from exc
+
+
+def problems(exc: ValidationError, prefix: str = "") -> str:
+    """``top_k: Input should be a valid integer``; with ``prefix="RAG_"`` the variable's name, ``RAG_TOP_K``."""
+    def name(loc: tuple[Any, ...]) -> str:
+        field = ".".join(map(str, loc))
+        return f"{prefix}{field.upper()}" if prefix else field
+
+    return "; ".join(f"{name(e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
 def index_dir(args: argparse.Namespace) -> Path:
-    return args.index if args.index is not None else get_settings().index_dir
+    return args.index if args.index is not None else settings_or_exit().index_dir
 
 
 def open_index(args: argparse.Namespace) -> Store:
-    """The index named by --index (or the settings), or exit 2 with the reason it cannot be used."""
+    """The index named by --index (or the settings), or exit 2 with the reason it cannot be used: a setting that
+    is wrong, an index of another model or layout, a file that is not an index (or not ours), a folder we cannot
+    write."""
+    import sqlite3
+
     from rag.index.records import StoreError
     from rag.index.store import open_store
 
+    settings_or_exit()  # read even with --index: search and ask use the other settings
+    path = index_dir(args)
     try:
-        return open_store(index_dir(args))
+        return open_store(path)
     except StoreError as exc:
         say(f"error: {exc}")
+        raise SystemExit(2) from exc
+    except (sqlite3.DatabaseError, OSError) as exc:  # e.g. "file is not a database", or --index names a file
+        say(f"error: {path}: cannot open the index ({exc})")
         raise SystemExit(2) from exc
 
 
@@ -55,11 +83,11 @@ def settings_with(p: argparse.ArgumentParser, **overrides: object) -> Settings:
     """The settings, with the options given on the command line (None: not given) taking precedence, validated
     like the environment is (``-k -1`` is refused with exit 2, naming the option's setting, not a traceback)."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    base = settings_or_exit()
     try:
-        return Settings.model_validate({**get_settings().model_dump(), **given})
+        return Settings.model_validate({**base.model_dump(), **given})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        p.error(f"invalid option ({problems})")
+        p.error(f"invalid option ({problems(exc)})")
 
 
 def print_json(document: Any) -> None:

@@ -59,8 +59,9 @@ def run_cli(tmp_path: Path):
     """Run ``python -m MODULE ARGS`` in a child process from the project root, as a user would."""
     import subprocess
 
-    def run(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    def run(module: str, *args: str, timeout: float = 600, env: dict[str, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
         )

@@ -333,6 +333,24 @@ def test_cli_usage_errors_exit_2(run_cli, tmp_path: Path) -> None:
     assert run_cli("rag.search", "q", "-k", "0", "--index", str(tmp_path)).returncode == 2
 
 
+def test_a_broken_index_or_a_bad_setting_exits_2_with_the_reason(run_cli, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "index.sqlite").write_bytes(b"not a database, just bytes " * 100)
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("I am a file, not an index folder.")
+    for module, *args in [("rag.search", "q"), ("rag.ask", "q"), ("ingest", "--list")]:
+        for index in (broken, a_file):
+            result = run_cli(module, *args, "--index", str(index))
+            assert result.returncode == 2 and "Traceback" not in result.stderr, (module, index, result.stderr)
+            assert f"error: {index}: cannot open the index" in result.stderr, result.stderr
+    assert (broken / "index.sqlite").read_bytes().startswith(b"not a database"), "the broken file is left as it was"
+    for module, *args in [("rag.search", "q"), ("ingest", "--list"), ("rag.ask", "q")]:
+        result = run_cli(module, *args, "--index", str(tmp_path / "index"), env={"RAG_TOP_K": "abc"})
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (module, result.stderr)
+        assert "error: invalid setting (RAG_TOP_K: Input should be a valid integer" in result.stderr, result.stderr
+
+
 def test_crash_mid_ingest_leaves_an_index_that_opens_and_answers(tmp_path: Path, embedder: Embedder) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
