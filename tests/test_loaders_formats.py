@@ -67,6 +67,13 @@ def test_htm_suffix_is_read_as_a_web_page(tmp_path: Path) -> None:
     assert "leaves at seven" in load_document(path).records[0].text
 
 
+def test_a_page_with_a_short_article_or_none_is_not_filled_with_its_menu(tmp_path: Path) -> None:
+    short = load_document(make_html(tmp_path / "hours.html", "Hours", "<p>Open daily.</p>"))
+    assert [r.text for r in short.records] == ["Open daily."], "not the menu and banner around it"
+    with pytest.raises(LoadError, match="no article text"):
+        load_document(make_html(tmp_path / "empty.html", "Empty", ""))
+
+
 def test_scanned_pdf_is_read_by_ocr_with_page_numbers(tmp_path: Path) -> None:
     path = make_scanned_pdf(tmp_path / "scan.pdf", [
         "Harbour report. The weather in Kiruna was cold all week.",

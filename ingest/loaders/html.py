@@ -26,6 +26,8 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
         article = trafilatura.extract(
             data, output_format="markdown", include_tables=True, include_formatting=True, include_comments=False,
             include_images=False, include_links=False, deduplicate=False,
+            # With little or no article, trafilatura's default falls back to the whole page: menu, banner and all.
+            favor_precision=True,
         )
         metadata = trafilatura.extract_metadata(data)
     except Exception as exc:  # noqa: BLE001 - lxml and the date/encoding guessers fail many ways on broken pages
