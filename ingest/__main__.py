@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ingest.pipeline import Ingestor
 from ingest.report import IngestReport, Progress
-from rag.cli import open_index, parser, print_json, say
+from rag.cli import open_index, parser, print_json, run, say
 from rag.index.records import StoreError
 
 
@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             ])
         else:
             for d in docs:
-                pages = f"{d.pages} pages, " if d.pages else ""
-                print(f"{d.name}\t{pages}{d.chunks} chunks\tadded {d.added_at}")
+                unit = "slide" if d.kind == "pptx" else "page"
+                pages = f"{d.pages} {unit}{'s' * (d.pages != 1)}, " if d.pages else ""
+                print(f"{d.name}\t{pages}{d.chunks} chunk{'s' * (d.chunks != 1)}\tadded {d.added_at}")
         return 0
 
     bars = _Bars(enabled=True)
@@ -100,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         bars.close()
         say(f"error: {exc}")
         return 1
+    except KeyboardInterrupt:  # each document is committed on its own: those stored so far stay
+        bars.close()
+        say("interrupted: the documents stored before it are kept; run the same command again to add the rest")
+        return 130
     bars.close()
     if args.json:
         print_json(report.to_json())
@@ -108,4 +113,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from rag.answer.answerer import Answerer, Delta, Finished, Retrieved
-from rag.cli import add_backend_option, open_index, parser, print_json, say, settings_with
+from rag.cli import add_backend_option, open_index, parser, print_json, run, say, settings_with
 from rag.llm import get_llm
 from rag.retrieval.retriever import Retriever
 
@@ -75,4 +75,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -99,3 +101,14 @@ def print_json(document: Any) -> None:
 def say(text: str = "") -> None:
     """Human text goes to stderr so that stdout stays clean for --json."""
     print(text, file=sys.stderr)
+
+
+def run(main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main()``'s code; a reader that closes the pipe early (``| head``) ends the output quietly."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python exits
+        code = 1
+    sys.exit(code)

@@ -7,12 +7,11 @@ entry point sits on top of both ``ingest`` and ``rag``.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 from ingest.pipeline import Ingestor
-from rag.cli import parser, print_json, say
+from rag.cli import parser, print_json, run, say
 from rag.index.embedder import get_embedder
 from rag.index.store import Store, open_store
 from rag.retrieval.evaluate import DatasetError, load_questions, refusal_rate, score_retrieval
@@ -79,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 
-from rag.cli import open_index, parser, print_json, say
+from rag.cli import open_index, parser, print_json, run, say
 from rag.retrieval.retriever import Retriever
 
 
@@ -29,4 +28,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

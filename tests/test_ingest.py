@@ -333,6 +333,24 @@ def test_cli_usage_errors_exit_2(run_cli, tmp_path: Path) -> None:
     assert run_cli("rag.search", "q", "-k", "0", "--index", str(tmp_path)).returncode == 2
 
 
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(run_cli, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    entries = (f"Entry {i}: the pump at station {i} ran for {i % 13} hours." for i in range(4000))
+    (docs / "log.txt").write_text("\n".join(entries))
+    (docs / "deck.txt").write_text("One line.")
+    index = tmp_path / "index"
+    assert run_cli("ingest", str(docs), "--index", str(index)).returncode == 0
+    listed = run_cli("ingest", "--list", "--index", str(index)).stdout
+    assert "\t1 chunk\t" in listed and " chunks\t" in listed, listed  # "1 chunk", not "1 chunks"
+    # More than a pipe holds (64 KB), read by `head`, which closes the pipe after 100 bytes.
+    command = (f"{sys.executable} -m rag.search 'pump station hours' -k 300 --json --index {index} | head -c 100")
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, timeout=300)
+    assert len(result.stdout) == 100 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, \
+        result.stderr
+
+
 def test_a_broken_index_or_a_bad_setting_exits_2_with_the_reason(run_cli, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()

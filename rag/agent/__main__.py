@@ -3,12 +3,11 @@ terminal. Steps go to stderr as they happen; the answer to stdout (or one JSON d
 
 from __future__ import annotations
 
-import sys
 import textwrap
 
 from rag.agent.events import AgentFinished, AgentStep
 from rag.agent.loop import Agent
-from rag.cli import add_backend_option, open_index, parser, print_json, say, settings_with
+from rag.cli import add_backend_option, open_index, parser, print_json, run, say, settings_with
 from rag.llm import get_llm
 from rag.retrieval.retriever import Retriever
 
@@ -80,4 +79,4 @@ def _labelled(label: str, text: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)
