@@ -6,38 +6,32 @@ progress go to stderr. Exit status 0 when answered or refused, 1 when the model 
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from rag.answer.answerer import Answerer, Delta, Finished, Retrieved
-from rag.cli import add_backend_option, open_index, parser, print_json, run, say, settings_with
+from rag.cli import (
+    add_backend_option,
+    add_history_option,
+    history_from,
+    open_index,
+    parser,
+    print_json,
+    run,
+    say,
+    settings_with,
+)
 from rag.llm import get_llm
 from rag.retrieval.retriever import Retriever
-
-
-def read_history(path: Path) -> list[dict[str, str]]:
-    """A JSON list of {"role": "user"|"assistant", "content": str} messages, oldest first."""
-    history = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(history, list) or not all(
-        isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
-        for m in history
-    ):
-        raise ValueError('expected a JSON list of {"role": "user" or "assistant", "content": "..."}')
-    return history
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m rag.ask", "Answer a question from the indexed documents, with citations.")
     p.add_argument("question")
     add_backend_option(p)
-    p.add_argument("--history", type=Path, metavar="FILE", help="earlier turns as a JSON list of messages")
+    add_history_option(p)
     p.add_argument("-k", type=int, help="passages to retrieve (default: $RAG_TOP_K or 5)")
     args = p.parse_args(argv)
-    try:
-        history = read_history(args.history) if args.history else []
-    except (OSError, ValueError) as exc:
-        p.error(f"--history {args.history}: {exc}")
+    history = history_from(p, args)
     settings = settings_with(p, llm=args.backend, top_k=args.k)
     store = open_index(args)
 

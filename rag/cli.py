@@ -81,6 +81,29 @@ def add_backend_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=backend_names(), help="LLM backend (default: $RAG_LLM or embedded)")
 
 
+def read_history(path: Path) -> list[dict[str, str]]:
+    """A JSON list of {"role": "user"|"assistant", "content": str} messages, oldest first."""
+    history = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(history, list) or not all(
+        isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+        for m in history
+    ):
+        raise ValueError('expected a JSON list of {"role": "user" or "assistant", "content": "..."}')
+    return history
+
+
+def add_history_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--history", type=Path, metavar="FILE", help="earlier turns as a JSON list of messages")
+
+
+def history_from(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[dict[str, str]]:
+    """The ``--history`` file's messages (none without it), or exit 2 with the reason it cannot be used."""
+    try:
+        return read_history(args.history) if args.history else []
+    except (OSError, ValueError) as exc:
+        p.error(f"--history {args.history}: {exc}")
+
+
 def settings_with(p: argparse.ArgumentParser, **overrides: object) -> Settings:
     """The settings, with the options given on the command line (None: not given) taking precedence, validated
     like the environment is (``-k -1`` is refused with exit 2, naming the option's setting, not a traceback)."""

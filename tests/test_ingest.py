@@ -331,6 +331,9 @@ def test_cli_usage_errors_exit_2(run_cli, tmp_path: Path) -> None:
     assert run_cli("ingest", "--index", str(tmp_path)).returncode == 2
     assert run_cli("ingest", "x.txt", "--list", "--index", str(tmp_path)).returncode == 2
     assert run_cli("rag.search", "q", "-k", "0", "--index", str(tmp_path)).returncode == 2
+    for module in ("rag.ask", "rag.agent"):  # both read follow-ups from --history, and refuse a missing file
+        missing = run_cli(module, "And when?", "--history", str(tmp_path / "gone.json"), "--index", str(tmp_path))
+        assert missing.returncode == 2 and "gone.json" in missing.stderr, missing.stderr
 
 
 def test_output_piped_into_a_reader_that_stops_early_ends_quietly(run_cli, tmp_path: Path) -> None:

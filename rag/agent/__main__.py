@@ -7,7 +7,17 @@ import textwrap
 
 from rag.agent.events import AgentFinished, AgentStep
 from rag.agent.loop import Agent
-from rag.cli import add_backend_option, open_index, parser, print_json, run, say, settings_with
+from rag.cli import (
+    add_backend_option,
+    add_history_option,
+    history_from,
+    open_index,
+    parser,
+    print_json,
+    run,
+    say,
+    settings_with,
+)
 from rag.llm import get_llm
 from rag.retrieval.retriever import Retriever
 
@@ -16,18 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     p = parser("python -m rag.agent", "Answer a question with tools (search, calculator, python), citing passages.")
     p.add_argument("question")
     add_backend_option(p)
+    add_history_option(p)
     p.add_argument("--max-steps", type=int, metavar="N", help="model turns allowed (default: $RAG_AGENT_MAX_STEPS "
                                                                "or 6)")
     args = p.parse_args(argv)
     if args.max_steps is not None and not 1 <= args.max_steps <= 50:
         p.error("--max-steps must be between 1 and 50")
+    history = history_from(p, args)
     settings = settings_with(p, llm=args.backend, agent_max_steps=args.max_steps)
     store = open_index(args)
 
     agent = Agent(Retriever(store, settings=settings), get_llm(settings), settings)
     result = None
     shown = 0
-    for event in agent.run(args.question):
+    for event in agent.run(args.question, history):
         if isinstance(event, AgentStep):
             shown += 1
             if not args.json:
