@@ -9,17 +9,8 @@ from __future__ import annotations
 import sys
 
 from rag.answer.answerer import Answerer, Delta, Finished, Retrieved
-from rag.cli import (
-    add_backend_option,
-    add_history_option,
-    history_from,
-    open_index,
-    parser,
-    print_json,
-    run,
-    say,
-    settings_with,
-)
+from rag.cli import add_backend_option, add_history_option, history_from, open_index, parser, print_json, run
+from rag.cli import say, settings_with
 from rag.llm import get_llm
 from rag.retrieval.retriever import Retriever
 

@@ -7,17 +7,8 @@ import textwrap
 
 from rag.agent.events import AgentFinished, AgentStep
 from rag.agent.loop import Agent
-from rag.cli import (
-    add_backend_option,
-    add_history_option,
-    history_from,
-    open_index,
-    parser,
-    print_json,
-    run,
-    say,
-    settings_with,
-)
+from rag.cli import add_backend_option, add_history_option, history_from, open_index, parser, print_json, run
+from rag.cli import say, settings_with
 from rag.llm import get_llm
 from rag.retrieval.retriever import Retriever
 
