@@ -72,6 +72,8 @@ def test_a_page_with_a_short_article_or_none_is_not_filled_with_its_menu(tmp_pat
     assert [r.text for r in short.records] == ["Open daily."], "not the menu and banner around it"
     with pytest.raises(LoadError, match="no article text"):
         load_document(make_html(tmp_path / "empty.html", "Empty", ""))
+    with pytest.raises(LoadError, match="no article text"):  # found by the fuzz campaign: headings alone
+        load_document(make_html(tmp_path / "headings.html", "Headings", "<h1>Contents</h1><h2>Part one</h2>"))
 
 
 def test_scanned_pdf_is_read_by_ocr_with_page_numbers(tmp_path: Path) -> None:

@@ -32,11 +32,11 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
         metadata = trafilatura.extract_metadata(data)
     except Exception as exc:  # noqa: BLE001 - lxml and the date/encoding guessers fail many ways on broken pages
         raise LoadError(f"the web page could not be read ({type(exc).__name__}: {exc})"[:500]) from exc
-    text = normalize_text(_plain(article or ""))
-    if not text:
+    records = split_markdown_sections(normalize_text(_plain(article or "")))
+    if not records:  # nothing, or headings alone
         raise LoadError("no article text in the web page (nothing but navigation, scripts or styles, or empty)")
     title = metadata.title.strip() if metadata is not None and metadata.title else None
-    return LoadedDocument(path=path, kind="html", records=split_markdown_sections(text), title=title)
+    return LoadedDocument(path=path, kind="html", records=records, title=title)
 
 
 def _plain(markdown: str) -> str:
