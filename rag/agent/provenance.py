@@ -31,5 +31,6 @@ def unobserved_note(missing: list[str], *, final: bool) -> str:
     listed = ", ".join(missing)
     what = "Your Final Answer states" if final else "Your Action Input uses"
     return (f"Error: {what} {listed}, which is in no observation and not in the question. Take every number from "
-            "the passages you found (search again if you need one), then "
-            + ("give the Final Answer again." if final else "call the tool again with those numbers."))
+            "the passages you found (search again if you need one)"
+            + ("; a number you worked out yourself, compute with the calculator. Then give the Final Answer again."
+               if final else ", then call the tool again with those numbers."))
