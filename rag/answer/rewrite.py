@@ -31,20 +31,22 @@ def previous_questions(history: list[Message]) -> list[str]:
     return [m["content"] for m in history if m.get("role") == "user" and m.get("content", "").strip()]
 
 
+def followed_question(question: str, history: list[Message]) -> str | None:
+    """The earlier question that ``question`` follows up, or None when it is not a follow-up (or is the first)."""
+    earlier = previous_questions(history)
+    return earlier[-1] if earlier and looks_like_follow_up(question) else None
+
+
 def concat_query(question: str, history: list[Message]) -> str:
     """Without a capable model: a follow-up is searched together with the question it follows."""
-    earlier = previous_questions(history)
-    if not earlier or not looks_like_follow_up(question):
-        return question
-    return f"{earlier[-1]} {question}"
+    earlier = followed_question(question, history)
+    return f"{earlier} {question}" if earlier else question
 
 
 def with_earlier_question(question: str, history: list[Message]) -> str:
     """For a model that reads the whole text (the agent): a follow-up, with the question it follows beside it."""
-    earlier = previous_questions(history)
-    if not earlier or not looks_like_follow_up(question):
-        return question
-    return f"{question}\n(This follows the earlier question: {earlier[-1]})"
+    earlier = followed_question(question, history)
+    return f"{question}\n(This follows the earlier question: {earlier})" if earlier else question
 
 
 def model_query(question: str, history: list[Message], llm: LLM) -> str:
