@@ -50,10 +50,6 @@ def problems(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(f"{name(e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
-def index_dir(args: argparse.Namespace) -> Path:
-    return args.index if args.index is not None else settings_or_exit().index_dir
-
-
 def open_index(args: argparse.Namespace) -> Store:
     """The index named by --index (or the settings), or exit 2 with the reason it cannot be used: a setting that
     is wrong, an index of another model or layout, a file that is not an index (or not ours), a folder we cannot
@@ -63,8 +59,8 @@ def open_index(args: argparse.Namespace) -> Store:
     from rag.index.records import StoreError
     from rag.index.store import open_store
 
-    settings_or_exit()  # read even with --index: search and ask use the other settings
-    path = index_dir(args)
+    settings = settings_or_exit()  # read even with --index: search and ask use the other settings
+    path = args.index if args.index is not None else settings.index_dir
     try:
         return open_store(path)
     except StoreError as exc:
