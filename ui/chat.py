@@ -30,10 +30,14 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def page_unit(name: str) -> str:
+    """Slides in a PowerPoint file, pages otherwise: ``rag.index.records.page_unit``, which the UI may not import."""
+    return "slide" if name.lower().endswith(".pptx") else "page"
+
+
 def source_label(citation: dict) -> str:
     """``[1] report.pdf, page 2``: the file's label shows as written (a crafted name renders no link or image)."""
-    unit = "slide" if citation["source"].lower().endswith(".pptx") else "page"
-    page = f", {unit} {citation['page']}" if citation.get("page") else ""
+    page = f", {page_unit(citation['source'])} {citation['page']}" if citation.get("page") else ""
     return f"[{citation['n']}] {text_markdown(citation['source'])}{page}"
 
 

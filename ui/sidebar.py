@@ -12,7 +12,7 @@ from rag.answer.safe_markdown import text_markdown
 from rag.conversations import ConversationStore, file_name, to_markdown
 from rag.llm import EMBEDDED_MODELS, backend_class, backend_names, model_index, model_title
 from rag.settings import Settings
-from ui.chat import plural
+from ui.chat import page_unit, plural
 from ui.resources import llm_health
 
 FILE_TYPES = [s.lstrip(".") for s in SUPPORTED_SUFFIXES]
@@ -123,8 +123,7 @@ def sidebar_library(library: Library) -> None:
     chunks = sum(d.chunks for d in docs)
     st.sidebar.caption(f"{len(docs)} document(s), {plural(chunks, 'passage')}")
     for doc in docs:
-        unit = "slide" if doc.name.lower().endswith(".pptx") else "page"
-        pages = f"{plural(doc.pages, unit)} · " if doc.pages else ""
+        pages = f"{plural(doc.pages, page_unit(doc.name))} · " if doc.pages else ""
         left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
         left.markdown(f"**{text_markdown(doc.name)}**  \n"
                       f":gray[{pages}{plural(doc.chunks, 'passage')} · added {doc.added_at[:10]}]")

@@ -12,6 +12,7 @@ from typing import Any
 from rag.answer.notes import answer_note
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.conversations.store import Conversation
+from rag.index.records import page_unit
 
 _ICON = re.compile(r":material/[a-z_]+:\s*")  # the app's icons, meaningless outside it
 _NOT_IN_A_FILE_NAME = re.compile(r"[^\w\- ]+")
@@ -54,8 +55,7 @@ def _answer(message: dict[str, Any]) -> list[str]:
         lines += [f"#### {heading}", ""]
         cited = any(c.get("cited") for c in citations)
         for citation in citations:
-            unit = "slide" if str(citation["source"]).lower().endswith(".pptx") else "page"
-            page = f", {unit} {citation['page']}" if citation.get("page") else ""
+            page = f", {page_unit(str(citation['source']))} {citation['page']}" if citation.get("page") else ""
             page += " (given to the model, not cited)" if cited and not citation.get("cited") else ""
             passage = " ".join(str(citation.get("text", "")).split())
             where = text_markdown(f"{citation['source']}{page}")

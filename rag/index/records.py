@@ -8,6 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def page_unit(name: str) -> str:
+    """What a document's numbered parts are called, for people: slides in a PowerPoint file, pages otherwise."""
+    return "slide" if name.lower().endswith(".pptx") else "page"
+
+
 class StoreError(Exception):
     """The index cannot be used as asked (locked by another writer, built with another model, ...)."""
 
