@@ -82,6 +82,7 @@ def main() -> None:
         if (submitted.text or "").strip():  # asked on the rerun, with the library above as it is now
             st.session_state.pending = submitted.text
         st.rerun()
+
     def show_conversations() -> None:  # this tab's conversation saved, then the list drawn with it
         keep_conversation(conversations)
         with conversations_slot:

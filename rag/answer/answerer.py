@@ -210,8 +210,8 @@ class Answerer:
         by_number = {p.n: p for p in passages}
         ordered = [by_number[n] for n in cited] or passages  # nothing cited: list the sources consulted
         checked = self._check(text, passages, cited, question, generation.token_probs)
-        if not checked[0].verified:  # the cited passages lack some of its words: show the others it was given too
-            ordered = ordered + [p for p in passages if p.n not in {o.n for o in ordered}]
+        if cited and not checked[0].verified:  # the cited passages lack some of its words: show the others too
+            ordered = [*ordered, *(p for p in passages if p.n not in cited)]
         yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked)
 
     def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,
