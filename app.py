@@ -52,7 +52,7 @@ def main() -> None:
             if message.get("kind") == "answer":
                 render_answer(message, library)
             elif message.get("kind") == "upload":  # the app's own note: its file names and reasons are escaped
-                st.markdown(message["content"])
+                st.markdown(f":material/attach_file: {message['content']}")
             else:
                 st.markdown(answer_markdown(message["content"]))
 

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from ingest.pipeline import Ingestor
 from ingest.report import IngestReport, Progress
 from rag.cli import open_index, parser, print_json, run, say
-from rag.index.records import StoreError, page_unit
+from rag.answer.result import page_unit
+from rag.index.records import StoreError
 
 
 class _Bars:
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             ])
         else:
             for d in docs:
-                pages = f"{d.pages} {page_unit(d.name)}{'s' * (d.pages != 1)}, " if d.pages else ""
+                pages = f"{d.pages} {page_unit(d.kind)}{'s' * (d.pages != 1)}, " if d.pages else ""
                 print(f"{d.name}\t{pages}{d.chunks} chunk{'s' * (d.chunks != 1)}\tadded {d.added_at}")
         return 0
 

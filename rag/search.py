@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+from rag.answer.result import source_label
 from rag.cli import open_index, parser, print_json, run, say
 from rag.retrieval.retriever import Retriever
 
@@ -21,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hits:
         say("no passages: the index is empty")
     for hit in hits:
-        page = f" p.{hit.chunk.page}" if hit.chunk.page else ""
-        print(f"[{hit.rank}] {hit.score:.3f}  {hit.chunk.source}{page}")
+        print(f"[{hit.rank}] {hit.score:.3f}  {source_label(hit.chunk.source, hit.chunk.page, hit.chunk.kind)}")
         print("    " + hit.chunk.text[:300].replace("\n", " ") + ("…" if len(hit.chunk.text) > 300 else ""))
     return 0
 

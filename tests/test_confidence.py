@@ -104,11 +104,13 @@ def test_an_unsure_answer_is_flagged_or_withheld(tesla_index: Store, embedder: E
     doc = shown.to_json()
     assert doc["verified"] is False and any("unsure" in c for c in doc["checks"]), doc  # type: ignore[union-attr]
     assert doc["confidence"] < MIN_TOKEN_PROBABILITY and doc["candidate"] is None  # type: ignore[operator]
-    assert "Check this answer" in answer_note(doc)[0]  # type: ignore[index]
+    note = answer_note(shown.result())
+    assert note is not None and note.kind == "check" and "Check this answer" in note.markdown
 
     withheld = _answerer(tesla_index, embedder, llm, unverified_answers="withhold").ask(question)
     assert withheld.refused and withheld.refused_by == "check" and withheld.answer == WITHHELD
     assert withheld.candidate == model_text
-    note, _ = answer_note(withheld.to_json())  # type: ignore[misc]
-    assert note.startswith("**Not confirmed by your documents.**") and "unsure" in note, note
+    note = answer_note(withheld.result())
+    assert note is not None and note.kind == "withheld", note
+    assert note.markdown.startswith("**Not confirmed by your documents.**") and "unsure" in note.markdown, note
     assert withheld.citations, "the passages are still listed to check"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def test_markdown_export_fetches_nothing_when_opened_elsewhere() -> None:
 
 def test_markdown_export_has_questions_answers_and_sources() -> None:
     chat = Conversation(id="x", title="Freedonia", created_at="2025-01-02T03:04:05.000000+00:00", messages=[
-        {"role": "assistant", "kind": "upload", "content": ":material/attach_file: **Documents: 1 added**"},
+        {"role": "assistant", "kind": "upload", "content": "**Documents: 1 added**"},
         *_turn("What is the capital of Freedonia?", "Fredville [1]."),
         {"role": "assistant", "kind": "answer", "content": "", "stopped": False,
          "answer": {"refused": True, "citations": [{"n": 1, "source": "notes.txt", "page": None,
@@ -155,3 +156,67 @@ def test_markdown_export_keeps_what_a_withheld_answer_said_and_why() -> None:
     text = to_markdown(chat)
     assert "Not found in your documents" not in text
     assert "I could not confirm an answer" in text and "The model answered “9 euros \\[1\\].”" in text, text
+
+
+def test_a_conversation_saved_by_the_previous_release_still_opens_and_exports(tmp_path: Path) -> None:
+    """Before answers had a schema, conversations kept ``Answer.to_json()`` and ``AgentResult.to_json()`` dicts
+    with no version (the agent's without ``checks`` or ``refused_by``), and upload notes with the page's icon
+    codes in their text. Such a row, written as that release wrote it, opens, renders its note and exports."""
+    import json
+    import sqlite3
+
+    from rag.answer.notes import answer_note
+    from rag.answer.result import SCHEMA_VERSION, AnswerResult
+
+    plain = {"answer": "8 euros [1].", "refused": False, "backend": "embedded", "model": "qwen", "seconds": 1.2,
+             "query": "return ticket", "evidence": {"found": True, "confidence": 0.9, "dense": 0.7, "coverage": 1.0},
+             "usage": None, "error": None, "refused_by": None, "verified": False, "unverified": ["8"], "checks": [],
+             "confidence": 0.8, "candidate": None,
+             "citations": [{"n": 1, "source": "deck.pptx", "page": 3, "text": "A single costs 5 euros.",
+                            "support": "A single costs 5 euros.", "cited": True}]}
+    agent = {"answer": "It is 8,150.", "steps": [{"thought": "Subtract.", "action": "calculator",
+                                                   "input": "14250 - 6100", "observation": "8150"}],
+             "citations": [], "stopped_reason": "final_answer", "question": "How many more?", "backend": "embedded",
+             "model": "qwen", "seconds": 9.0, "tokens": 80, "fallback": False, "refused": False, "verified": True,
+             "unverified": []}
+    messages = [
+        {"role": "assistant", "kind": "upload", "content": ":material/attach_file: **Documents: 1 added**\n"
+                                                          "- :material/close: bad.pdf: encrypted"},
+        {"role": "user", "kind": "question", "content": "How much is a return ticket?"},
+        {"role": "assistant", "kind": "answer", "content": "8 euros [1].", "stopped": False, "id": 2, "answer": plain},
+        {"role": "user", "kind": "question", "content": "How many more?"},
+        {"role": "assistant", "kind": "answer", "content": "It is 8,150.", "stopped": False, "id": 4, "answer": agent},
+    ]
+    path = tmp_path / "conversations.sqlite"
+    ConversationStore(path)  # the table, as both releases create it
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO conversations VALUES ('old', 'Ferry', '2026-01-01T00:00:00+00:00', "
+                   "'2026-01-01T00:00:00+00:00', 1, 2, ?)", (json.dumps(messages),))
+
+    chat = ConversationStore(path).open("old")
+    old_plain, old_agent = (AnswerResult.load(m["answer"]) for m in chat.messages if m.get("kind") == "answer")
+    assert old_plain.schema_version == SCHEMA_VERSION and old_plain.mode == "answer"
+    assert old_plain.citations[0].where == "deck.pptx, slide 3", "a .pptx label still names slides"
+    assert not old_plain.verified and old_plain.unverified == ["8"]
+    assert old_agent.mode == "agent" and old_agent.steps[0].input == "14250 - 6100" and old_agent.checks == []
+    note = answer_note(old_plain)
+    assert note is not None and note.kind == "unconfirmed" and "“8”" in note.markdown
+
+    text = to_markdown(chat)
+    assert ":material/" not in text and "**Documents: 1 added**" in text and "bad.pdf: encrypted" in text
+    assert "**deck.pptx, slide 3**" in text and "> **Not found in your sources:** “8”." in text
+    assert "#### Agent steps" in text and "14250 - 6100" in text and "observed: 8150" in text
+
+
+def test_an_answer_round_trips_through_its_json_with_its_version() -> None:
+    from rag.answer.result import SCHEMA_VERSION, AnswerResult, Citation, Step
+
+    answer = AnswerResult(mode="agent", question="q", answer="It is 3 [1].", refused=False,
+                          citations=[Citation(n=1, source="a.pdf", page=2, kind="pdf", text="x", cited=True)],
+                          steps=[Step(thought="t", action="calculator", input="1 + 2", observation="3")],
+                          stopped_reason="final_answer", checks=["why"], verified=False)
+    document = json.loads(json.dumps(answer.to_json()))
+    assert document["schema_version"] == SCHEMA_VERSION
+    assert {"answer", "refused", "citations", "backend", "model", "seconds"} <= set(document)
+    assert {"n", "source", "page", "text"} <= set(document["citations"][0])
+    assert AnswerResult.load(document) == answer

@@ -9,6 +9,7 @@ import streamlit as st
 from ingest.library import Library
 from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
 from rag.answer.notes import answer_note
+from rag.answer.result import AnswerResult, Citation, Step
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.llm import LLM
 from rag.retrieval.retriever import Retriever
@@ -30,68 +31,65 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def page_unit(name: str) -> str:
-    """Slides in a PowerPoint file, pages otherwise: ``rag.index.records.page_unit``, which the UI may not import."""
-    return "slide" if name.lower().endswith(".pptx") else "page"
+NOTE_ICONS = {"withheld": ":material/report:", "not_found": ":material/search_off:",
+              "unconfirmed": ":material/report:", "check": ":material/report:"}
 
 
-def source_label(citation: dict) -> str:
+def source_label(citation: Citation) -> str:
     """``[1] report.pdf, page 2``: the file's label shows as written (a crafted name renders no link or image)."""
-    page = f", {page_unit(citation['source'])} {citation['page']}" if citation.get("page") else ""
-    return f"[{citation['n']}] {text_markdown(citation['source'])}{page}"
+    return f"[{citation.n}] {text_markdown(citation.where)}"
 
 
 def render_answer(message: dict, library: Library, *, text_on_screen: bool = False) -> None:
     """An answer with its sources; a refusal looks different and shows the closest passages instead."""
-    answer = message.get("answer") or {}
-    if not answer.get("refused") and not text_on_screen:
+    answer = AnswerResult.load(message["answer"]) if message.get("answer") else AnswerResult(answer="")
+    if not answer.refused and not text_on_screen:
         st.markdown(answer_markdown(message["content"]) or "…")
     if note := answer_note(answer):  # refused, or stating a name or number that none of its passages holds
-        st.warning(note[0], icon=note[1])
-    if answer.get("fallback"):
-        st.caption(f":material/info: The agent stopped without an answer ({answer.get('stopped_reason')}), so this "
+        st.warning(note.markdown, icon=NOTE_ICONS[note.kind])
+    if answer.fallback:
+        st.caption(f":material/info: The agent stopped without an answer ({answer.stopped_reason}), so this "
                    "is the plain answer from your documents.")
     if message.get("stopped"):
         st.caption(":material/stop_circle: stopped before the end")
-    if answer.get("error"):
-        st.error(f"The model failed: {text_markdown(str(answer['error']))}", icon=":material/error:")
-    citations = answer.get("citations") or []
+    if answer.error:
+        st.error(f"The model failed: {text_markdown(answer.error)}", icon=":material/error:")
+    citations = answer.citations
     if citations:
-        cited = any(c.get("cited") for c in citations)
-        st.caption("Closest passages" if answer.get("refused") else ("Sources" if cited else "Sources consulted"))
+        cited = answer.any_cited
+        st.caption("Closest passages" if answer.refused else ("Sources" if cited else "Sources consulted"))
         for i, c in enumerate(citations):
-            if cited and not c.get("cited") and (i == 0 or citations[i - 1].get("cited")):
+            if cited and not c.cited and (i == 0 or citations[i - 1].cited):
                 st.caption("Also given to the model, not cited")  # an answer its cited passages do not confirm
             with st.expander(source_label(c)):
-                st.markdown(highlight(c["text"], c.get("support", "")))
-                if c.get("page") and c["source"].lower().endswith(".pdf"):
-                    show_page(library, c, key=f"page-{message.get('id', id(message))}-{c['n']}")
-    if answer.get("steps"):
-        ended = str(answer.get("stopped_reason", "")).replace("_", " ")
-        with st.expander(f"Agent trace ({plural(len(answer['steps']), 'step')}, ended by {ended})"):
-            for i, step in enumerate(answer["steps"], start=1):
+                st.markdown(highlight(c.text, c.support))
+                if c.page and c.kind == "pdf":
+                    show_page(library, c, key=f"page-{message.get('id', id(message))}-{c.n}")
+    if answer.steps:
+        ended = str(answer.stopped_reason or "").replace("_", " ")
+        with st.expander(f"Agent trace ({plural(len(answer.steps), 'step')}, ended by {ended})"):
+            for i, step in enumerate(answer.steps, start=1):
                 render_step(i, step)
 
 
-def show_page(library: Library, citation: dict, *, key: str) -> None:
+def show_page(library: Library, citation: Citation, *, key: str) -> None:
     """The cited PDF page itself, on demand, so the passage can be checked in its place."""
-    if st.toggle(f"Show page {citation['page']}", key=key):
-        data = library.page_pdf(citation["source"], citation["page"])
+    if st.toggle(f"Show page {citation.page}", key=key):
+        data = library.page_pdf(citation.source, citation.page or 0)
         if data is None:
-            st.caption(f"Page {citation['page']} of {text_markdown(citation['source'])} cannot be shown: the file has "
+            st.caption(f"Page {citation.page} of {text_markdown(citation.source)} cannot be shown: the file has "
                        "changed, is no longer on disk or cannot be read.")
         else:
             st.pdf(data, height=560, key=f"{key}-pdf")  # the same page cited twice must not share an element id
 
 
-def render_step(i: int, step: dict) -> None:
+def render_step(i: int, step: Step) -> None:
     """One agent step. Everything in it is model-written (an invalid action is kept as the model wrote it), so it
     shows as text: no link, image or HTML."""
-    action = text_markdown(step.get("action") or "thought")
-    st.markdown(f"**{i}. {action}** — {text_markdown(step.get('thought') or '')}")
-    if step.get("input"):
-        st.code(step["input"])
-    st.text(step.get("observation") or "")
+    st.markdown(f"**{i}. {text_markdown(step.action or 'thought')}** — {text_markdown(step.thought)}")
+    if step.input:
+        st.code(step.input)
+    st.text(step.observation)
 
 
 def history_for_model(messages: list[dict]) -> list[dict[str, str]]:
@@ -163,8 +161,7 @@ def run_agent(question: str, history: list, settings: Settings, library: Library
             elif isinstance(event, AgentStep):
                 live.empty()
                 shown += 1
-                render_step(shown, {"thought": event.thought, "action": event.action, "input": event.input,
-                                    "observation": event.observation})
+                render_step(shown, event.record())
                 live, written = st.empty(), ""
                 live.caption("Thinking…")
             elif isinstance(event, AgentFinished):

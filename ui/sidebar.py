@@ -12,7 +12,8 @@ from rag.answer.safe_markdown import text_markdown
 from rag.conversations import ConversationStore, file_name, to_markdown
 from rag.llm import EMBEDDED_MODELS, backend_class, backend_names, model_index, model_title
 from rag.settings import Settings
-from ui.chat import page_unit, plural
+from rag.answer.result import page_unit
+from ui.chat import plural
 from ui.resources import llm_health
 
 FILE_TYPES = [s.lstrip(".") for s in SUPPORTED_SUFFIXES]
@@ -99,12 +100,12 @@ def add_files(library: Library, files: list) -> None:  # noqa: ANN001 - Streamli
 
 
 def upload_note(report: IngestReport) -> str:
-    lines = [f":material/attach_file: **{summary(report)}**"]
+    lines = [f"**{summary(report)}**"]
     lines += [f"- {text_markdown(name)}: added" for name in report.added]
     lines += [f"- {text_markdown(name)}: updated" for name in report.updated]
     lines += [f"- {text_markdown(name)}: already in the library" for name in report.unchanged]
     lines += [f"- {text_markdown(Path(n.path).name)}: {text_markdown(n.note)}" for n in report.notes]
-    lines += [f"- :material/close: {text_markdown(Path(f.path).name)}: {text_markdown(f.error)}" for f in report.failed]
+    lines += [f"- {text_markdown(Path(f.path).name)}: not added: {text_markdown(f.error)}" for f in report.failed]
     return "\n".join(lines)
 
 
@@ -123,7 +124,7 @@ def sidebar_library(library: Library) -> None:
     chunks = sum(d.chunks for d in docs)
     st.sidebar.caption(f"{len(docs)} document(s), {plural(chunks, 'passage')}")
     for doc in docs:
-        pages = f"{plural(doc.pages, page_unit(doc.name))} · " if doc.pages else ""
+        pages = f"{plural(doc.pages, page_unit(doc.kind))} · " if doc.pages else ""
         left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
         left.markdown(f"**{text_markdown(doc.name)}**  \n"
                       f":gray[{pages}{plural(doc.chunks, 'passage')} · added {doc.added_at[:10]}]")

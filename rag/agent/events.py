@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from rag.answer.citations import Citation
 from rag.answer.grounding import Grounding
+from rag.answer.result import AnswerResult, Citation, RefusedBy, Step
 
 FINAL_ANSWER = "final_answer"
 MAX_STEPS = "max_steps"
@@ -35,46 +35,52 @@ class AgentStep:
     raw: str = ""  # the model's reply as it wrote it (cut at the stop sequence)
     seconds: float = 0.0
 
-    def to_json(self) -> dict[str, object]:
-        return {"thought": self.thought, "action": self.action, "input": self.input, "observation": self.observation}
+    def record(self) -> Step:
+        """The step as it is kept and shown (``rag.answer.result.Step``)."""
+        return Step(thought=self.thought, action=self.action, input=self.input, observation=self.observation)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AgentResult:
+    """The agent's own record of a run; ``result()`` is what leaves it (the same contract as a plain answer's)."""
+
     question: str
     answer: str  # the Final Answer (markers that point nowhere removed), or why the run stopped without one
     steps: list[AgentStep]
     citations: list[Citation]  # cited passages (cited=True), or every passage retrieved (cited=False) if none
-    stopped_reason: str  # "final_answer" | "max_steps" | "max_tokens" | "llm_error: <message>"
+    stopped_reason: str  # "final_answer" | "max_steps" | "max_tokens" | "format_errors" | "llm_error: <message>"
     backend: str
     model: str
     seconds: float
     tokens: int = 0  # tokens the model wrote over the run
     thought: str = ""  # the thought that came with the final answer
-    fallback: bool = False  # no final answer, so ``answer`` and ``citations`` come from the plain answer step
-    refused: bool = False  # the plain answer step found no evidence (only with ``fallback``)
+    fallback: bool = False  # no final answer, so the rest comes from the plain answer step
+    refused: bool = False  # the plain answer step refused (only with ``fallback``)
+    refused_by: RefusedBy | None = None  # why (only with ``fallback``)
     grounding: Grounding | None = None  # the answer checked against its cited passages and the tool results
+    checks: list[str] = field(default_factory=list)  # the plain answer step's other checks (only with ``fallback``)
+    candidate: str | None = None  # the plain answer step's withheld words (only with ``fallback``)
 
     @property
     def answered(self) -> bool:
         return self.stopped_reason == FINAL_ANSWER
 
+    @property
+    def verified(self) -> bool:
+        return (self.grounding is None or self.grounding.verified) and not self.checks
+
+    def result(self) -> AnswerResult:
+        return AnswerResult(
+            mode="agent", question=self.question, answer=self.answer, refused=self.refused,
+            refused_by=self.refused_by, citations=self.citations, verified=self.verified,
+            unverified=list(self.grounding.missing) if self.grounding else [], checks=self.checks,
+            candidate=self.candidate, backend=self.backend, model=self.model,
+            seconds=round(self.seconds, 3), steps=[s.record() for s in self.steps],
+            stopped_reason=self.stopped_reason, fallback=self.fallback, tokens=self.tokens, thought=self.thought,
+        )
+
     def to_json(self) -> dict[str, object]:
-        return {
-            "answer": self.answer,
-            "steps": [s.to_json() for s in self.steps],
-            "citations": [c.to_json() for c in self.citations],
-            "stopped_reason": self.stopped_reason,
-            "question": self.question,
-            "backend": self.backend,
-            "model": self.model,
-            "seconds": round(self.seconds, 3),
-            "tokens": self.tokens,
-            "fallback": self.fallback,
-            "refused": self.refused,
-            "verified": self.grounding is None or self.grounding.verified,
-            "unverified": list(self.grounding.missing) if self.grounding else [],
-        }
+        return self.result().to_json()
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,9 @@ from rag.agent.reply import Reply, clean_reply, parse_reply
 from rag.agent.tools import PassageRegistry, Tool, ToolOutput, default_tools
 from rag.agent.transcript import MIN_STEP_TOKENS, Counter, Turn, fit_transcript
 from rag.answer.answerer import Answerer
-from rag.answer.citations import Citation, cited_numbers, make_citations
-from rag.answer.grounding import Grounding, check_grounding
+from rag.answer.citations import cited_numbers, make_citations
+from rag.answer.result import Citation
+from rag.answer.grounding import check_grounding
 from rag.answer.rewrite import with_earlier_question
 from rag.llm import LLM, LLMError, Message
 from rag.prompts import load
@@ -184,28 +185,28 @@ class Agent:
                 stopped = FORMAT_ERRORS
                 break
 
-        fallback = refused = False
-        grounding: Grounding | None = None
+        done = {"question": question, "steps": steps, "stopped_reason": stopped, "backend": self.llm.backend,
+                "model": self.llm.model, "tokens": used, "thought": final_thought}
         if stopped == FINAL_ANSWER:
             answer, cited = cited_numbers(final, registry.numbers)
-            citations = self._citations(registry, answer, cited, question)
             passages = [p.text for p in (registry.get(n) for n in cited) if p is not None]
             passages = passages or [p.text for p in registry.passages]
-            grounding = check_grounding(answer, [*passages, *tool_results], question)
+            result = AgentResult(**done, answer=answer, citations=self._citations(registry, answer, cited, question),
+                                 grounding=check_grounding(answer, [*passages, *tool_results], question),
+                                 seconds=time.perf_counter() - started)
         elif s.agent_fallback and not stopped.startswith("llm_error"):
             # No final answer: the plain grounded answer is worth more to the user than the stop reason alone.
             plain = Answerer(self.retriever, self.llm, s).ask(question, history)
-            answer, citations, refused, fallback = plain.answer, plain.citations, plain.refused, True
-            grounding = plain.grounding
-            if plain.error:
-                answer = _stop_message(f"llm_error: {plain.error}", s.agent_max_steps)
+            answer = _stop_message(f"llm_error: {plain.error}", s.agent_max_steps) if plain.error else plain.answer
+            result = AgentResult(**done, answer=answer, citations=plain.citations, fallback=True,
+                                 refused=plain.refused, refused_by=plain.refused_by, grounding=plain.grounding,
+                                 checks=plain.checks, candidate=plain.candidate,
+                                 seconds=time.perf_counter() - started)
         else:
-            answer = _stop_message(stopped, s.agent_max_steps)
-            citations = self._citations(registry, question, [], question)
-        yield AgentFinished(
-            AgentResult(question, answer, steps, citations, stopped, self.llm.backend, self.llm.model,
-                        time.perf_counter() - started, used, final_thought, fallback, refused, grounding)
-        )
+            result = AgentResult(**done, answer=_stop_message(stopped, s.agent_max_steps),
+                                 citations=self._citations(registry, question, [], question),
+                                 seconds=time.perf_counter() - started)
+        yield AgentFinished(result)
 
     def _act(self, reply: Reply, tools: dict[str, Tool], calls: dict[tuple[str, str], int],
              number: int, seen: list[str]) -> tuple[ToolOutput, bool]:

@@ -20,10 +20,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rag.answer.citations import Citation, cited_numbers, make_citations
+from rag.answer.citations import cited_numbers, make_citations
 from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.grounding import Grounding, check_grounding
+from rag.answer.result import AnswerResult, Citation, RefusedBy
+from rag.answer.result import Usage as ResultUsage
 from rag.answer.rewrite import names_its_subject, standalone_query
 from rag.answer.support import Support, check_support
 from rag.answer.thinking import hide_thinking
@@ -45,8 +47,10 @@ _REFUSAL = re.compile(r"\b(documents?|passages?|context|text)\b[^.\n]{0,40}?\b(d
 STOP = ["\nQuestion:", "\nPassages:", "\n### "]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Answer:
+    """The answer step's own record, with the checks' full results; ``result()`` is what leaves the pipeline."""
+
     question: str
     query: str  # what was searched (the question made standalone)
     answer: str
@@ -60,7 +64,7 @@ class Answer:
     error: str | None = None
     grounding: Grounding | None = None  # None for a refusal: it states nothing to check
     # "retrieval" (no evidence, model not asked), "model" (it said so) or "check" (withheld: unverified_answers)
-    refused_by: str | None = None
+    refused_by: RefusedBy | None = None
     support: Support | None = None  # does it answer the question asked (rag.answer.support)
     confidence: Confidence | None = None  # how sure the model was (rag.answer.confidence); None: not reported
     candidate: str | None = None  # the model's own answer, when it was withheld (refused_by == "check")
@@ -76,27 +80,21 @@ class Answer:
         return [*(self.support.reasons if self.support else ()),
                 *([self.confidence.reason] if self.confidence and not self.confidence.sure else [])]
 
+    def result(self) -> AnswerResult:
+        """The answer as everything outside the pipeline sees it (``rag.answer.result``)."""
+        return AnswerResult(
+            mode="answer", question=self.question, query=self.query, answer=self.answer, refused=self.refused,
+            refused_by=self.refused_by, citations=self.citations, verified=self.verified,  # type: ignore[arg-type]
+            unverified=list(self.grounding.missing) if self.grounding else [], checks=self.checks,
+            confidence=round(self.confidence.lowest, 3) if self.confidence else None, candidate=self.candidate,
+            error=self.error, backend=self.backend, model=self.model, seconds=round(self.seconds, 3),
+            usage=ResultUsage(prompt_tokens=self.usage.prompt_tokens, completion_tokens=self.usage.completion_tokens)
+            if self.usage else None,
+            evidence=self.evidence.to_json() if self.evidence else None,
+        )
+
     def to_json(self) -> dict[str, object]:
-        return {
-            "answer": self.answer,
-            "refused": self.refused,
-            "citations": [c.to_json() for c in self.citations],
-            "backend": self.backend,
-            "model": self.model,
-            "seconds": round(self.seconds, 3),
-            "query": self.query,
-            "evidence": self.evidence.to_json() if self.evidence else None,
-            "usage": {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens}
-            if self.usage
-            else None,
-            "error": self.error,
-            "refused_by": self.refused_by,
-            "verified": self.verified,
-            "unverified": list(self.grounding.missing) if self.grounding else [],
-            "checks": self.checks,
-            "confidence": round(self.confidence.lowest, 3) if self.confidence else None,
-            "candidate": self.candidate,
-        }
+        return self.result().to_json()
 
 
 def prompt_head() -> list[Message]:
@@ -167,12 +165,13 @@ class Answerer:
 
         usage: Usage | None = None
 
-        def finish(text: str, refused_by: str | None, citations: list[Citation], error: str | None = None,
+        def finish(text: str, refused_by: RefusedBy | None, citations: list[Citation], error: str | None = None,
                    checked: tuple[Grounding, Support, Confidence | None] | None = None) -> Finished:
             grounding, support, confidence = checked or (None, None, None)
-            answer = Answer(question, query, text, refused_by is not None, citations, retrieval.evidence,
-                            self.llm.backend, self.llm.model, time.perf_counter() - started, usage, error, grounding,
-                            refused_by, support, confidence)
+            answer = Answer(question=question, query=query, answer=text, refused=refused_by is not None,
+                            citations=citations, evidence=retrieval.evidence, backend=self.llm.backend,
+                            model=self.llm.model, seconds=time.perf_counter() - started, usage=usage, error=error,
+                            grounding=grounding, refused_by=refused_by, support=support, confidence=confidence)
             if checked and not error and not answer.verified and s.unverified_answers == "withhold":
                 answer.candidate, answer.answer, answer.refused, answer.refused_by = text, WITHHELD, True, "check"
             return Finished(answer)

@@ -4,41 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from rag.answer.context import Passage
+from rag.answer.result import Citation
 from rag.index.keyword import tokenize
 
 _MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
-
-
-@dataclass(frozen=True)
-class Citation:
-    n: int
-    source: str
-    page: int | None
-    text: str  # the passage
-    chunk_id: int
-    support: str  # the sentence of the passage that best supports the answer
-    cited: bool  # False: the model did not cite it (a source consulted, or a closest passage of a refusal)
-
-    @property
-    def where(self) -> str:
-        """"report.pdf, page 2" (or just the file name when it has no pages)."""
-        return f"{self.source}, page {self.page}" if self.page else self.source
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "n": self.n,
-            "source": self.source,
-            "page": self.page,
-            "text": self.text,
-            "support": self.support,
-            "cited": self.cited,
-        }
 
 
 def cited_numbers(answer: str, valid: set[int]) -> tuple[str, list[int]]:
@@ -101,6 +75,8 @@ def make_citations(passages: list[Passage], claim_source: str, cited: set[int],
     for p in passages:
         claim = claims_citing(claim_source, p.n) if p.n in cited else claim_source
         context = question if question.strip() != claim_source.strip() else ""
-        out.append(Citation(p.n, p.hit.chunk.source, p.hit.chunk.page, p.hit.chunk.text, p.hit.chunk.id,
-                            supporting_sentence(p.hit.chunk.text, claim, embed, context), p.n in cited))
+        chunk = p.hit.chunk
+        out.append(Citation(n=p.n, source=chunk.source, page=chunk.page, text=chunk.text, chunk_id=chunk.id,
+                            kind=chunk.kind, section=chunk.section, cited=p.n in cited,
+                            support=supporting_sentence(chunk.text, claim, embed, context)))
     return out

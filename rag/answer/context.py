@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rag.answer.result import source_label
 from rag.retrieval.retriever import Hit
 
 MIN_PASSAGE_TOKENS = 48  # a passage cut shorter than this is more confusing than useful
@@ -19,8 +20,7 @@ class Passage:
 
 
 def label(hit: Hit) -> str:
-    page = f", page {hit.chunk.page}" if hit.chunk.page else ""
-    return f"{hit.chunk.source}{page}"
+    return source_label(hit.chunk.source, hit.chunk.page, hit.chunk.kind)
 
 
 def format_passages(passages: list[Passage]) -> str:

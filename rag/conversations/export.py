@@ -10,11 +10,10 @@ import re
 from typing import Any
 
 from rag.answer.notes import answer_note
+from rag.answer.result import AnswerResult
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.conversations.store import Conversation
-from rag.index.records import page_unit
 
-_ICON = re.compile(r":material/[a-z_]+:\s*")  # the app's icons, meaningless outside it
 _NOT_IN_A_FILE_NAME = re.compile(r"[^\w\- ]+")
 
 
@@ -34,30 +33,33 @@ def to_markdown(conversation: Conversation) -> str:
         elif kind == "answer":
             lines += _answer(message)
         else:
-            lines += [_ICON.sub("", message.get("content", "")), ""]  # the app's own note, escaped when written
+            lines += [message.get("content", ""), ""]  # the app's own note, escaped when written
     return "\n".join(lines).rstrip() + "\n"
 
 
 def _answer(message: dict[str, Any]) -> list[str]:
-    answer = message.get("answer") or {}
+    answer = AnswerResult.load(message["answer"]) if message.get("answer") else None
     lines = ["### Answer", ""]
-    if answer.get("refused") and answer.get("refused_by") != "check":
+    if answer is not None and answer.refused and not answer.withheld:
         lines += ["*Not found in your documents.*", ""]
     else:
         lines += [answer_markdown(message["content"]), ""] if message.get("content") else []
-        if note := answer_note(answer):  # the warning the app shows above an unconfirmed or withheld answer
-            lines += [f"> {note[0]}", ""]
+        if answer is not None and (note := answer_note(answer)):  # the warning shown above an unconfirmed answer
+            lines += [f"> {note.markdown}", ""]
     if message.get("stopped"):
         lines += ["*(stopped before the end)*", ""]
-    citations = answer.get("citations") or []
-    if citations:
-        heading = "Closest passages" if answer.get("refused") else "Sources"
-        lines += [f"#### {heading}", ""]
-        cited = any(c.get("cited") for c in citations)
-        for citation in citations:
-            page = f", {page_unit(str(citation['source']))} {citation['page']}" if citation.get("page") else ""
-            page += " (given to the model, not cited)" if cited and not citation.get("cited") else ""
-            passage = " ".join(str(citation.get("text", "")).split())
-            where = text_markdown(f"{citation['source']}{page}")
-            lines += [f"\\[{citation['n']}\\] **{where}**", "", f"> {text_markdown(passage)}", ""]
+    if answer is not None and answer.citations:
+        lines += [f"#### {'Closest passages' if answer.refused else 'Sources'}", ""]
+        for citation in answer.citations:
+            where = citation.where + (" (given to the model, not cited)"
+                                      if answer.any_cited and not citation.cited else "")
+            passage = " ".join(citation.text.split())
+            lines += [f"\\[{citation.n}\\] **{text_markdown(where)}**", "", f"> {text_markdown(passage)}", ""]
+    if answer is not None and answer.steps:  # the agent's trace: model-written, so escaped text throughout
+        lines += ["#### Agent steps", ""]
+        for i, step in enumerate(answer.steps, start=1):
+            lines += [f"{i}. **{text_markdown(step.action or 'thought')}** {text_markdown(step.thought)}".rstrip()]
+            lines += [f"   - input: {text_markdown(' '.join(step.input.split()))}"] if step.input else []
+            lines += [f"   - observed: {text_markdown(' '.join(step.observation.split()))}"]
+        lines += [""]
     return lines

@@ -8,6 +8,7 @@ save becomes a new conversation instead of overwriting the other tab's messages,
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ class ConversationStore:
             ).fetchone()
         if row is None:
             return None
-        return Conversation(row[0], row[1], json.loads(row[2]), row[3], row[4], row[5], saved=row[2])
+        return Conversation(row[0], row[1], _upgraded(json.loads(row[2])), row[3], row[4], row[5], saved=row[2])
 
     def open(self, conversation_id: str | None) -> Conversation:
         """The saved conversation, or a new empty one when there is none by that id (or no id)."""
@@ -169,3 +170,15 @@ class ConversationStore:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+_LEGACY_ICON = re.compile(r":material/[a-z_]+:\s*")
+
+
+def _upgraded(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as this release keeps them. Releases before answers had a schema (``rag.answer.result``) wrote the
+    page's icon codes into the text of their upload notes; answers themselves are read by ``AnswerResult.load``."""
+    for message in messages:
+        if message.get("kind") == "upload" and isinstance(message.get("content"), str):
+            message["content"] = _LEGACY_ICON.sub("", message["content"])
+    return messages

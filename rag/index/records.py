@@ -8,11 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def page_unit(name: str) -> str:
-    """What a document's numbered parts are called, for people: slides in a PowerPoint file, pages otherwise."""
-    return "slide" if name.lower().endswith(".pptx") else "page"
-
-
 class StoreError(Exception):
     """The index cannot be used as asked (locked by another writer, built with another model, ...)."""
 
@@ -44,6 +39,7 @@ class ChunkRecord:
     ordinal: int
     text: str
     context: str | None = None  # indexed with the text, e.g. its section heading
+    kind: str | None = None  # its document's kind (pdf, pptx, ...): names its pages (rag.answer.result.source_label)
 
 
 @dataclass(frozen=True)

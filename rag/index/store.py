@@ -143,7 +143,7 @@ class Store:
         marks = ",".join("?" * len(ids))
         with self._mutex:
             rows = self._db.execute(
-                "SELECT c.id, d.name, c.page, c.section, c.start, c.end, c.ordinal, c.text, c.context FROM chunks c"
+                "SELECT c.id, d.name, c.page, c.section, c.start, c.end, c.ordinal, c.text, c.context, d.kind FROM chunks c"
                 f" JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
                 list(ids),
             ).fetchall()
