@@ -205,7 +205,7 @@ def test_a_conversation_saved_by_the_previous_release_still_opens_and_exports(tm
     text = to_markdown(chat)
     assert ":material/" not in text and "**Documents: 1 added**" in text and "bad.pdf: encrypted" in text
     assert "**deck.pptx, slide 3**" in text and "> **Not found in your sources:** “8”." in text
-    assert "#### Agent steps" in text and "14250 - 6100" in text and "observed: 8150" in text
+    assert "#### Agent steps" in text and "input: ` 14250 - 6100 `" in text and "observed: ` 8150 `" in text
 
 
 def test_an_answer_round_trips_through_its_json_with_its_version() -> None:

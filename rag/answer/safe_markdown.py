@@ -60,7 +60,7 @@ def _hold_addresses(text: str, held: list[str]) -> str:
     """URLs and e-mail addresses replaced by placeholders for code spans (``_restore`` puts them back)."""
 
     def hold(value: str) -> str:
-        held.append(_code(value))
+        held.append(code_span(value))
         return f"\0{len(held) - 1}\0"
 
     text = _AUTOLINK.sub(lambda m: hold(m.group(1)), text)
@@ -72,7 +72,7 @@ def _restore(text: str, held: list[str]) -> str:
     return re.sub(r"\0(\d+)\0", lambda m: held[int(m.group(1))], text)
 
 
-def _code(text: str) -> str:
-    """An inline code span that holds ``text`` whatever backticks it contains."""
+def code_span(text: str) -> str:
+    """An inline code span that holds ``text`` whatever backticks it contains: shown as written, never rendered."""
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
     return f"{fence} {text} {fence}"

@@ -11,7 +11,7 @@ from typing import Any
 
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult
-from rag.answer.safe_markdown import answer_markdown, text_markdown
+from rag.answer.safe_markdown import answer_markdown, code_span, text_markdown
 from rag.conversations.store import Conversation
 
 _NOT_IN_A_FILE_NAME = re.compile(r"[^\w\- ]+")
@@ -59,7 +59,7 @@ def _answer(message: dict[str, Any]) -> list[str]:
         lines += ["#### Agent steps", ""]
         for i, step in enumerate(answer.steps, start=1):
             lines += [f"{i}. **{text_markdown(step.action or 'thought')}** {text_markdown(step.thought)}".rstrip()]
-            lines += [f"   - input: {text_markdown(' '.join(step.input.split()))}"] if step.input else []
-            lines += [f"   - observed: {text_markdown(' '.join(step.observation.split()))}"]
+            lines += [f"   - input: {code_span(' '.join(step.input.split()))}"] if step.input else []
+            lines += [f"   - observed: {code_span(' '.join(step.observation.split()))}"]
         lines += [""]
     return lines
