@@ -67,7 +67,8 @@ $(CHAT_MODEL): $(DEPS_STAMP)
 
 run: setup
 	$(BIN)/python -m ingest.bootstrap
-	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--server.maxUploadSize $$($(BIN)/python -m rag.settings max_upload_mb)
 
 vllm-setup:
 	scripts/vllm.sh --setup-only
