@@ -76,7 +76,9 @@ vllm-setup:
 vllm:
 	scripts/vllm.sh
 
-test: setup vllm-setup
+# vLLM's own venv is installed while llama.cpp compiles (both from a fresh machine; nothing to do once made).
+test:
+	$(MAKE) --no-print-directory -j2 setup vllm-setup
 	$(BIN)/python -m pytest
 
 test-fast: setup
