@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if modes != 1:
         p.error("give PATH... to ingest, or --remove NAME..., or --list (one of them)")
 
-    store = open_index(args)
+    store = open_index(args, create=bool(args.paths))  # listing and removing create no index
 
     if args.list:
         docs = store.documents()

@@ -50,8 +50,9 @@ def problems(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(f"{name(e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
-def open_index(args: argparse.Namespace) -> Store:
-    """The index named by --index (or the settings), or exit 2 with the reason it cannot be used: a setting that
+def open_index(args: argparse.Namespace, *, create: bool = False) -> Store:
+    """The index named by --index (or the settings), or exit 2 with the reason it cannot be used: no index there
+    (only a command that adds documents passes ``create`` and makes one; the others create nothing), a setting that
     is wrong, an index of another model or layout, a file that is not an index (or not ours), a folder we cannot
     write."""
     import sqlite3
@@ -62,7 +63,7 @@ def open_index(args: argparse.Namespace) -> Store:
     settings = settings_or_exit()  # read even with --index: search and ask use the other settings
     path = args.index if args.index is not None else settings.index_dir
     try:
-        return open_store(path)
+        return open_store(path, create=create)
     except StoreError as exc:
         say(f"error: {exc}")
         raise SystemExit(2) from exc

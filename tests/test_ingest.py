@@ -361,10 +361,10 @@ def test_a_broken_index_or_a_bad_setting_exits_2_with_the_reason(run_cli, tmp_pa
     a_file = tmp_path / "notes.txt"
     a_file.write_text("I am a file, not an index folder.")
     for module, *args in [("rag.search", "q"), ("rag.ask", "q"), ("ingest", "--list")]:
-        for index in (broken, a_file):
+        for index, reason in ((broken, "cannot open the index"), (a_file, "there is no index at this path")):
             result = run_cli(module, *args, "--index", str(index))
             assert result.returncode == 2 and "Traceback" not in result.stderr, (module, index, result.stderr)
-            assert f"error: {index}: cannot open the index" in result.stderr, result.stderr
+            assert f"error: {index}: {reason}" in result.stderr, result.stderr
     assert (broken / "index.sqlite").read_bytes().startswith(b"not a database"), "the broken file is left as it was"
     for module, *args in [("rag.search", "q"), ("ingest", "--list"), ("rag.ask", "q")]:
         result = run_cli(module, *args, "--index", str(tmp_path / "index"), env={"RAG_TOP_K": "abc"})

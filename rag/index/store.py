@@ -34,7 +34,10 @@ from rag.index.keyword import KeywordIndex, idf, tokenize
 from rag.index.labels import unique_labels
 from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, StoreError, indexed_text
 
-__all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "Store", "StoreError", "Stored", "open_store"]
+__all__ = [
+    "ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "NoIndexError", "Store", "StoreError", "Stored", "has_index",
+    "open_store",
+]
 
 _DOCUMENT_COLUMNS = (
     "d.id, d.name, d.path, d.kind, d.sha256, d.size, d.pages,"
@@ -52,11 +55,32 @@ class Stored:
     replaced: bool  # an earlier version of the same file was replaced
 
 
-class Store:
-    """Documents, chunks and vectors of one index folder. Safe to share between threads of one process."""
+class NoIndexError(StoreError):
+    """A read was asked of a folder that holds no index (a mistyped ``--index``): nothing is created there."""
 
-    def __init__(self, index_dir: Path, *, embed_model: str, dim: int, policy: DensePolicy | None = None) -> None:
+    def __init__(self, index_dir: Path) -> None:
+        super().__init__(
+            f"{index_dir}: there is no index at this path (`python -m ingest PATH --index {index_dir}` creates one)"
+        )
+        self.index_dir = index_dir
+
+
+def has_index(index_dir: Path) -> bool:
+    """Whether ``index_dir`` holds an index (its database file), without creating anything."""
+    return (Path(index_dir) / "index.sqlite").is_file()
+
+
+class Store:
+    """Documents, chunks and vectors of one index folder. Safe to share between threads of one process.
+    ``create=False`` opens an existing index only (``NoIndexError`` otherwise): what read-only commands use, so a
+    mistyped folder is reported instead of filled with an empty index."""
+
+    def __init__(
+        self, index_dir: Path, *, embed_model: str, dim: int, policy: DensePolicy | None = None, create: bool = True
+    ) -> None:
         self.dir = Path(index_dir)
+        if not create and not has_index(self.dir):
+            raise NoIndexError(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dim = dim
         self._mutex = threading.RLock()
@@ -375,12 +399,16 @@ def recorded_embed_model(index_dir: Path) -> str | None:
     return str(row[0]) if row else None
 
 
-def open_store(index_dir: Path) -> Store:
-    """Open (or create) the index in ``index_dir`` for the embedding model it was built with (``embedder_for``)."""
+def open_store(index_dir: Path, *, create: bool = True) -> Store:
+    """Open (or, with ``create``, create) the index in ``index_dir`` for the embedding model it was built with
+    (``embedder_for``). Without ``create`` a folder holding no index raises ``NoIndexError`` and is left untouched
+    (checked before the embedding model loads)."""
     from rag.index.embedder import embedder_for
     from rag.settings import get_settings
 
+    if not create and not has_index(index_dir):
+        raise NoIndexError(Path(index_dir))
     embedder = embedder_for(index_dir)
     s = get_settings()
     policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, min_nprobe=s.dense_nprobe)
-    return Store(index_dir, embed_model=embedder.name, dim=embedder.dim, policy=policy)
+    return Store(index_dir, embed_model=embedder.name, dim=embedder.dim, policy=policy, create=create)
