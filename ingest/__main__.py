@@ -13,7 +13,8 @@ from tqdm import tqdm
 from ingest.pipeline import Ingestor
 from ingest.report import IngestReport, Progress
 from rag.cli import open_index, parser, print_json, run, say
-from rag.index.records import StoreError, page_unit
+from rag.errors import EmbeddingError, StoreError
+from rag.index.records import page_unit
 
 
 class _Bars:
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             report = IngestReport(removed=removed, failed=failed)
         else:
             report = ingestor.ingest(args.paths)
-    except StoreError as exc:
+    except (StoreError, EmbeddingError) as exc:  # the index is busy, or the embeddings server stopped answering
         bars.close()
         say(f"error: {exc}")
         return 1

@@ -25,7 +25,8 @@ from ingest.parse import Parsed, ParseFailure, SplitConfig, failure_reason, pars
 from ingest.report import Failure, IngestReport, Note, Progress, ProgressCallback, Stage
 from ingest.split import Chunk
 from rag.index.embedder import Embedder, embedder_for
-from rag.index.records import NewChunk, StoreError, indexed_text, sha256_text
+from rag.errors import EmbeddingError, StoreError
+from rag.index.records import NewChunk, indexed_text, sha256_text
 from rag.index.store import Store
 from rag.settings import Settings, get_settings
 
@@ -256,8 +257,8 @@ class Ingestor:
                 batch_size=self.settings.embed_batch_size,
                 on_progress=lambda i, done, total: self._progress(window[i].job, "embedding", done, total),
             )
-        except StoreError:
-            raise  # the index itself cannot be used: no use going on with the other files
+        except (StoreError, EmbeddingError):
+            raise  # the index or the embeddings server cannot be used: no use going on with the other files
         except Exception as exc:  # noqa: BLE001 - the model (or its server) failed: these files fail, not the run
             if len(window) > 1:
                 for ready in window:

@@ -57,14 +57,14 @@ def open_index(args: argparse.Namespace, *, create: bool = False) -> Store:
     write."""
     import sqlite3
 
-    from rag.index.records import StoreError
+    from rag.errors import EmbeddingError, StoreError
     from rag.index.store import open_store
 
     settings = settings_or_exit()  # read even with --index: search and ask use the other settings
     path = args.index if args.index is not None else settings.index_dir
     try:
         return open_store(path, create=create)
-    except StoreError as exc:
+    except (StoreError, EmbeddingError) as exc:  # the index, or the embeddings server it needs to open
         say(f"error: {exc}")
         raise SystemExit(2) from exc
     except (sqlite3.DatabaseError, OSError) as exc:  # e.g. "file is not a database", or --index names a file

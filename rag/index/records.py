@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from rag.errors import StoreError  # the storage family, defined with the others; imported from here too
 
 
 def page_unit(name: str) -> str:
@@ -13,8 +16,14 @@ def page_unit(name: str) -> str:
     return "slide" if name.lower().endswith(".pptx") else "page"
 
 
-class StoreError(Exception):
-    """The index cannot be used as asked (locked by another writer, built with another model, ...)."""
+class NoIndexError(StoreError):
+    """A read was asked of a folder that holds no index (a mistyped ``--index``): nothing is created there."""
+
+    def __init__(self, index_dir: Path) -> None:
+        super().__init__(
+            f"{index_dir}: there is no index at this path (`python -m ingest PATH --index {index_dir}` creates one)"
+        )
+        self.index_dir = index_dir
 
 
 @dataclass(frozen=True)

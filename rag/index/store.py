@@ -32,12 +32,10 @@ from rag.index import schema
 from rag.index.dense import DenseIndex, DensePolicy, snapshot_meta
 from rag.index.keyword import KeywordIndex, idf, tokenize
 from rag.index.labels import unique_labels
-from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, StoreError, indexed_text
+from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, NoIndexError, StoreError, indexed_text
 
-__all__ = [
-    "ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "NoIndexError", "Store", "StoreError", "Stored", "has_index",
-    "open_store",
-]
+__all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "NoIndexError", "Store", "StoreError", "Stored",
+           "has_index", "open_store"]
 
 _DOCUMENT_COLUMNS = (
     "d.id, d.name, d.path, d.kind, d.sha256, d.size, d.pages,"
@@ -53,16 +51,6 @@ def _now() -> str:
 class Stored:
     label: str  # the document's label right after the write
     replaced: bool  # an earlier version of the same file was replaced
-
-
-class NoIndexError(StoreError):
-    """A read was asked of a folder that holds no index (a mistyped ``--index``): nothing is created there."""
-
-    def __init__(self, index_dir: Path) -> None:
-        super().__init__(
-            f"{index_dir}: there is no index at this path (`python -m ingest PATH --index {index_dir}` creates one)"
-        )
-        self.index_dir = index_dir
 
 
 def has_index(index_dir: Path) -> bool:
