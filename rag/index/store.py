@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,13 +29,14 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from rag.index import schema
+from rag.index.schema import has_index, recorded_embed_model
 from rag.index.dense import DenseIndex, DensePolicy, snapshot_meta
 from rag.index.keyword import KeywordIndex, idf, tokenize
 from rag.index.labels import unique_labels
 from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, NoIndexError, StoreError, indexed_text
 
 __all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "NoIndexError", "Store", "StoreError", "Stored",
-           "has_index", "open_store"]
+           "has_index", "open_store", "recorded_embed_model"]
 
 _DOCUMENT_COLUMNS = (
     "d.id, d.name, d.path, d.kind, d.sha256, d.size, d.pages,"
@@ -53,15 +54,9 @@ class Stored:
     replaced: bool  # an earlier version of the same file was replaced
 
 
-def has_index(index_dir: Path) -> bool:
-    """Whether ``index_dir`` holds an index (its database file), without creating anything."""
-    return (Path(index_dir) / "index.sqlite").is_file()
-
-
 class Store:
     """Documents, chunks and vectors of one index folder. Safe to share between threads of one process.
-    ``create=False`` opens an existing index only (``NoIndexError`` otherwise): what read-only commands use, so a
-    mistyped folder is reported instead of filled with an empty index."""
+    ``create=False`` opens an existing index only (else ``NoIndexError``): a read never makes an empty index."""
 
     def __init__(
         self, index_dir: Path, *, embed_model: str, dim: int, policy: DensePolicy | None = None, create: bool = True
@@ -374,23 +369,9 @@ class Store:
         return labels.get(path, "")
 
 
-def recorded_embed_model(index_dir: Path) -> str | None:
-    """The embedding model an existing index was built with, or None (no index there yet, or unreadable)."""
-    path = Path(index_dir) / "index.sqlite"
-    if not path.is_file():
-        return None
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'embed_model'").fetchone()
-    except sqlite3.Error:
-        return None
-    return str(row[0]) if row else None
-
-
 def open_store(index_dir: Path, *, create: bool = True) -> Store:
     """Open (or, with ``create``, create) the index in ``index_dir`` for the embedding model it was built with
-    (``embedder_for``). Without ``create`` a folder holding no index raises ``NoIndexError`` and is left untouched
-    (checked before the embedding model loads)."""
+    (``embedder_for``); without ``create``, no index there is a ``NoIndexError``, raised before the model loads."""
     from rag.index.embedder import embedder_for
     from rag.settings import get_settings
 
