@@ -12,13 +12,14 @@ from pathlib import Path
 
 from ingest.pipeline import Ingestor
 from rag.cli import open_index, parser, print_json, run, say
+from rag.index.base import Index
 from rag.index.embedder import get_embedder
-from rag.index.store import Store, open_store
+from rag.index.store import open_store
 from rag.retrieval.evaluate import DatasetError, load_questions, refusal_rate, score_retrieval
 from rag.retrieval.retriever import Retriever
 
 
-def ingest_dataset(dataset: Path, store: Store) -> dict[str, float]:
+def ingest_dataset(dataset: Path, store: Index) -> dict[str, float]:
     """Ingest ``docs/`` and time it; the embedding model is loaded first, so the figure is ingest speed alone."""
     get_embedder().load()
     report = Ingestor(store).ingest([dataset / "docs"])

@@ -43,6 +43,14 @@ class DocumentInfo:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """What a document's write did."""
+
+    label: str  # the document's label right after the write
+    replaced: bool  # an earlier version of the same file was replaced
+
+
+@dataclass(frozen=True)
 class ChunkRecord:
     id: int
     source: str  # the document's label

@@ -21,7 +21,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from rag.index.schema import has_index, recorded_embed_model
 from rag.index.dense import DenseIndex, DensePolicy, snapshot_meta
 from rag.index.keyword import KeywordIndex, idf, tokenize
 from rag.index.labels import unique_labels
-from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, NoIndexError, StoreError, indexed_text
+from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, NoIndexError, StoreError, Stored, indexed_text
 
 __all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "NoIndexError", "Store", "StoreError", "Stored",
            "has_index", "open_store", "recorded_embed_model"]
@@ -48,20 +47,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
-class Stored:
-    label: str  # the document's label right after the write
-    replaced: bool  # an earlier version of the same file was replaced
-
-
 class Store:
-    """Documents, chunks and vectors of one index folder. Safe to share between threads of one process.
+    """Documents, chunks and vectors of one index folder: the embedded ``rag.index.base.Index``. Safe to share between threads of one process.
     ``create=False`` opens an existing index only (else ``NoIndexError``): a read never makes an empty index."""
 
     def __init__(
         self, index_dir: Path, *, embed_model: str, dim: int, policy: DensePolicy | None = None, create: bool = True
     ) -> None:
         self.dir = Path(index_dir)
+        self.embed_model = embed_model
         if not create and not has_index(self.dir):
             raise NoIndexError(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
