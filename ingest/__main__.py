@@ -14,7 +14,7 @@ from ingest.pipeline import Ingestor
 from ingest.report import IngestReport, Progress
 from rag.cli import open_index, parser, print_json, run, say
 from rag.answer.result import page_unit
-from rag.index.records import StoreError
+from rag.errors import EmbeddingError, StoreError
 
 
 class _Bars:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if modes != 1:
         p.error("give PATH... to ingest, or --remove NAME..., or --list (one of them)")
 
-    store = open_index(args)
+    store = open_index(args, create=bool(args.paths))  # listing and removing create no index
 
     if args.list:
         docs = store.documents()
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             report = IngestReport(removed=removed, failed=failed)
         else:
             report = ingestor.ingest(args.paths)
-    except StoreError as exc:
+    except (StoreError, EmbeddingError) as exc:  # the index is busy, or the embeddings server stopped answering
         bars.close()
         say(f"error: {exc}")
         return 1

@@ -12,16 +12,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from rag.index.base import Index
 from rag.index.embedder import Embedder
 from rag.index.records import sha256_text
-from rag.index.store import Store
 
 GroupProgress = Callable[[int, int, int], None]  # (group index, texts done, texts in the group)
 
 
 def embed_groups(
     embedder: Embedder,
-    store: Store,
+    store: Index,
     groups: Sequence[Sequence[str]],
     lengths: Sequence[Sequence[int]],
     *,

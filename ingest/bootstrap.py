@@ -15,7 +15,7 @@ SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 
 def main() -> int:
     settings = get_settings()
-    store = open_index(argparse.Namespace(index=settings.index_dir))
+    store = open_index(argparse.Namespace(index=settings.index_dir), create=True)
     if store.documents():
         say(f"index {settings.index_dir}: {len(store.documents())} documents")
         return 0

@@ -24,9 +24,10 @@ from ingest.loaders import LoadedDocument
 from ingest.parse import Parsed, ParseFailure, SplitConfig, failure_reason, parse_in_order
 from ingest.report import Failure, IngestReport, Note, Progress, ProgressCallback, Stage
 from ingest.split import Chunk
+from rag.errors import EmbeddingError, StoreError
+from rag.index.base import Index
 from rag.index.embedder import Embedder, embedder_for
-from rag.index.records import NewChunk, StoreError, indexed_text, sha256_text
-from rag.index.store import Store
+from rag.index.records import NewChunk, indexed_text, sha256_text
 from rag.settings import Settings, get_settings
 
 SPLITTER_VERSION = 2  # 2: compound hyphens kept at line breaks, PDF chunks indexed with the title
@@ -134,7 +135,7 @@ class Ingestor:
 
     def __init__(
         self,
-        store: Store,
+        store: Index,
         *,
         settings: Settings | None = None,
         embedder: Embedder | None = None,
@@ -203,7 +204,7 @@ class Ingestor:
         return removed, failures
 
     @contextmanager
-    def _writer(self, files: dict[Path, str]) -> Iterator[Store]:
+    def _writer(self, files: dict[Path, str]) -> Iterator[Index]:
         """The index's write lock. When another process or session holds it, say so (a "waiting" event) and wait
         up to ``write_wait_seconds`` before giving up with a StoreError that says the index is busy."""
         stack = ExitStack()
@@ -256,8 +257,8 @@ class Ingestor:
                 batch_size=self.settings.embed_batch_size,
                 on_progress=lambda i, done, total: self._progress(window[i].job, "embedding", done, total),
             )
-        except StoreError:
-            raise  # the index itself cannot be used: no use going on with the other files
+        except (StoreError, EmbeddingError):
+            raise  # the index or the embeddings server cannot be used: no use going on with the other files
         except Exception as exc:  # noqa: BLE001 - the model (or its server) failed: these files fail, not the run
             if len(window) > 1:
                 for ready in window:

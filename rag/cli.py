@@ -50,20 +50,21 @@ def problems(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(f"{name(e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
-def open_index(args: argparse.Namespace) -> Store:
-    """The index named by --index (or the settings), or exit 2 with the reason it cannot be used: a setting that
+def open_index(args: argparse.Namespace, *, create: bool = False) -> Store:
+    """The index named by --index (or the settings), or exit 2 with the reason it cannot be used: no index there
+    (only a command that adds documents passes ``create`` and makes one; the others create nothing), a setting that
     is wrong, an index of another model or layout, a file that is not an index (or not ours), a folder we cannot
     write."""
     import sqlite3
 
-    from rag.index.records import StoreError
+    from rag.errors import EmbeddingError, StoreError
     from rag.index.store import open_store
 
     settings = settings_or_exit()  # read even with --index: search and ask use the other settings
     path = args.index if args.index is not None else settings.index_dir
     try:
-        return open_store(path)
-    except StoreError as exc:
+        return open_store(path, create=create)
+    except (StoreError, EmbeddingError) as exc:  # the index, or the embeddings server it needs to open
         say(f"error: {exc}")
         raise SystemExit(2) from exc
     except (sqlite3.DatabaseError, OSError) as exc:  # e.g. "file is not a database", or --index names a file

@@ -11,14 +11,15 @@ import tempfile
 from pathlib import Path
 
 from ingest.pipeline import Ingestor
-from rag.cli import parser, print_json, run, say
+from rag.cli import open_index, parser, print_json, run, say
+from rag.index.base import Index
 from rag.index.embedder import get_embedder
-from rag.index.store import Store, open_store
+from rag.index.store import open_store
 from rag.retrieval.evaluate import DatasetError, load_questions, refusal_rate, score_retrieval
 from rag.retrieval.retriever import Retriever
 
 
-def ingest_dataset(dataset: Path, store: Store) -> dict[str, float]:
+def ingest_dataset(dataset: Path, store: Index) -> dict[str, float]:
     """Ingest ``docs/`` and time it; the embedding model is loaded first, so the figure is ingest speed alone."""
     get_embedder().load()
     report = Ingestor(store).ingest([dataset / "docs"])
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {exc}")
         return 2
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
-        store = open_store(args.index or Path(tmp))
+        # a given --index is read, never created; without one the docs go into a fresh temporary index
+        store = open_index(args) if args.index is not None else open_store(Path(tmp))
         result: dict[str, object] = {}
         ingest = ingest_dataset(args.dataset, store) if args.index is None else {
             "ingest_seconds": 0.0, "chunks": store.chunk_count(), "chunks_per_second": 0.0}

@@ -45,13 +45,22 @@ def build_index(docs: Path, index_dir: Path, embedder):  # noqa: ANN201 - an Ing
         store.close()
 
 
-@pytest.fixture
-def store(tmp_path: Path, embedder) -> Iterator:
-    from rag.index.store import Store
+@pytest.fixture(params=["embedded"])
+def store_factory(request: pytest.FixtureRequest) -> Iterator:
+    """Opens indexes of one backend: ``store_factory(folder, embed_model=..., dim=...)``. A test that asks for it
+    (or for ``store``) runs once per backend; a second backend adds its name to ``params`` and to
+    ``tests.stores.BACKENDS``."""
+    from tests.stores import BACKENDS, StoreFactory
 
-    store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
-    yield store
-    store.close()
+    factory = StoreFactory(BACKENDS[request.param])
+    yield factory
+    factory.close_all()
+
+
+@pytest.fixture
+def store(tmp_path: Path, embedder, store_factory) -> Iterator:
+    """An empty index of the backend under test, for the shared embedding model."""
+    yield store_factory(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from rag.settings import get_settings
 from tests.conftest import ROOT
 from tests.documents import encrypt_office_file, make_docx, make_pptx
 from tests.pdfs import make_encrypted_pdf, make_pdf, make_scanned_pdf, make_truncated_pdf
+from tests.stores import StoreFactory
 
 PAGES = [
     "Chapter one. The orchard grows apples, pears and plums along the river.",
@@ -145,16 +146,16 @@ def test_remove_and_folder_sync(tmp_path: Path, store: Store, embedder: Embedder
     assert _dense_ids(store) == _chunk_ids(store)
 
 
-def test_another_process_sees_writes_and_waits_for_the_lock(tmp_path: Path, store: Store, embedder: Embedder) -> None:
-    reader = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+def test_another_process_sees_writes_and_waits_for_the_lock(tmp_path: Path, store: Store, embedder: Embedder,
+                                                           store_factory: StoreFactory) -> None:
+    reader = store_factory(store.dir, embed_model=embedder.name, dim=embedder.dim)  # as another process opens it
     assert reader.search_dense(embedder.embed_query("apples"), 3) == []
     Ingestor(store, embedder=embedder).ingest([_corpus(tmp_path / "docs")])
     assert len(reader.search_dense(embedder.embed_query("apples"), 3)) == 3, "the reader picks up the new generation"
     with store.writer():
         with pytest.raises(StoreError, match="another process is writing"):
-            with Store(store.dir, embed_model=embedder.name, dim=embedder.dim).writer(timeout=0.2):
+            with store_factory(store.dir, embed_model=embedder.name, dim=embedder.dim).writer(timeout=0.2):
                 pass
-    reader.close()
 
 
 def test_index_built_with_another_model_is_refused(tmp_path: Path, embedder: Embedder) -> None:
@@ -361,10 +362,10 @@ def test_a_broken_index_or_a_bad_setting_exits_2_with_the_reason(run_cli, tmp_pa
     a_file = tmp_path / "notes.txt"
     a_file.write_text("I am a file, not an index folder.")
     for module, *args in [("rag.search", "q"), ("rag.ask", "q"), ("ingest", "--list")]:
-        for index in (broken, a_file):
+        for index, reason in ((broken, "cannot open the index"), (a_file, "there is no index at this path")):
             result = run_cli(module, *args, "--index", str(index))
             assert result.returncode == 2 and "Traceback" not in result.stderr, (module, index, result.stderr)
-            assert f"error: {index}: cannot open the index" in result.stderr, result.stderr
+            assert f"error: {index}: {reason}" in result.stderr, result.stderr
     assert (broken / "index.sqlite").read_bytes().startswith(b"not a database"), "the broken file is left as it was"
     for module, *args in [("rag.search", "q"), ("ingest", "--list"), ("rag.ask", "q")]:
         result = run_cli(module, *args, "--index", str(tmp_path / "index"), env={"RAG_TOP_K": "abc"})

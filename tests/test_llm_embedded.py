@@ -69,24 +69,6 @@ def test_streams_text_deltas_then_reports_this_requests_usage(llm: EmbeddedLLM) 
     assert 1 <= usage.completion_tokens <= 24
 
 
-def test_max_tokens_bounds_the_answer_and_greedy_is_repeatable(llm: EmbeddedLLM) -> None:
-    generation = llm.stream(QUESTION, max_tokens=6, temperature=0.0)
-    first = generation.text()
-    assert generation.usage is not None and generation.usage.completion_tokens <= 6
-    assert first == llm.complete(QUESTION, max_tokens=6, temperature=0.0)
-
-
-def test_stop_sequence_ends_the_answer(llm: EmbeddedLLM) -> None:
-    prompt = [{"role": "user", "content": "Write two sentences about the sea."}]
-    full = llm.complete(prompt, max_tokens=40, temperature=0.0)
-    words = full.split()
-    assert len(words) >= 4, full
-    stop = words[len(words) // 2]  # a word the greedy answer is known to reach
-    stopped = llm.complete(prompt, max_tokens=40, temperature=0.0, stop=[stop])
-    assert stopped == full[: full.index(stop)]
-    assert len(stopped) < len(full)
-
-
 def test_one_model_instance_per_process(llm: EmbeddedLLM) -> None:
     other = get_llm(Settings(embedded_model=SMALL_MODEL, temperature=0.7))
     other.count_tokens("load it")

@@ -16,6 +16,7 @@ from rag.index.store import Store
 from rag.retrieval.fusion import convex, reciprocal_rank
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
+from tests.stores import StoreFactory
 
 
 def test_tokenize_stems_and_drops_stop_words() -> None:
@@ -69,7 +70,8 @@ def _docs(folder: Path) -> Path:
     return folder
 
 
-def test_bm25_stays_in_step_after_update_and_removal(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+def test_bm25_stays_in_step_after_update_and_removal(tmp_path: Path, store: Store, embedder: Embedder,
+                                                     store_factory: StoreFactory) -> None:
     docs = _docs(tmp_path / "docs")
     ingestor = Ingestor(store, embedder=embedder)
     ingestor.ingest([docs])
@@ -82,10 +84,9 @@ def test_bm25_stays_in_step_after_update_and_removal(tmp_path: Path, store: Stor
 
     ingestor.remove(["trains.txt"])
     assert store.search_sparse("Glacier Express bridges", 3) == []
-    reopened = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+    reopened = store_factory(store.dir, embed_model=embedder.name, dim=embedder.dim)
     assert reopened.search_sparse("Glacier Express bridges", 3) == []
     assert reopened.search_sparse("bumblebees", 3)[0][0] in _ids(store, "bees.txt")
-    reopened.close()
 
 
 def _ids(store: Store, name: str) -> set[int]:

@@ -1,8 +1,13 @@
 """The store at small sizes: incremental writes give the results of a rebuild, readers see one generation,
-same-named files stay apart, a schema 1 index upgrades, and concurrent writers and readers lose nothing."""
+same-named files stay apart, a schema 1 index upgrades, and concurrent writers and readers lose nothing.
+
+The contract of ``rag.index.base.Index`` runs against every backend through the ``store_factory`` fixture (and the
+``store`` fixture built on it); the tests of the embedded store's own parts (its IVF snapshot, its upgrade from the
+previous release's files, its file lock across processes) open ``Store`` itself."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -15,10 +20,13 @@ import pytest
 
 from ingest.pipeline import Ingestor
 from ingest.report import Progress
+from rag.index.base import Index
 from rag.index.embedder import Embedder
+from rag.index.keyword import tokenize
 from rag.index.records import NewChunk, sha256_text
 from rag.index.store import DensePolicy, Store
 from tests.conftest import ROOT
+from tests.stores import StoreFactory, keyword_index_matches_the_rows
 
 DIM = 32
 WORDS = ("amber basalt cedar delta ember fjord garnet harbor indigo juniper kestrel lagoon marble nectar onyx prairie"
@@ -34,12 +42,12 @@ def _chunks(rng: np.random.Generator, tag: str) -> list[NewChunk]:
     return out
 
 
-def _put(store: Store, name: str, chunks: list[NewChunk]) -> None:
+def _put(store: Index, name: str, chunks: list[NewChunk]) -> None:
     store.put_document(path=f"/docs/{name}", base=name, kind="txt", sha256=name, size=1, pages=None, recipe="r",
                        chunks=chunks)
 
 
-def _results(store: Store, rng: np.random.Generator) -> list:
+def _results(store: Index, rng: np.random.Generator) -> list:
     """What 20 dense and 20 keyword queries return, as (label, chunk text, score): ids differ between stores, so
     equal scores are put in text order."""
     out = []
@@ -53,12 +61,32 @@ def _results(store: Store, rng: np.random.Generator) -> list:
     return out
 
 
-def test_incremental_writes_give_the_results_of_a_rebuild(tmp_path: Path) -> None:
-    """Random puts, replacements and removals, with the delta merged into new snapshots many times along the way,
-    leave an index that answers exactly as one built from scratch with the final documents."""
+def test_every_member_of_the_interface_is_on_the_embedded_store_with_its_signature() -> None:
+    """``Store`` satisfies ``Index`` member by member: same parameters, kinds, defaults and parameter types (the
+    return types differ only in naming ``Store`` for ``Index``)."""
+    members = [name for name, value in vars(Index).items() if callable(value) and not name.startswith("_")]
+    assert {"reading", "writer", "put_document", "remove_document", "search_dense", "search_sparse", "idf",
+            "chunks", "documents", "document_at"} <= set(members)
+    for name in members:
+        wanted, found = inspect.signature(getattr(Index, name)), inspect.signature(getattr(Store, name))
+        shape = [(p.name, p.kind, p.default, p.annotation) for p in wanted.parameters.values()]
+        assert shape == [(p.name, p.kind, p.default, p.annotation) for p in found.parameters.values()], name
+    assert set(Index.__annotations__) == {"dir", "embed_model", "dim"}
+
+
+def test_each_backend_is_an_index(tmp_path: Path, store_factory: StoreFactory) -> None:
+    store = store_factory(tmp_path / "index", embed_model="t", dim=DIM)
+    assert isinstance(store, Index)
+    assert (store.embed_model, store.dim) == ("t", DIM)
+    with store.writer() as writing:
+        assert isinstance(writing, Index)
+
+
+def test_incremental_writes_give_the_results_of_a_rebuild(tmp_path: Path, store_factory: StoreFactory) -> None:
+    """Random puts, replacements and removals, with the writes folded into the search structures many times along
+    the way, leave an index that answers exactly as one built from scratch with the final documents."""
     rng = np.random.default_rng(11)
-    policy = DensePolicy(exact_limit=10**9, merge_rows=7, merge_share=0.0)
-    incremental = Store(tmp_path / "incremental", embed_model="t", dim=DIM, policy=policy)
+    incremental = store_factory(tmp_path / "incremental", embed_model="t", dim=DIM, merge_often=True)
     final: dict[str, list[NewChunk]] = {}
     for step in range(150):
         name = f"doc{int(rng.integers(0, 25))}.txt"
@@ -69,19 +97,35 @@ def test_incremental_writes_give_the_results_of_a_rebuild(tmp_path: Path) -> Non
             else:
                 final[name] = _chunks(rng, f"step{step}")
                 _put(incremental, name, final[name])
-    assert list(tmp_path.joinpath("incremental").glob("vectors-*.faiss")), "the delta was merged into snapshots"
-    rebuilt = Store(tmp_path / "rebuilt", embed_model="t", dim=DIM, policy=policy)
+    rebuilt = store_factory(tmp_path / "rebuilt", embed_model="t", dim=DIM, merge_often=True)
     with rebuilt.writer():
         for name, chunks in sorted(final.items()):
             _put(rebuilt, name, chunks)
-    assert incremental.dense_ids() == {r[0] for r in incremental._db.execute("SELECT id FROM chunks")}
+    store_factory.assert_consistent(incremental)
     assert _results(incremental, np.random.default_rng(5)) == _results(rebuilt, np.random.default_rng(5))
-    terms = "SELECT term, chunks FROM keyword_terms ORDER BY term"
-    assert incremental._db.execute(terms).fetchall() == rebuilt._db.execute(terms).fetchall()
-    assert incremental._db.execute("INSERT INTO keyword(keyword) VALUES ('integrity-check')") is not None
+    terms = tokenize(" ".join([*WORDS, *(f"step{n}" for n in range(150))]))
+    assert incremental.idf(terms) == rebuilt.idf(terms) and incremental.chunk_count() == rebuilt.chunk_count()
+    assert [d.name for d in incremental.documents()] == sorted(final)
+    if isinstance(incremental, Store):  # the embedded store's own parts: snapshots merged, the same term table
+        assert list(tmp_path.joinpath("incremental").glob("vectors-*.faiss")), "the delta was merged into snapshots"
+        table = "SELECT term, chunks FROM keyword_terms ORDER BY term"
+        assert isinstance(rebuilt, Store)
+        assert incremental._db.execute(table).fetchall() == rebuilt._db.execute(table).fetchall()
+
+
+def test_the_keyword_check_finds_a_posting_left_behind(tmp_path: Path) -> None:
+    """The check the tests rely on can fail: a chunk row deleted behind FTS5's back leaves its postings stale."""
+    store = Store(tmp_path, embed_model="t", dim=DIM)
+    with store.writer():
+        _put(store, "a.txt", _chunks(np.random.default_rng(1), "alpha"))
+    assert keyword_index_matches_the_rows(store._db)
+    store._db.execute("DELETE FROM chunks WHERE id = (SELECT MIN(id) FROM chunks)")
+    assert not keyword_index_matches_the_rows(store._db)
+    store.close()
 
 
 def test_ivf_snapshot_finds_what_exact_search_finds_and_never_a_removed_id(tmp_path: Path) -> None:
+    """The embedded store's approximate (IVF) snapshot, once the index outgrows exact search."""
     rng = np.random.default_rng(3)
     store = Store(tmp_path, embed_model="t", dim=DIM, policy=DensePolicy(exact_limit=150, merge_rows=40, min_nprobe=64))
     names = [f"doc{i}.txt" for i in range(120)]
@@ -110,7 +154,7 @@ def test_ivf_snapshot_finds_what_exact_search_finds_and_never_a_removed_id(tmp_p
 
 
 def test_a_query_during_a_write_never_leaves_a_stale_keyword_index(
-    tmp_path: Path, store: Store, embedder: Embedder
+    tmp_path: Path, store: Index, embedder: Embedder, store_factory: StoreFactory
 ) -> None:
     """Issue 11, finding 3: a query while the writer held the lock loaded the previous generation's BM25 (same
     number of rows), and the writer then saved it as the new one: deleted chunks stayed findable, even after a
@@ -128,13 +172,13 @@ def test_a_query_during_a_write_never_leaves_a_stale_keyword_index(
 
     Ingestor(store, embedder=embedder, on_progress=query_midway).ingest([docs])
     assert store.search_sparse("waggle dance", 3) == []
-    reopened = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+    reopened = store_factory(store.dir, embed_model=embedder.name, dim=embedder.dim)
     assert reopened.search_sparse("waggle dance", 3) == []
     assert reopened.chunks([i for i, _ in reopened.search_sparse("bumblebees burrows", 3)])[0].source == "bees.txt"
     reopened.close()
 
 
-def test_same_named_files_in_two_folders_are_two_documents(tmp_path: Path, store: Store, embedder: Embedder) -> None:
+def test_same_named_files_in_two_folders_are_two_documents(tmp_path: Path, store: Index, embedder: Embedder) -> None:
     """Issue 11, finding 2: ingesting b/notes.md after a/notes.md replaced a's document."""
     for folder, text in (("a", "The alpine hut sleeps twelve climbers."), ("b", "The harbour crane lifts forty tons.")):
         (tmp_path / folder).mkdir()
@@ -216,7 +260,7 @@ def test_three_writers_and_a_reader_at_once(tmp_path: Path) -> None:
     stored = {d.path: int(d.sha256.split()[0][1:]) for d in store.documents()}
     assert stored == {path: v for path, v in expected.items() if v is not None}
     assert store.dense_ids() == {r[0] for r in store._db.execute("SELECT id FROM chunks")}
-    store._db.execute("INSERT INTO keyword(keyword) VALUES ('integrity-check')")
+    assert keyword_index_matches_the_rows(store._db)
     store.close()
 
 

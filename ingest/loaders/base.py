@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class LoadError(Exception):
-    """A file that cannot be ingested; the message says why in plain words."""
+from rag.errors import LoadError as LoadError  # defined with the project's other errors; imported from here too
 
 
 @dataclass(frozen=True)

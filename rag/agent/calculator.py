@@ -35,16 +35,14 @@ import operator
 import tokenize
 from typing import Callable, Union
 
+from rag.errors import CalculatorError  # defined with the project's other errors; imported from here too
+
 Number = Union[int, float]
 
 MAX_EXPRESSION_CHARS = 1_000
 MAX_INT_DIGITS = 1_000
 _MAX_INT_BITS = int(MAX_INT_DIGITS * math.log2(10)) + 1
 _MAX_DEPTH = 100
-
-
-class CalculatorError(ValueError):
-    """The expression is invalid or unsafe; ``str(err)`` is a message for a person."""
 
 
 def _round(x: Number, ndigits: Number | None = None) -> Number:

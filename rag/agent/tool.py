@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rag.errors import ToolInputError  # defined with the project's other errors; imported from here too
+
 if TYPE_CHECKING:
     from rag.answer.context import Passage
 
@@ -39,10 +41,6 @@ class ToolOutput:
     ok: bool = True  # False: an error the model should correct (the text says what went wrong)
     passages: tuple[Passage, ...] = ()  # search_documents: the passages returned, numbered for the whole run
     short: str | None = None  # a compact form of ``text`` used when the transcript must shrink to fit the window
-
-
-class ToolInputError(ValueError):
-    """The Action Input does not match the tool's argument schema; the message is shown to the model."""
 
 
 @dataclass(frozen=True)

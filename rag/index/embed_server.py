@@ -19,13 +19,13 @@ import numpy as np
 import openai
 
 from rag.index.embedder import Embedder
-from rag.index.records import StoreError
+from rag.errors import EmbeddingError
 
 
-class EmbeddingServerError(StoreError):
-    """The embeddings server could not be used; the message names it and says why. Without it the index can be
-    neither searched nor written, so it stops a command (exit 2 on opening, 1 mid-ingest) rather than failing
-    every file one after the other."""
+class EmbeddingServerError(EmbeddingError):
+    """The embeddings server could not be used; the message names it and says why. A network failure, not a
+    storage one; without it the index can be neither searched nor written, so it stops a command (exit 2 on
+    opening, 1 mid-ingest) rather than failing every file one after the other."""
 
 
 class ServerEmbedder(Embedder):

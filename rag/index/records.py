@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from rag.errors import StoreError  # the storage family, defined with the others; imported from here too
 
-class StoreError(Exception):
-    """The index cannot be used as asked (locked by another writer, built with another model, ...)."""
+
+class NoIndexError(StoreError):
+    """A read was asked of a folder that holds no index (a mistyped ``--index``): nothing is created there."""
+
+    def __init__(self, index_dir: Path) -> None:
+        super().__init__(
+            f"{index_dir}: there is no index at this path (`python -m ingest PATH --index {index_dir}` creates one)"
+        )
+        self.index_dir = index_dir
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,14 @@ class DocumentInfo:
     added_at: str
     updated_at: str
     base: str | None = None  # the shortest label it may have (the label grows when another document shares it)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a document's write did."""
+
+    label: str  # the document's label right after the write
+    replaced: bool  # an earlier version of the same file was replaced
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from rag.index.keyword import SCHEMA as KEYWORD_SCHEMA
@@ -146,3 +147,21 @@ def _reindex_keywords(db: sqlite3.Connection) -> None:
         [("keyword_tokenizer", TOKENIZER_VERSION), ("keyword_tokens", str(tokens))],
     )
     db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+
+
+def has_index(index_dir: Path) -> bool:
+    """Whether ``index_dir`` holds an index (its database file), without creating anything."""
+    return (Path(index_dir) / "index.sqlite").is_file()
+
+
+def recorded_embed_model(index_dir: Path) -> str | None:
+    """The embedding model an existing index was built with, or None (no index there yet, or unreadable)."""
+    path = Path(index_dir) / "index.sqlite"
+    if not path.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'embed_model'").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None

@@ -20,8 +20,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,12 +28,14 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from rag.index import schema
+from rag.index.schema import has_index, recorded_embed_model
 from rag.index.dense import DenseIndex, DensePolicy, snapshot_meta
 from rag.index.keyword import KeywordIndex, idf, tokenize
 from rag.index.labels import unique_labels
-from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, StoreError, indexed_text
+from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, NoIndexError, StoreError, Stored, indexed_text
 
-__all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "Store", "StoreError", "Stored", "open_store"]
+__all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "NoIndexError", "Store", "StoreError", "Stored",
+           "has_index", "open_store", "recorded_embed_model"]
 
 _DOCUMENT_COLUMNS = (
     "d.id, d.name, d.path, d.kind, d.sha256, d.size, d.pages,"
@@ -46,17 +47,17 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
-class Stored:
-    label: str  # the document's label right after the write
-    replaced: bool  # an earlier version of the same file was replaced
-
-
 class Store:
-    """Documents, chunks and vectors of one index folder. Safe to share between threads of one process."""
+    """Documents, chunks and vectors of one index folder: the embedded ``rag.index.base.Index``. Safe to share between threads of one process.
+    ``create=False`` opens an existing index only (else ``NoIndexError``): a read never makes an empty index."""
 
-    def __init__(self, index_dir: Path, *, embed_model: str, dim: int, policy: DensePolicy | None = None) -> None:
+    def __init__(
+        self, index_dir: Path, *, embed_model: str, dim: int, policy: DensePolicy | None = None, create: bool = True
+    ) -> None:
         self.dir = Path(index_dir)
+        self.embed_model = embed_model
+        if not create and not has_index(self.dir):
+            raise NoIndexError(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dim = dim
         self._mutex = threading.RLock()
@@ -362,25 +363,15 @@ class Store:
         return labels.get(path, "")
 
 
-def recorded_embed_model(index_dir: Path) -> str | None:
-    """The embedding model an existing index was built with, or None (no index there yet, or unreadable)."""
-    path = Path(index_dir) / "index.sqlite"
-    if not path.is_file():
-        return None
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'embed_model'").fetchone()
-    except sqlite3.Error:
-        return None
-    return str(row[0]) if row else None
-
-
-def open_store(index_dir: Path) -> Store:
-    """Open (or create) the index in ``index_dir`` for the embedding model it was built with (``embedder_for``)."""
+def open_store(index_dir: Path, *, create: bool = True) -> Store:
+    """Open (or, with ``create``, create) the index in ``index_dir`` for the embedding model it was built with
+    (``embedder_for``); without ``create``, no index there is a ``NoIndexError``, raised before the model loads."""
     from rag.index.embedder import embedder_for
     from rag.settings import get_settings
 
+    if not create and not has_index(index_dir):
+        raise NoIndexError(Path(index_dir))
     embedder = embedder_for(index_dir)
     s = get_settings()
     policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, min_nprobe=s.dense_nprobe)
-    return Store(index_dir, embed_model=embedder.name, dim=embedder.dim, policy=policy)
+    return Store(index_dir, embed_model=embedder.name, dim=embedder.dim, policy=policy, create=create)

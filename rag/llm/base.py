@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from rag.errors import LLMError  # the model's family, defined with the others; imported from here too
+
 if TYPE_CHECKING:
     from rag.settings import Settings
 
@@ -40,10 +42,6 @@ class TokenProbs:
     ``rag.answer.confidence`` reads it."""
 
     tokens: tuple[tuple[str, float], ...]
-
-
-class LLMError(RuntimeError):
-    """Any failure of the language model, with a message fit to show a user."""
 
 
 class LLMUnavailable(LLMError):

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.errors import DatasetError  # defined with the project's other errors; imported from here too
 from rag.retrieval.retriever import Hit, Retriever
 
 
@@ -22,10 +23,6 @@ class Question:
     question: str
     answers: list[str]
     source: str
-
-
-class DatasetError(ValueError):
-    """A question set that cannot be read; the message names the file, the line and the reason."""
 
 
 def read_jsonl(path: Path) -> list[object]:

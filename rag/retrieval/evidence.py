@@ -48,7 +48,7 @@ class Evidence:
 
 def coverage(query: str, passages: list[str], idf: Callable[[list[str]], list[float]]) -> float:
     """The best IDF-weighted share of the query's words that one passage contains (``idf``: the index's weights
-    of stemmed terms, ``Store.idf``)."""
+    of stemmed terms, ``Index.idf``)."""
     terms = sorted(set(tokenize(query)))
     weights = idf(terms)
     total = sum(weights)

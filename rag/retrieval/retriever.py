@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
+from rag.index.base import Index
 from rag.index.embedder import Embedder, embedder_for
 from rag.index.records import ChunkRecord, indexed_text
-from rag.index.store import Store
 from rag.retrieval.evidence import Evidence, coverage, judge
 from rag.retrieval.fusion import convex, reciprocal_rank
 from rag.settings import Settings, get_settings
@@ -49,7 +49,7 @@ class Retrieval:
 
 
 class Retriever:
-    def __init__(self, store: Store, *, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
+    def __init__(self, store: Index, *, settings: Settings | None = None, embedder: Embedder | None = None) -> None:
         self.store = store
         self.settings = settings or get_settings()
         self.embedder = embedder or embedder_for(store.dir)
