@@ -10,10 +10,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ingest.pipeline import Ingestor
 from ingest.report import IngestReport, Progress
-from rag.cli import open_index, parser, print_json, run, say
+from rag.cli import parser, print_json, run, say
 from rag.index.records import StoreError, page_unit
+from rag.service import Service
 
 
 class _Bars:
@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if modes != 1:
         p.error("give PATH... to ingest, or --remove NAME..., or --list (one of them)")
 
-    store = open_index(args)
+    service = Service.for_command(args, read_only=args.list)
 
     if args.list:
-        docs = store.documents()
+        docs = service.documents()
         if args.json:
             print_json([
                 {"name": d.name, "kind": d.kind, "pages": d.pages, "chunks": d.chunks, "size": d.size,
@@ -89,13 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     bars = _Bars(enabled=True)
-    ingestor = Ingestor(store, on_progress=bars)
     try:
-        if args.remove:
-            removed, failed = ingestor.remove(args.remove)
-            report = IngestReport(removed=removed, failed=failed)
-        else:
-            report = ingestor.ingest(args.paths)
+        # The same deletion as the page's: the documents leave the index, and their copies in the upload folder go.
+        report = service.delete(args.remove) if args.remove else service.add(args.paths, on_progress=bars)
     except StoreError as exc:
         bars.close()
         say(f"error: {exc}")
