@@ -99,6 +99,14 @@ def test_the_page_and_the_commands_reach_the_index_only_through_the_service(path
         assert "rag.service" in imports, f"{relative(path)} should reach documents and the index through rag.service"
 
 
+@pytest.mark.parametrize("path", [ROOT / "app.py", *python_files("ui"), *COMMANDS], ids=relative)
+def test_the_page_and_the_commands_never_reach_behind_the_service(path: Path) -> None:
+    """``service.store`` or ``service.library`` would be the store or the library by another road."""
+    reached = {node.attr for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.Attribute) and node.attr in ("store", "library")}
+    assert not reached, f"{relative(path)} uses .{', .'.join(sorted(reached))}: ask the service instead"
+
+
 @pytest.mark.parametrize("path", [ROOT / "app.py", *python_files("ui")], ids=relative)
 def test_the_page_imports_nothing_from_ingest(path: Path) -> None:
     assert not {m for m in imported_modules(path) if m.split(".")[0] == "ingest"}, "uploads go through rag.service"
