@@ -74,10 +74,6 @@ class Library:
         self.settings = settings or get_settings()
         self.folder = self.settings.uploads_path  # made by the first upload: reading the library writes nothing
 
-    def configured(self, settings: Settings) -> Library:
-        """The same index with other settings (the app reads them afresh on every run)."""
-        return Library(self.store, settings=settings)
-
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()
 
