@@ -1,5 +1,5 @@
-"""The browser app: chat with your documents. Rendering only (the parts are in ``ui/``); the work is done in ``rag``
-and ``ingest``.
+"""The browser app: chat with your documents. Rendering only (the parts are in ``ui/``); the work is done by the
+application service, ``rag.service.Service``.
 
     streamlit run app.py        (or: make run)
 """
@@ -11,7 +11,7 @@ import streamlit as st
 from rag.answer.safe_markdown import answer_markdown
 from rag.settings import Settings
 from ui.chat import answer_question, render_answer
-from ui.resources import cached_conversations, cached_library, cached_llm, warmed_llm
+from ui.resources import cached_conversations, cached_llm, cached_service, warmed_llm
 from ui.sidebar import (
     FILE_TYPES,
     add_files,
@@ -29,19 +29,19 @@ st.set_page_config(page_title="Ask your documents", layout="wide")
 def main() -> None:
     base = Settings()  # read from the environment on every run, so RAG_* changes apply without a restart
     st.session_state.setdefault("uploader_round", 0)
-    library = cached_library(str(base.index_dir)).configured(base)
+    service = cached_service(str(base.index_dir)).configured(base)
     conversations = cached_conversations(str(base.conversations_path))
     if "chat" not in st.session_state:  # a new tab, or a reload: the address may name a conversation
         open_conversation(conversations, st.query_params.get("c"))
     conversations_slot = st.sidebar.container()  # filled last, once this run's question is saved
     settings = sidebar_settings(base)
-    sidebar_library(library)
+    sidebar_library(service)
 
     st.title(":material/menu_book: Ask your documents")
     left, right = st.columns([4, 1], vertical_alignment="bottom")
     llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     warmed_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
-    left.caption(f"Answers come only from your {len(library.documents())} document(s), with sources you can check. "
+    left.caption(f"Answers come only from your {len(service.documents())} document(s), with sources you can check. "
                  f"Model: {settings.llm} · {llm.model}")
     st.session_state.setdefault("agent_mode", False)
     right.toggle("Agent mode", key="agent_mode", help="Reason step by step with tools: document search, "
@@ -50,7 +50,7 @@ def main() -> None:
     for message in st.session_state.messages:
         with st.chat_message(message["role"]):
             if message.get("kind") == "answer":
-                render_answer(message, library)
+                render_answer(message, service)
             elif message.get("kind") == "upload":  # the app's own note: its file names and reasons are escaped
                 st.markdown(f":material/attach_file: {message['content']}")
             else:
@@ -65,7 +65,7 @@ def main() -> None:
         # One container: on the next run the question takes its place at once, instead of the buttons staying
         # on screen, greyed out, until the answer is done.
         with st.container():
-            questions = library.suggested_questions()
+            questions = service.suggested_questions()
             if questions:
                 st.caption("Try one of these:")
                 for i, question in enumerate(questions):
@@ -78,7 +78,7 @@ def main() -> None:
 
     if submitted is not None and submitted.files:
         with st.chat_message("assistant"):
-            add_files(library, submitted.files)
+            add_files(service, submitted.files)
         if (submitted.text or "").strip():  # asked on the rerun, with the library above as it is now
             st.session_state.pending = submitted.text
         st.rerun()
@@ -92,7 +92,7 @@ def main() -> None:
     if question:
         chat = st.session_state.chat
         try:
-            answer_question(question, settings, library, asked=show_conversations)
+            answer_question(question, settings, service, asked=show_conversations)
         finally:  # also when the reader stops the answer (every st call raises then) or opens another conversation
             conversations.keep(chat)
     else:

@@ -1,2 +1,2 @@
-"""Files in: load → split → embed → store into ``rag.index``, and the user's document library built on it.
-This layer sits on top of ``rag`` (it writes the index that ``rag`` reads); ``rag`` never imports it."""
+"""Files in: load → split → embed → store into ``rag.index``. This layer sits on top of ``rag`` (it writes the index
+that ``rag`` reads); ``rag`` never imports it, except the application service (``rag.service``) built on both."""

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ingest.pipeline import Ingestor
 from ingest.report import IngestReport, Progress
-from rag.cli import open_index, parser, print_json, run, say
 from rag.answer.result import page_unit
+from rag.cli import parser, print_json, run, say
 from rag.errors import EmbeddingError, StoreError
+from rag.service import Service
 
 
 class _Bars:
@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if modes != 1:
         p.error("give PATH... to ingest, or --remove NAME..., or --list (one of them)")
 
-    store = open_index(args, create=bool(args.paths))  # listing and removing create no index
+    service = Service.for_command(args, read_only=args.list, create=bool(args.paths))  # only adding makes an index
 
     if args.list:
-        docs = store.documents()
+        docs = service.documents()
         if args.json:
             print_json([
                 {"name": d.name, "kind": d.kind, "pages": d.pages, "chunks": d.chunks, "size": d.size,
@@ -90,13 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     bars = _Bars(enabled=True)
-    ingestor = Ingestor(store, on_progress=bars)
     try:
-        if args.remove:
-            removed, failed = ingestor.remove(args.remove)
-            report = IngestReport(removed=removed, failed=failed)
-        else:
-            report = ingestor.ingest(args.paths)
+        # The same deletion as the page's: the documents leave the index, and their copies in the upload folder go.
+        report = service.delete(args.remove) if args.remove else service.add(args.paths, on_progress=bars)
     except (StoreError, EmbeddingError) as exc:  # the index is busy, or the embeddings server stopped answering
         bars.close()
         say(f"error: {exc}")

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from ingest.pipeline import Ingestor
-from rag.cli import open_index, say
+from rag.cli import say
+from rag.service import Service
 from rag.settings import PROJECT_ROOT, get_settings
 
 SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
@@ -15,13 +15,13 @@ SAMPLE_DIR = PROJECT_ROOT / "data" / "sample"
 
 def main() -> int:
     settings = get_settings()
-    store = open_index(argparse.Namespace(index=settings.index_dir), create=True)
-    if store.documents():
-        say(f"index {settings.index_dir}: {len(store.documents())} documents")
+    service = Service.for_command(argparse.Namespace(index=settings.index_dir), settings, create=True)
+    if docs := service.documents():
+        say(f"index {settings.index_dir}: {len(docs)} documents")
         return 0
     say(f"index {settings.index_dir} is empty: adding the demo documents from {SAMPLE_DIR}")
     samples = sorted(p for p in SAMPLE_DIR.iterdir() if p.suffix in SUPPORTED_SUFFIXES)
-    report = Ingestor(store, settings=settings).ingest(samples)
+    report = service.add(samples)
     say(f"added {len(report.added)} documents, {report.chunks} chunks in {report.seconds:.1f} s")
     for failure in report.failed:
         say(f"  failed: {failure.path}: {failure.error}")

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from rag.answer.answerer import Answerer, Delta, Finished, Retrieved
-from rag.cli import add_backend_option, add_history_option, history_from, open_index, parser, print_json, run
-from rag.cli import say, settings_with
-from rag.llm import get_llm
-from rag.retrieval.retriever import Retriever
+from rag.answer.answerer import Delta, Finished, Retrieved
+from rag.cli import add_backend_option, add_history_option, history_from, parser, print_json, run, say, settings_with
+from rag.service import Service
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     history = history_from(p, args)
     settings = settings_with(p, llm=args.backend, top_k=args.k)
-    store = open_index(args)
+    service = Service.for_command(args, settings, read_only=True)
 
-    answerer = Answerer(Retriever(store, settings=settings), get_llm(settings), settings)
     answer = None
-    for event in answerer.run(args.question, history):
+    for event in service.ask(args.question, history):
         if isinstance(event, Retrieved):
             if event.query != args.question:
                 say(f"searching for: {event.query}")

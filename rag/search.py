@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from rag.answer.result import source_label
-from rag.cli import open_index, parser, print_json, run, say
-from rag.retrieval.retriever import Retriever
+from rag.cli import parser, print_json, run, say
+from rag.service import Service
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,15 +14,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 1 <= args.k <= 500:
         p.error("-k must be between 1 and 500")
-    hits = Retriever(open_index(args)).search(args.query, args.k)
+    rows = Service.for_command(args, read_only=True).search(args.query, args.k)
     if args.json:
-        print_json([hit.to_json() for hit in hits])
+        print_json(rows)
         return 0
-    if not hits:
+    if not rows:
         say("no passages: the index is empty")
-    for hit in hits:
-        print(f"[{hit.rank}] {hit.score:.3f}  {source_label(hit.chunk.source, hit.chunk.page, hit.chunk.kind)}")
-        print("    " + hit.chunk.text[:300].replace("\n", " ") + ("…" if len(hit.chunk.text) > 300 else ""))
+    for row in rows:
+        text = str(row["text"])
+        print(f"[{row['rank']}] {row['score']:.3f}  {source_label(str(row['source']), row['page'], row['kind'])}")  # type: ignore[arg-type]
+        print("    " + text[:300].replace("\n", " ") + ("…" if len(text) > 300 else ""))
     return 0
 
 

@@ -38,9 +38,6 @@ def exception_classes() -> list[tuple[str, type[BaseException]]]:
 
 
 EXCEPTIONS = exception_classes()
-# Defined a second time while ingest/library.py moves to the application service, which imports it from rag.errors;
-# strict: the test fails as soon as it passes, so this line goes when the move lands.
-PENDING = {"ingest.library.UploadError"}
 
 
 def test_the_scan_finds_the_families_and_their_kinds() -> None:
@@ -50,8 +47,7 @@ def test_the_scan_finds_the_families_and_their_kinds() -> None:
 
 
 @pytest.mark.parametrize(("name", "cls"), [
-    pytest.param(name, cls, id=name, marks=[pytest.mark.xfail(strict=True, reason="pending move")] * (name in PENDING))
-    for name, cls in EXCEPTIONS
+    pytest.param(name, cls, id=name) for name, cls in EXCEPTIONS
 ])
 def test_every_exception_of_the_project_is_a_rag_error(name: str, cls: type[BaseException]) -> None:
     assert issubclass(cls, RagError), f"{name} does not derive from rag.errors.RagError"

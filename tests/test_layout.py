@@ -1,5 +1,6 @@
 """The tree shows the flow: ``ingest`` sits on top of ``rag`` (never the other way), ``rag`` is grouped into
-sub-packages, files stay small, and the app only renders."""
+sub-packages, files stay small, the app only renders, and the page and the commands reach documents and the index
+only through the application service (``rag.service``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Entry points sit on top of both layers: ``python -m rag.eval`` ingests a question set's documents first.
 ENTRY_POINTS = {ROOT / "rag" / "eval.py"}
+# The application service sits on top of both layers too: it is what the page and the commands call.
+SERVICE = ROOT / "rag" / "service"
+# The commands that read or change the library, and the page: they hold no store, pipeline or retriever themselves.
+COMMANDS = [ROOT / "ingest" / "__main__.py", ROOT / "ingest" / "bootstrap.py", ROOT / "rag" / "search.py",
+            ROOT / "rag" / "ask.py", ROOT / "rag" / "agent" / "__main__.py"]
 SANDBOX_CHILD = ROOT / "rag" / "sandbox" / "child.py"  # must stay one stdlib-only script
 
 
@@ -33,7 +39,9 @@ def relative(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("path", [p for p in python_files("rag") if p not in ENTRY_POINTS], ids=relative)
+@pytest.mark.parametrize(
+    "path", [p for p in python_files("rag") if p not in ENTRY_POINTS and SERVICE not in p.parents], ids=relative
+)
 def test_rag_never_imports_ingest(path: Path) -> None:
     assert not {m for m in imported_modules(path) if m == "ingest" or m.startswith("ingest.")}, (
         f"{path.relative_to(ROOT)} imports ingest: the core must not depend on the layer that feeds it"
@@ -74,3 +82,37 @@ def test_the_page_imports_no_storage_or_parsing_library(path: Path) -> None:
 @pytest.mark.parametrize("path", [p for p in [*python_files("rag"), *python_files("ingest")]], ids=relative)
 def test_only_the_page_imports_streamlit(path: Path) -> None:
     assert not {m for m in imported_modules(path) if m.split(".")[0] == "streamlit"}, "rendering belongs in ui/"
+
+
+def test_the_service_is_a_package_of_rag() -> None:
+    assert (SERVICE / "__init__.py").is_file()
+    assert not (ROOT / "ingest" / "library.py").exists(), "the library lives in rag.service, with no copy left behind"
+
+
+@pytest.mark.parametrize("path", [ROOT / "app.py", *python_files("ui"), *COMMANDS], ids=relative)
+def test_the_page_and_the_commands_reach_the_index_only_through_the_service(path: Path) -> None:
+    forbidden = {"rag.index.store", "ingest.pipeline", "rag.retrieval.retriever", "rag.agent.loop",
+                 "rag.service.library", "rag.service.app"}
+    imports = imported_modules(path)
+    assert not imports & forbidden, f"{relative(path)} imports {imports & forbidden}: call rag.service.Service"
+    if path in COMMANDS:
+        assert "rag.service" in imports, f"{relative(path)} should reach documents and the index through rag.service"
+
+
+@pytest.mark.parametrize("path", [ROOT / "app.py", *python_files("ui"), *COMMANDS], ids=relative)
+def test_the_page_and_the_commands_never_reach_behind_the_service(path: Path) -> None:
+    """``service.store`` or ``service.library`` would be the store or the library by another road."""
+    reached = {node.attr for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+               if isinstance(node, ast.Attribute) and node.attr in ("store", "library")}
+    assert not reached, f"{relative(path)} uses .{', .'.join(sorted(reached))}: ask the service instead"
+
+
+@pytest.mark.parametrize("path", [ROOT / "app.py", *python_files("ui")], ids=relative)
+def test_the_page_imports_nothing_from_ingest(path: Path) -> None:
+    assert not {m for m in imported_modules(path) if m.split(".")[0] == "ingest"}, "uploads go through rag.service"
+
+
+@pytest.mark.parametrize("path", [p for p in python_files("ingest") if p not in COMMANDS], ids=relative)
+def test_only_the_ingest_commands_import_the_service(path: Path) -> None:
+    """The service is built on the pipeline: a pipeline module importing it back would be a cycle."""
+    assert not {m for m in imported_modules(path) if m.startswith("rag.service")}, relative(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from ingest.library import Library, Upload, UploadError, sanitize_filename
+from rag.service.library import Library, Upload, UploadError, sanitize_filename
 from rag.index.store import Store
 from rag.settings import Settings
 from tests.pdfs import make_encrypted_pdf, make_pdf
@@ -98,7 +98,8 @@ def test_delete_and_reindex_keep_counts_true(tmp_path: Path, store: Store) -> No
     assert [(d.name, d.chunks) for d in library.documents()] == [("a.txt", 1), ("b.md", 1)]
     report = library.reindex()
     assert sorted(report.updated) == ["a.txt", "b.md"] and not report.failed
-    assert library.delete("a.txt") and not library.delete("a.txt")
+    assert library.delete(["a.txt"]).removed == ["a.txt"]
+    assert [f.path for f in library.delete(["a.txt"]).failed] == ["a.txt"], "deleted once"
     assert [d.name for d in library.documents()] == ["b.md"] and store.chunk_count() == 1
     assert not (tmp_path / "uploads" / "a.txt").exists()
     (tmp_path / "uploads" / "b.md").unlink()
@@ -188,7 +189,7 @@ def test_delete_and_reindex_while_another_session_ingests_fail_with_the_reason_a
     holding.wait(30)
     try:
         with pytest.raises(StoreError, match="busy"):
-            library.delete(doc.name)
+            library.delete([doc.name])
         report = library.reindex()
     finally:
         release.set()

@@ -6,13 +6,12 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from ingest.library import Library
-from rag.answer.answerer import Answer, Answerer, Delta, Finished, Retrieved
+from rag.answer.answerer import Answer, Delta, Finished, Retrieved
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult, Citation, Step
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.llm import LLM
-from rag.retrieval.retriever import Retriever
+from rag.service import Service
 from rag.settings import Settings
 from ui.resources import cached_llm
 
@@ -40,7 +39,7 @@ def source_label(citation: Citation) -> str:
     return f"[{citation.n}] {text_markdown(citation.where)}"
 
 
-def render_answer(message: dict, library: Library, *, text_on_screen: bool = False) -> None:
+def render_answer(message: dict, library: Service, *, text_on_screen: bool = False) -> None:
     """An answer with its sources; a refusal looks different and shows the closest passages instead."""
     answer = AnswerResult.load(message["answer"]) if message.get("answer") else AnswerResult(answer="")
     if not answer.refused and not text_on_screen:
@@ -72,7 +71,7 @@ def render_answer(message: dict, library: Library, *, text_on_screen: bool = Fal
                 render_step(i, step)
 
 
-def show_page(library: Library, citation: Citation, *, key: str) -> None:
+def show_page(library: Service, citation: Citation, *, key: str) -> None:
     """The cited PDF page itself, on demand, so the passage can be checked in its place."""
     if st.toggle(f"Show page {citation.page}", key=key):
         data = library.page_pdf(citation.source, citation.page or 0)
@@ -96,7 +95,7 @@ def history_for_model(messages: list[dict]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages if m.get("kind") in ("question", "answer")]
 
 
-def answer_question(question: str, settings: Settings, library: Library, asked: Callable[[], None]) -> None:
+def answer_question(question: str, settings: Settings, library: Service, asked: Callable[[], None]) -> None:
     """Show the question, call ``asked`` (the app saves the conversation there, so a question whose answer is
     stopped, or left for another conversation, is not lost), then answer it as it streams."""
     history = history_for_model(st.session_state.messages)
@@ -115,9 +114,8 @@ def answer_question(question: str, settings: Settings, library: Library, asked: 
             run_answer(question, history, settings, library, llm, message)
 
 
-def run_answer(question: str, history: list, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
-    answerer = Answerer(Retriever(library.store, settings=settings), llm, settings)
-    events = answerer.run(question, history)
+def run_answer(question: str, history: list, settings: Settings, library: Service, llm: LLM, message: dict) -> None:
+    events = library.configured(settings).ask(question, history, llm)
     with st.spinner("Searching your documents…"):
         retrieved = next(events)
     assert isinstance(retrieved, Retrieved)
@@ -145,16 +143,14 @@ def run_answer(question: str, history: list, settings: Settings, library: Librar
     render_answer(message, library, text_on_screen=not retrieved.refused)
 
 
-def run_agent(question: str, history: list, settings: Settings, library: Library, llm: LLM, message: dict) -> None:
+def run_agent(question: str, history: list, settings: Settings, library: Service, llm: LLM, message: dict) -> None:
     from rag.agent.events import AgentFinished, AgentStep, AgentText
-    from rag.agent.loop import Agent
 
-    agent = Agent(Retriever(library.store, settings=settings), llm, settings)
     result = None
     with st.status("Agent at work…", expanded=True) as status:
         live, written, shown = st.empty(), "", 0  # the current turn, as the model writes it
         live.caption("Step 1: reading the question…")
-        for event in agent.run(question, history):
+        for event in library.configured(settings).run_agent(question, history, llm):
             if isinstance(event, AgentText):
                 written += event.text
                 live.text(written)

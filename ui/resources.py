@@ -1,4 +1,5 @@
-"""The heavy objects every browser tab shares: the library (index), the chat models, the kept conversations."""
+"""The heavy objects every browser tab shares: the application service (documents and index), the chat models, the
+kept conversations."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from ingest.library import Library
 from rag.answer.answerer import warm_up
 from rag.conversations import ConversationStore
 from rag.llm import LLM, get_llm
+from rag.service import Service
 from rag.settings import Settings
 
 
 @st.cache_resource(show_spinner="Opening the index…")
-def cached_library(index_dir: str) -> Library:
-    return Library.open(Settings(index_dir=Path(index_dir)))  # re-reads itself whenever another writer changed it
+def cached_service(index_dir: str) -> Service:
+    return Service.open(Settings(index_dir=Path(index_dir)))  # re-reads itself whenever another writer changed it
 
 
 @st.cache_resource(show_spinner=False)

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from ingest.library import SUPPORTED_SUFFIXES, Library, StoreError, Upload
-from ingest.report import IngestReport, Progress
 from rag.answer.safe_markdown import text_markdown
 from rag.conversations import ConversationStore, file_name, to_markdown
 from rag.llm import EMBEDDED_MODELS, backend_class, backend_names, model_index, model_title
+from rag.service import SUPPORTED_SUFFIXES, IngestReport, Progress, Service, StoreError, Upload
 from rag.settings import Settings
 from rag.answer.result import page_unit
 from ui.chat import plural
@@ -93,9 +92,9 @@ def summary(report: IngestReport) -> str:
     return "Documents: " + (", ".join(p for p in parts if p) or "nothing to do")
 
 
-def add_files(library: Library, files: list) -> None:  # noqa: ANN001 - Streamlit UploadedFile objects
+def add_files(service: Service, files: list) -> None:  # noqa: ANN001 - Streamlit UploadedFile objects
     uploads = [Upload(f.name, f.getvalue()) for f in files]
-    report = ingest_with_progress(f"Adding {len(uploads)} file(s)…", lambda cb: library.add(uploads, cb))
+    report = ingest_with_progress(f"Adding {len(uploads)} file(s)…", lambda cb: service.upload(uploads, cb))
     st.session_state.messages.append({"role": "assistant", "kind": "upload", "content": upload_note(report)})
 
 
@@ -109,18 +108,18 @@ def upload_note(report: IngestReport) -> str:
     return "\n".join(lines)
 
 
-def sidebar_library(library: Library) -> None:
+def sidebar_library(service: Service) -> None:
     st.sidebar.header("Library")
     key = f"uploader-{st.session_state.uploader_round}"
     files = st.sidebar.file_uploader("Add documents (PDF, Word, PowerPoint, HTML, TXT, MD)", type=FILE_TYPES, accept_multiple_files=True,
-                                     key=key, help=f"Up to {library.settings.max_upload_mb} MB a file")
+                                     key=key, help=f"Up to {service.settings.max_upload_mb} MB a file")
     if files:
         with st.sidebar:
-            add_files(library, files)
+            add_files(service, files)
         st.session_state.uploader_round += 1  # a fresh uploader: the same files are not added again
         st.rerun()
 
-    docs = library.documents()
+    docs = service.documents()
     chunks = sum(d.chunks for d in docs)
     st.sidebar.caption(f"{len(docs)} document(s), {plural(chunks, 'passage')}")
     for doc in docs:
@@ -134,7 +133,7 @@ def sidebar_library(library: Library) -> None:
         confirm.markdown(f"Delete **{name}**? Its passages leave the index and the uploaded file is removed.")
         if confirm.button("Delete", icon=":material/delete:", type="primary", key=f"delete-{doc.name}"):
             try:
-                library.delete(doc.name)
+                service.delete([doc.name])
             except StoreError as exc:  # another session kept the index busy: nothing was deleted
                 st.sidebar.error(f"{name} was not deleted: {text_markdown(str(exc))}", icon=":material/error:")
             else:
@@ -142,7 +141,7 @@ def sidebar_library(library: Library) -> None:
                 st.rerun()
     if docs and st.sidebar.button("Re-index all", help="Read every document again and rebuild its passages"):
         with st.sidebar:
-            ingest_with_progress("Re-indexing…", library.reindex)
+            ingest_with_progress("Re-indexing…", service.reindex)
 
 
 # --- sidebar: kept conversations --------------------------------------------------------------------------------

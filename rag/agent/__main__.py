@@ -6,11 +6,8 @@ from __future__ import annotations
 import textwrap
 
 from rag.agent.events import AgentFinished, AgentStep
-from rag.agent.loop import Agent
-from rag.cli import add_backend_option, add_history_option, history_from, open_index, parser, print_json, run
-from rag.cli import say, settings_with
-from rag.llm import get_llm
-from rag.retrieval.retriever import Retriever
+from rag.cli import add_backend_option, add_history_option, history_from, parser, print_json, run, say, settings_with
+from rag.service import Service
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--max-steps must be between 1 and 50")
     history = history_from(p, args)
     settings = settings_with(p, llm=args.backend, agent_max_steps=args.max_steps)
-    store = open_index(args)
+    service = Service.for_command(args, settings, read_only=True)
 
-    agent = Agent(Retriever(store, settings=settings), get_llm(settings), settings)
     result = None
     shown = 0
-    for event in agent.run(args.question, history):
+    for event in service.run_agent(args.question, history):
         if isinstance(event, AgentStep):
             shown += 1
             if not args.json:

@@ -30,6 +30,7 @@ class Hit:
             "page": self.chunk.page,
             "chunk_id": self.chunk.id,
             "text": self.chunk.text,
+            "kind": self.chunk.kind,
         }
 
 

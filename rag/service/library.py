@@ -1,4 +1,5 @@
 """The user's document library: uploads saved safely, ingested with progress, listed, deleted, re-indexed.
+``rag.service.Service`` is its one door for the page, the commands and the HTTP API.
 
 Uploaded file names are untrusted. What is kept on disk lives in the upload folder under a sanitised name (no
 folders, no traversal, no hidden or device names), and a different file with a name already taken gets a
@@ -23,19 +24,16 @@ from pathlib import Path
 from pypdf import PdfReader, PdfWriter
 
 from ingest.loaders import SUPPORTED_SUFFIXES
-from ingest.pipeline import Ingestor, file_sha256
+from ingest.pipeline import Ingestor, file_sha256, is_text_name
 from ingest.report import Failure, IngestReport, ProgressCallback
-from rag.index.records import DocumentInfo, StoreError
-from rag.index.store import Store, open_store
+from rag.errors import EmbeddingError, StoreError, UploadError
+from rag.index.records import DocumentInfo
+from rag.index.store import Store
 from rag.settings import PROJECT_ROOT, Settings, get_settings
 
 _UNSAFE = re.compile(r"[^\w\-. ()\[\]+,&@]+", re.UNICODE)
 _MAX_NAME_BYTES = 200  # file systems allow 255 bytes a name; room is left for " (999)"
 SAMPLE_QUESTIONS = PROJECT_ROOT / "data" / "sample" / "questions.json"
-
-
-class UploadError(ValueError):
-    """An upload refused before ingest (too large, wrong type); the message names the file."""
 
 
 def sanitize_filename(name: str) -> str:
@@ -71,18 +69,7 @@ class Library:
     def __init__(self, store: Store, *, settings: Settings | None = None) -> None:
         self.store = store
         self.settings = settings or get_settings()
-        self.folder = self.settings.uploads_path
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    @classmethod
-    def open(cls, settings: Settings | None = None) -> Library:
-        """The library of the index in ``settings.index_dir`` (created if missing)."""
-        settings = settings or get_settings()
-        return cls(open_store(settings.index_dir), settings=settings)
-
-    def configured(self, settings: Settings) -> Library:
-        """The same index with other settings (the app reads them afresh on every run)."""
-        return Library(self.store, settings=settings)
+        self.folder = self.settings.uploads_path  # made by the first upload: reading the library writes nothing
 
     def documents(self) -> list[DocumentInfo]:
         return self.store.documents()
@@ -114,6 +101,7 @@ class Library:
         The bytes are written aside first, then linked under the first free name: ``link`` fails if the name
         exists, so two sessions uploading the same name at once never overwrite each other's file."""
         self.check(upload)
+        self.folder.mkdir(parents=True, exist_ok=True)
         wanted = sanitize_filename(upload.name)
         digest = hashlib.sha256(upload.data).hexdigest()
         stem, suffix = Path(wanted).stem, Path(wanted).suffix
@@ -150,8 +138,8 @@ class Library:
             report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
                 [s.path for s in saved]
             ) if saved else IngestReport()
-        except StoreError as exc:  # another session kept the index busy for the whole wait
-            report = IngestReport(failed=[Failure(os.path.abspath(s.path), str(exc), "StoreError") for s in saved])
+        except (StoreError, EmbeddingError) as exc:  # the index stayed busy, or the embeddings server is down
+            report = IngestReport(failed=[Failure(os.path.abspath(s.path), str(exc), type(exc).__name__) for s in saved])
         by_path = {os.path.abspath(s.path): s.original for s in saved}
         for item in [*report.failed, *report.notes]:  # name the file as the user knows it
             item.path = by_path.get(item.path, item.path)
@@ -190,16 +178,28 @@ class Library:
             return None
         return out.getvalue()
 
-    def delete(self, name: str) -> bool:
-        """Remove a document from the index, and its file if the library keeps it. Raises ``StoreError`` (the index
-        stays as it was) when another writer keeps the index busy for longer than the settings' write wait."""
-        doc = self.store.document(name)
-        if doc is None:
-            return False
-        removed, _ = Ingestor(self.store, settings=self.settings).remove([name])
-        if doc.path and Path(doc.path).resolve().parent == self.folder.resolve():
-            Path(doc.path).unlink(missing_ok=True)
-        return bool(removed)
+    def delete(self, names: Iterable[str]) -> IngestReport:
+        """Remove documents (by label, as listed, or by their file's path) from the index, and the file of each one
+        the upload folder holds: an uploaded copy has no other use, and a name left taken would number the next
+        upload of it. Files elsewhere (ingested from a folder) are never touched. A name not in the index is a
+        failure of its own. Raises ``StoreError`` (the index stays as it was) when another writer keeps the index
+        busy for longer than the settings' write wait."""
+        names = list(names)
+        kept = {name: path for name in names if (path := self.uploaded_file(name)) is not None}
+        removed, failed = Ingestor(self.store, settings=self.settings).remove(names)
+        for name in removed:
+            if name in kept:
+                kept[name].unlink(missing_ok=True)
+        return IngestReport(removed=removed, failed=failed)
+
+    def uploaded_file(self, name: str) -> Path | None:
+        """The file of the document ``name`` (label or path) when it is in the upload folder, else None."""
+        if not is_text_name(Path(name)):  # never stored (the index keeps text), and not a valid SQL parameter
+            return None
+        doc = self.store.document(name) or self.store.document_at(name)
+        if doc is None or not doc.path or Path(doc.path).resolve().parent != self.folder.resolve():
+            return None
+        return Path(doc.path)
 
     def reindex(self, on_progress: ProgressCallback | None = None) -> IngestReport:
         """Read every document again from its file and rebuild its chunks and vectors."""
@@ -211,7 +211,7 @@ class Library:
             report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
                 list(present), bases=present, force=True
             )
-        except StoreError as exc:  # another session kept the index busy for the whole wait: nothing was changed
+        except (StoreError, EmbeddingError) as exc:  # busy index or embeddings server down: nothing was changed
             report = IngestReport(failed=[Failure(str(path), str(exc), "StoreError") for path in present])
         report.failed[:0] = missing
         return report

@@ -1,0 +1,24 @@
+"""The application service (``Service``): the one door through which the page, the commands and the HTTP API reach
+documents and the index. The only package of ``rag`` that may import ``ingest`` (besides ``python -m rag.eval``): it
+sits on top of both layers. What its callers need to name comes from here too (uploads, reports, progress)."""
+
+from ingest.loaders import SUPPORTED_SUFFIXES
+from ingest.report import Failure, IngestReport, Progress, ProgressCallback
+from rag.index.records import DocumentInfo, StoreError
+from rag.service.app import Service
+from rag.service.library import Library, Upload, UploadError, sanitize_filename
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "DocumentInfo",
+    "Failure",
+    "IngestReport",
+    "Library",
+    "Progress",
+    "ProgressCallback",
+    "Service",
+    "StoreError",
+    "Upload",
+    "UploadError",
+    "sanitize_filename",
+]
