@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 
 from rag.answer.answerer import Delta, Finished, Retrieved
-from rag.cli import add_backend_option, add_history_option, history_from, parser, print_json, run, say, settings_with
+from rag.cli import add_backend_option, add_history_option, add_k_option, history_from, parser, print_json, run, say
+from rag.cli import settings_with
 from rag.service import Service
 
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("question")
     add_backend_option(p)
     add_history_option(p)
-    p.add_argument("-k", type=int, help="passages to retrieve (default: $RAG_TOP_K or 5)")
+    add_k_option(p, "passages to retrieve")
     args = p.parse_args(argv)
     history = history_from(p, args)
     settings = settings_with(p, llm=args.backend, top_k=args.k)

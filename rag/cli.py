@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
-from rag.settings import Settings, get_settings
+from rag.settings import Settings, bounds, get_settings
 
 if TYPE_CHECKING:
     from rag.index.store import Store
@@ -105,11 +105,16 @@ def settings_with(p: argparse.ArgumentParser, **overrides: object) -> Settings:
     """The settings, with the options given on the command line (None: not given) taking precedence, validated
     like the environment is (``-k -1`` is refused with exit 2, naming the option's setting, not a traceback)."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    base = settings_or_exit()
     try:
-        return Settings.model_validate({**base.model_dump(), **given})
+        return settings_or_exit().changed(**given)
     except ValidationError as exc:
         p.error(f"invalid option ({problems(exc)})")
+
+
+def add_k_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``-k N``: how many passages, within the one bound the settings declare for ``top_k`` (every command)."""
+    low, high = bounds("top_k")
+    p.add_argument("-k", type=int, metavar="N", help=f"{what} ({low:g}-{high:g}; default: $RAG_TOP_K or 5)")
 
 
 def print_json(document: Any) -> None:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ingest.pipeline import Ingestor
-from rag.cli import open_index, parser, print_json, run, say
+from rag.cli import add_k_option, open_index, parser, print_json, run, say, settings_with
 from rag.index.base import Index
 from rag.index.embedder import get_embedder
 from rag.index.store import open_store
@@ -36,12 +36,11 @@ def ingest_dataset(dataset: Path, store: Index) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m rag.eval", "Measure retrieval on a question set (docs/ + questions.jsonl).")
     p.add_argument("dataset", type=Path, metavar="DATASET_DIR")
-    p.add_argument("-k", type=int, default=5, help="passages per question (default 5)")
+    add_k_option(p, "passages per question")
     p.add_argument("--refusal", type=Path, metavar="OTHER_DIR",
                    help="also ask OTHER_DIR's questions (its documents are not indexed): how many are refused?")
     args = p.parse_args(argv)
-    if not 1 <= args.k <= 50:
-        p.error("-k must be between 1 and 50")
+    args.k = settings_with(p, top_k=args.k).top_k
     for folder in filter(None, [args.dataset, args.refusal]):
         if not (folder / "questions.jsonl").is_file():
             p.error(f"{folder} must hold questions.jsonl")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from rag.answer.result import source_label
-from rag.cli import parser, print_json, run, say
+from rag.cli import add_k_option, parser, print_json, run, say, settings_with
 from rag.service import Service
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m rag.search", "Search the index for passages matching a query.")
     p.add_argument("query", help="what to look for")
-    p.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    add_k_option(p, "how many passages")
     args = p.parse_args(argv)
-    if not 1 <= args.k <= 500:
-        p.error("-k must be between 1 and 500")
-    rows = Service.for_command(args, read_only=True).search(args.query, args.k)
+    settings = settings_with(p, top_k=args.k)
+    rows = Service.for_command(args, settings, read_only=True).search(args.query, settings.top_k)
     if args.json:
         print_json(rows)
         return 0

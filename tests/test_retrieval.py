@@ -212,9 +212,10 @@ def test_command_line_overrides_are_validated_like_settings(tmp_path: Path, run_
     index = str(tmp_path / "index")
     cases = [("rag.ask", ["q", "-k", "-1"], "top_k: Input should be greater than or equal to 1"),
              ("rag.ask", ["q", "-k", "0"], "top_k: Input should be greater than or equal to 1"),
-             ("rag.eval", [str(tmp_path), "-k", "0"], "-k must be between 1 and"),
-             ("rag.search", ["q", "-k", "0"], "-k must be between 1 and"),
-             ("rag.agent", ["q", "--max-steps", "0"], "--max-steps must be between 1 and")]
+             ("rag.eval", [str(tmp_path), "-k", "0"], "top_k: Input should be greater than or equal to 1"),
+             ("rag.search", ["q", "-k", "0"], "top_k: Input should be greater than or equal to 1"),
+             ("rag.search", ["q", "-k", "51"], "top_k: Input should be less than or equal to 50"),
+             ("rag.agent", ["q", "--max-steps", "0"], "agent_max_steps: Input should be greater than or equal to 1")]
     for module, args, reason in cases:
         result = run_cli(module, *args, "--index", index)
         assert result.returncode == 2, (module, args, result.stderr)

@@ -48,6 +48,17 @@ def test_a_changed_setting_is_validated_against_the_declared_limits() -> None:
         base.changed(retrieval_mode="fuzzy")
 
 
+@pytest.mark.parametrize("command", [["rag.search", "tea"], ["rag.eval", str(PROJECT_ROOT / "tests")],
+                                     ["rag.ask", "tea?"]])
+def test_every_command_refuses_a_k_over_the_one_declared_bound(command: list[str], tmp_path: Path) -> None:
+    over = int(bounds("top_k")[1]) + 1  # type: ignore[arg-type]
+    done = subprocess.run([sys.executable, "-m", *command, "-k", str(over), "--index", str(tmp_path / "none")],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "top_k" in done.stderr or "-k" in done.stderr, done.stderr
+    assert not (tmp_path / "none").exists(), "a refused command writes nothing"
+
+
 def test_streamlit_upload_limit_is_the_settings_limit() -> None:
     """Streamlit refuses files over server.maxUploadSize before the app sees them: .streamlit/config.toml's value
     is the default of RAG_MAX_UPLOAD_MB, and `make run` passes the setting as it is in the environment."""

@@ -22,8 +22,8 @@ def cached_service(index_dir: str) -> Service:
 
 @st.cache_resource(show_spinner=False)
 def cached_llm(backend: str, url: str, model: str, api_key: str) -> LLM:
-    return get_llm(Settings().model_copy(update={"llm": backend, "llm_url": url, "llm_api_key": api_key,
-                                                 Settings.chat_model_field(backend): model}))
+    return get_llm(Settings().changed(llm=backend, llm_url=url, llm_api_key=api_key,
+                                      **{Settings.chat_model_field(backend): model}))
 
 
 @st.cache_resource(show_spinner=False)

@@ -48,11 +48,11 @@ def sidebar_settings(base: Settings) -> Settings:
     modes = ["hybrid", "dense", "keyword"]
     mode = st.sidebar.selectbox("Search mode", modes, index=modes.index(base.retrieval_mode), key="mode",
                                 help="hybrid: meaning and keywords together; dense: meaning only; keyword: BM25")
-    top_k = st.sidebar.slider("Passages per answer (top-k)", 1, 10, base.top_k, key="top_k")
-    return base.model_copy(update={"llm": backend, "llm_url": url, "llm_model": model, "llm_api_key": api_key,
-                                   "embedded_model": embedded, "temperature": temperature,
-                                   "unverified_answers": "withhold" if withhold else "show",
-                                   "retrieval_mode": mode, "top_k": top_k})
+    top_k = st.sidebar.slider("Passages per answer (top-k)", 1, max(10, base.top_k), base.top_k, key="top_k")
+    # The one way a change applies: validated like the environment (Settings.changed), used from this run on.
+    return base.changed(llm=backend, llm_url=url, llm_model=model, llm_api_key=api_key, embedded_model=embedded,
+                        temperature=temperature, unverified_answers="withhold" if withhold else "show",
+                        retrieval_mode=mode, top_k=top_k)
 
 
 # --- sidebar: the library ---------------------------------------------------------------------------------------

@@ -18,8 +18,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, metavar="N", help="model turns allowed (default: $RAG_AGENT_MAX_STEPS "
                                                                "or 6)")
     args = p.parse_args(argv)
-    if args.max_steps is not None and not 1 <= args.max_steps <= 50:
-        p.error("--max-steps must be between 1 and 50")
     history = history_from(p, args)
     settings = settings_with(p, llm=args.backend, agent_max_steps=args.max_steps)
     service = Service.for_command(args, settings, read_only=True)
