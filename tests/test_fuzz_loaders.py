@@ -175,6 +175,6 @@ def test_fuzz_fast_subset(suffix: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("suffix", sorted(SEEDS))
 def test_fuzz_full_campaign(suffix: str, tmp_path: Path) -> None:
     outcomes = run_campaign(suffix, FULL_CASES, tmp_path)
-    print(f"{suffix}: {outcomes}")  # noqa: T201 - the counts go into the README
+    print(f"{suffix}: {outcomes}")  # noqa: T201 - the counts go into docs/reliability.md
     if not os.environ.get("FUZZ_ONLY"):
         assert sum(outcomes.values()) == FULL_CASES

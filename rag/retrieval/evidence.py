@@ -8,7 +8,7 @@ Two signals, both measured on the retrieved passages:
   when its topic is vaguely close. (Counting words found anywhere in the top passages separated the two kinds of
   question less well: see bench/evidence.py.)
 They are combined into one score with weights fitted on questions whose answer is / is not in the index
-(``bench/evidence.py`` fits and reports them; the numbers are in the README).
+(``bench/evidence.py`` fits and reports them; the numbers are in docs/benchmarks.md).
 """
 
 from __future__ import annotations
