@@ -16,7 +16,8 @@ from ingest.pipeline import Ingestor
 from ingest.report import IngestReport, ProgressCallback
 from rag.answer.answerer import Answerer, Event
 from rag.index.records import DocumentInfo, StoreError
-from rag.index.store import Store, open_store
+from rag.index.base import Index
+from rag.index.store import open_store
 from rag.llm import LLM, Message, get_llm
 from rag.retrieval.retriever import Retriever
 from rag.service.library import Library, Upload
@@ -32,7 +33,7 @@ class Service:
 
     A service opened ``read_only`` (the commands that only read) refuses every operation that would write."""
 
-    def __init__(self, store: Store, settings: Settings, *, read_only: bool = False) -> None:
+    def __init__(self, store: Index, settings: Settings, *, read_only: bool = False) -> None:
         self.store = store
         self.settings = settings
         self.read_only = read_only

@@ -28,7 +28,7 @@ from ingest.pipeline import Ingestor, file_sha256, is_text_name
 from ingest.report import Failure, IngestReport, ProgressCallback
 from rag.errors import EmbeddingError, StoreError, UploadError
 from rag.index.records import DocumentInfo
-from rag.index.store import Store
+from rag.index.base import Index
 from rag.settings import PROJECT_ROOT, Settings, get_settings
 
 _UNSAFE = re.compile(r"[^\w\-. ()\[\]+,&@]+", re.UNICODE)
@@ -66,7 +66,7 @@ class Saved:
 class Library:
     """One index plus the folder that keeps uploaded files."""
 
-    def __init__(self, store: Store, *, settings: Settings | None = None) -> None:
+    def __init__(self, store: Index, *, settings: Settings | None = None) -> None:
         self.store = store
         self.settings = settings or get_settings()
         self.folder = self.settings.uploads_path  # made by the first upload: reading the library writes nothing
