@@ -11,6 +11,7 @@ import streamlit as st
 from rag.answer.safe_markdown import answer_markdown
 from rag.settings import Settings
 from ui.chat import answer_question, render_answer
+from ui.prefs import KEPT, load_prefs, prefs_path, save_prefs
 from ui.resources import cached_conversations, cached_llm, cached_service, warmed_llm
 from ui.sidebar import (
     FILE_TYPES,
@@ -20,6 +21,8 @@ from ui.sidebar import (
     sidebar_conversations,
     sidebar_library,
     sidebar_settings,
+    upload_message,
+    with_kept_choices,
 )
 
 # No page_icon: Streamlit's page turns a ":material/...:" or emoji icon into an image fetched from another host,
@@ -27,25 +30,26 @@ from ui.sidebar import (
 st.set_page_config(page_title="Ask your documents", layout="wide")
 
 def main() -> None:
-    base = Settings()  # read from the environment on every run, so RAG_* changes apply without a restart
+    environment = Settings()  # read on every run, so RAG_* changes apply without a restart
+    prefs = prefs_path(environment.conversations_path)
+    kept = st.session_state.setdefault("kept_choices", load_prefs(prefs))  # this page's choices of an earlier visit
+    base = with_kept_choices(environment, kept)
     st.session_state.setdefault("uploader_round", 0)
+    st.session_state.setdefault("agent_mode", bool(kept.get("agent_mode", False)))
     service = cached_service(str(base.index_dir)).configured(base)
     conversations = cached_conversations(str(base.conversations_path))
     if "chat" not in st.session_state:  # a new tab, or a reload: the address may name a conversation
         open_conversation(conversations, st.query_params.get("c"))
+    sidebar_library(service)  # the reader's documents first
     conversations_slot = st.sidebar.container()  # filled last, once this run's question is saved
     settings = sidebar_settings(base)
-    sidebar_library(service)
+    save_prefs(prefs, {**settings.model_dump(include=set(KEPT)), "agent_mode": st.session_state.agent_mode})
 
     st.title(":material/menu_book: Ask your documents")
-    left, right = st.columns([4, 1], vertical_alignment="bottom")
     llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
     warmed_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
-    left.caption(f"Answers come only from your {len(service.documents())} document(s), with sources you can check. "
-                 f"Model: {settings.llm} · {llm.model}")
-    st.session_state.setdefault("agent_mode", False)
-    right.toggle("Agent mode", key="agent_mode", help="Reason step by step with tools: document search, "
-                 "a calculator and small Python programs for arithmetic")
+    st.caption(f"Answers come only from your {len(service.documents())} document(s), with sources you can check. "
+               f"Model: {settings.llm} · {llm.model}")
 
     for message in st.session_state.messages:
         with st.chat_message(message["role"]):
@@ -58,8 +62,12 @@ def main() -> None:
 
     # Read the chat box first (it is pinned to the bottom wherever it is called), so that suggestions are not
     # drawn above a question that is being answered in this same run.
-    submitted = st.chat_input("Ask a question, or drop files here", accept_file="multiple", file_type=FILE_TYPES,
-                              max_upload_size=settings.max_upload_mb, submit_mode="stop")
+    with st.bottom:  # the chat box and, beside it, the switch for how the question is answered
+        box, mode = st.columns([7, 1], vertical_alignment="center")
+        submitted = box.chat_input("Ask a question, or drop files here", accept_file="multiple",
+                                   file_type=FILE_TYPES, max_upload_size=settings.max_upload_mb, submit_mode="stop")
+        mode.toggle("Agent mode", key="agent_mode", help="Reason step by step with tools: document search, a "
+                    "calculator and small Python programs for arithmetic")
     pending = st.session_state.pop("pending", None)
     if not st.session_state.messages and not pending and not submitted:
         # One container: on the next run the question takes its place at once, instead of the buttons staying
@@ -78,7 +86,7 @@ def main() -> None:
 
     if submitted is not None and submitted.files:
         with st.chat_message("assistant"):
-            add_files(service, submitted.files)
+            st.session_state.messages.append(upload_message(add_files(service, submitted.files)))
         if (submitted.text or "").strip():  # asked on the rerun, with the library above as it is now
             st.session_state.pending = submitted.text
         st.rerun()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -66,7 +67,7 @@ def show_stored_answer(at: AppTest, question: str, answer: dict):  # noqa: ANN20
 def test_ask_streams_an_answer_with_expandable_sources(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_EMBEDDED_MODEL", "qwen2.5-coder-1.5b")  # the default: SmolLM2 mostly refuses
     at = start()
-    assert [b.label for b in at.button][:2] == ["What is Nikola Tesla about?", "What is Oxygen about?"]
+    assert sorted(b.label for b in at.button[:2]) == ["What is Nikola Tesla about?", "What is Oxygen about?"]
     at.chat_input[0].set_value("When did Nikola Tesla die?").run()
     assert not at.exception, at.exception
     reply = assistant_messages(at)[-1]
@@ -115,6 +116,12 @@ def test_conversations_are_kept_reopened_renamed_and_deleted(app_env: Path) -> N
     reloaded.sidebar.text_input(key=f"name-{conversation_id}").input("Tesla and oxygen").run()
     assert reloaded.sidebar.button(key=f"open-{conversation_id}").label == "Tesla and oxygen"
     reloaded.sidebar.button(key=f"forget-{conversation_id}").click().run()
+    assert reloaded.chat_message and reloaded.sidebar.button(key=f"open-{conversation_id}"), "it asks first"
+    assert any(m.value.startswith("Delete **Tesla and oxygen** and its answers?") for m in reloaded.sidebar.markdown)
+    reloaded.sidebar.button(key=f"forget-no-{conversation_id}").click().run()
+    assert reloaded.sidebar.button(key=f"forget-{conversation_id}"), "kept: the question is gone, the menu as it was"
+    reloaded.sidebar.button(key=f"forget-{conversation_id}").click().run()
+    reloaded.sidebar.button(key=f"forget-yes-{conversation_id}").click().run()
     assert not reloaded.chat_message, "deleting the open conversation empties the chat"
     assert not [b for b in reloaded.sidebar.button if (b.key or "").startswith("open-")]
     assert not (app_env / "conversations.sqlite").read_bytes().count(b"Tesla and oxygen")
@@ -208,7 +215,8 @@ def test_unsupported_and_broken_uploads_get_a_readable_error(app_env: Path) -> N
     at = start()
     at.sidebar.file_uploader[0].set_value([("broken-scan_v2.pdf", b"%PDF-1.4 truncated", "application/pdf")]).run()
     assert not at.exception, at.exception
-    note = next(m for m in at.chat_message if m.name == "assistant").markdown[0].value
+    assert not at.chat_message, "a sidebar upload reports in the sidebar, where it was made, not at the chat's end"
+    note = at.sidebar.warning[0].value
     shown = MarkdownIt("commonmark").render(note)  # as the page shows it: the name escaped once, not twice
     assert "broken-scan_v2.pdf" in shown and "truncated" in shown and "\\" not in shown, shown
     assert not (app_env / "uploads" / "broken-scan_v2.pdf").exists(), "a file that failed is not kept"
@@ -363,3 +371,29 @@ def test_an_agent_trace_and_a_crafted_file_name_render_as_text(app_env: Path) ->
     assert any("attacker" in text for text in rendered), rendered  # the step and the label are on the page
     for text in rendered:
         assert "](" not in text, f"an image or link would render: {text!r}"
+
+
+def test_the_page_leads_with_the_documents_and_keeps_its_choices_across_a_reload(app_env: Path) -> None:
+    at = start()
+    assert at.sidebar.header[0].value == "Your documents", "the reader's documents come first"
+    assert [e.label for e in at.sidebar.expander] == ["Model and search settings"], "settings sit in one section"
+    at.sidebar.slider(key="top_k").set_value(3).run()
+    at.sidebar.selectbox(key="mode").set_value("keyword").run()
+    at.toggle(key="agent_mode").set_value(True).run()
+    assert not at.exception, at.exception
+
+    reloaded = start()  # a new session: only what was kept on disk
+    assert reloaded.sidebar.slider(key="top_k").value == 3
+    assert reloaded.sidebar.selectbox(key="mode").value == "keyword"
+    assert reloaded.toggle(key="agent_mode").value is True
+    kept = json.loads((app_env / "page-settings.json").read_text())
+    assert kept["top_k"] == 3 and not any("api_key" in name for name in kept), "no API key is ever written down"
+
+
+def test_suggestions_come_from_the_readers_own_documents_first(app_env: Path) -> None:
+    at = start()
+    time.sleep(1.1)  # the index keeps the second a document was added: this one comes after the two others
+    at.sidebar.file_uploader[0].set_value([("garden-club.md", b"# Garden club\n\nWe meet on Tuesdays.", "text/markdown")]).run()
+    assert not at.exception, at.exception
+    assert "garden\\-club.md: added" in at.sidebar.success[0].value, "the result shows where the files were added"
+    assert at.button[0].label == "What is garden club about?", [b.label for b in at.button]

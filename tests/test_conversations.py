@@ -59,8 +59,12 @@ def test_two_tabs_saving_the_same_conversation_lose_nothing(tmp_path: Path) -> N
 def test_a_conversation_that_began_with_an_upload_is_named_after_its_first_question(tmp_path: Path) -> None:
     store = ConversationStore(tmp_path / "conversations.sqlite")
     chat = store.open(None)
-    chat.messages.append({"role": "assistant", "kind": "upload", "content": "Documents: 1 added"})
-    assert store.keep(chat) and store.list()[0].title == "New conversation"
+    chat.messages.append({"role": "assistant", "kind": "upload", "content": "Documents: 2 added",
+                          "files": ["ferry.pdf", "notes.md"]})
+    assert store.keep(chat) and store.list()[0].title == "Added ferry.pdf, notes.md", "not 'New conversation'"
+    renamed = store.open(None)
+    renamed.messages.append({"role": "assistant", "kind": "upload", "content": "Documents: 1 added"})
+    assert store.keep(renamed) and store.open(renamed.id).title == "New conversation", "an old note names no files"
     chat.messages += _turn("Where is the ferry?", "At the pier.")
     store.keep(chat)
     assert store.list()[0].title == chat.title == "Where is the ferry?"

@@ -1,54 +1,73 @@
-"""The sidebar: model and retrieval settings, the document library, the kept conversations."""
+"""The sidebar: the document library first, then the kept conversations, then model and search settings."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
+from pydantic import ValidationError
 
+from rag.answer.result import page_unit
 from rag.answer.safe_markdown import text_markdown
 from rag.conversations import ConversationStore, file_name, to_markdown
 from rag.llm import EMBEDDED_MODELS, backend_class, backend_names, model_index, model_title
 from rag.service import SUPPORTED_SUFFIXES, IngestReport, Progress, Service, StoreError, Upload
 from rag.settings import Settings
-from rag.answer.result import page_unit
 from ui.chat import plural
 from ui.resources import llm_health
 
 FILE_TYPES = [s.lstrip(".") for s in SUPPORTED_SUFFIXES]
 
 
-# --- sidebar: model and retrieval settings ----------------------------------------------------------------------
+# --- sidebar: model and search settings, in plain words and out of the way ----------------------------------------
+
+SEARCH_MODES = {"hybrid": "Meaning and keywords (best)", "dense": "Meaning only", "keyword": "Keywords only"}
+
+
+def with_kept_choices(base: Settings, kept: dict[str, Any]) -> Settings:
+    """The settings with the page's choices from an earlier visit applied (``ui.prefs``); a choice no longer valid
+    (a model or backend that went away) is dropped, not an error."""
+    choices = {k: v for k, v in kept.items() if k != "agent_mode"}
+    if choices.get("llm") not in backend_names():
+        choices.pop("llm", None)
+    try:
+        return base.changed(**choices)
+    except ValidationError:
+        return base
 
 
 def sidebar_settings(base: Settings) -> Settings:
-    st.sidebar.header("Model")
+    """Model and search settings, collapsed under the library: a reader rarely needs them. A model that cannot be
+    reached says so outside the section."""
+    section = st.sidebar.expander("Model and search settings", icon=":material/tune:")
     backends = backend_names()
-    backend = st.sidebar.selectbox("Backend", backends, index=backends.index(base.llm), key="backend",
-                                   format_func=lambda b: backend_class(b).title or b)
+    backend = section.selectbox("Where the model runs", backends, index=backends.index(base.llm), key="backend",
+                                format_func=lambda b: backend_class(b).title or b)
     url, model, api_key, embedded = base.llm_url, base.llm_model, base.llm_api_key, base.embedded_model
     remote = backend_class(backend).remote  # a server to reach, or a bundled model to pick
-    embedded = embedded if remote else st.sidebar.selectbox(
+    embedded = embedded if remote else section.selectbox(
         "Model", list(EMBEDDED_MODELS), index=model_index(embedded), key="embedded_model", format_func=model_title)
     if remote:
-        url = st.sidebar.text_input("Server URL", base.llm_url, key="llm_url")
-        model = st.sidebar.text_input("Model name", base.llm_model, key="llm_model")
-        api_key = base.api_key_for(url) or st.sidebar.text_input(
+        url = section.text_input("Server address", base.llm_url, key="llm_url")
+        model = section.text_input("Model name on the server", base.llm_model, key="llm_model")
+        api_key = base.api_key_for(url) or section.text_input(
             "API key for this server", "", type="password", key="llm_key",
             help="The configured key (RAG_LLM_API_KEY) is only ever sent to the configured server (RAG_LLM_URL)")
     ok, detail = llm_health(backend, url, model if remote else embedded, api_key)
-    (st.sidebar.success if ok else st.sidebar.error)(detail, icon=":material/check_circle:" if ok else ":material/error:")
-    temperature = st.sidebar.slider("Temperature", 0.0, 1.5, base.temperature, 0.05, key="temperature")
-    withhold = st.sidebar.toggle("Withhold unconfirmed answers", base.unverified_answers == "withhold", key="withhold",
-                                 help="An answer that fails a check (a name or number in no passage, a passage about "
-                                      "something else, a model unsure of its words) is not given as the answer; the "
-                                      "note still shows what the model wrote")
-
-    st.sidebar.header("Retrieval")
-    modes = ["hybrid", "dense", "keyword"]
-    mode = st.sidebar.selectbox("Search mode", modes, index=modes.index(base.retrieval_mode), key="mode",
-                                help="hybrid: meaning and keywords together; dense: meaning only; keyword: BM25")
-    top_k = st.sidebar.slider("Passages per answer (top-k)", 1, max(10, base.top_k), base.top_k, key="top_k")
+    if ok:
+        section.success(detail, icon=":material/check_circle:")
+    else:
+        st.sidebar.error(detail, icon=":material/error:")
+    temperature = section.slider("Creativity (0: keep to the passages)", 0.0, 1.5, base.temperature, 0.05,
+                                 key="temperature")
+    withhold = section.toggle("Withhold unconfirmed answers", base.unverified_answers == "withhold", key="withhold",
+                              help="An answer the checks cannot confirm from your documents is not given as the "
+                                   "answer; the note still shows what the model wrote")
+    modes = list(SEARCH_MODES)
+    mode = section.selectbox("How to search", modes, index=modes.index(base.retrieval_mode), key="mode",
+                             format_func=SEARCH_MODES.__getitem__)
+    top_k = section.slider("Passages given to the model", 1, max(10, base.top_k), base.top_k, key="top_k")
     # The one way a change applies: validated like the environment (Settings.changed), used from this run on.
     return base.changed(llm=backend, llm_url=url, llm_model=model, llm_api_key=api_key, embedded_model=embedded,
                         temperature=temperature, unverified_answers="withhold" if withhold else "show",
@@ -92,10 +111,16 @@ def summary(report: IngestReport) -> str:
     return "Documents: " + (", ".join(p for p in parts if p) or "nothing to do")
 
 
-def add_files(service: Service, files: list) -> None:  # noqa: ANN001 - Streamlit UploadedFile objects
+def add_files(service: Service, files: list) -> IngestReport:  # noqa: ANN001 - Streamlit UploadedFile objects
     uploads = [Upload(f.name, f.getvalue()) for f in files]
-    report = ingest_with_progress(f"Adding {len(uploads)} file(s)…", lambda cb: service.upload(uploads, cb))
-    st.session_state.messages.append({"role": "assistant", "kind": "upload", "content": upload_note(report)})
+    return ingest_with_progress(f"Adding {len(uploads)} file(s)…", lambda cb: service.upload(uploads, cb))
+
+
+def upload_message(report: IngestReport) -> dict[str, Any]:
+    """Files dropped on the chat box, as the conversation keeps them: the note, and the files' names (a
+    conversation that starts with them is named after them)."""
+    names = [*report.added, *report.updated, *report.unchanged]
+    return {"role": "assistant", "kind": "upload", "content": upload_note(report), "files": names}
 
 
 def upload_note(report: IngestReport) -> str:
@@ -109,15 +134,20 @@ def upload_note(report: IngestReport) -> str:
 
 
 def sidebar_library(service: Service) -> None:
-    st.sidebar.header("Library")
+    st.sidebar.header("Your documents")
     key = f"uploader-{st.session_state.uploader_round}"
-    files = st.sidebar.file_uploader("Add documents (PDF, Word, PowerPoint, HTML, TXT, MD)", type=FILE_TYPES, accept_multiple_files=True,
-                                     key=key, help=f"Up to {service.settings.max_upload_mb} MB a file")
+    files = st.sidebar.file_uploader("Add documents (PDF, Word, PowerPoint, HTML, TXT, MD)", type=FILE_TYPES,
+                                     accept_multiple_files=True, key=key,
+                                     help=f"Up to {service.settings.max_upload_mb} MB a file")
     if files:
         with st.sidebar:
-            add_files(service, files)
+            report = add_files(service, files)
         st.session_state.uploader_round += 1  # a fresh uploader: the same files are not added again
+        st.session_state.upload_result = (summary(report), upload_note(report), bool(report.failed))
         st.rerun()
+    if result := st.session_state.pop("upload_result", None):  # shown where the files were added, once
+        title, note, failed = result
+        (st.sidebar.warning if failed else st.sidebar.success)(note, icon=":material/attach_file:")
 
     docs = service.documents()
     chunks = sum(d.chunks for d in docs)
@@ -161,6 +191,7 @@ def keep_conversation(store: ConversationStore) -> None:
 
 
 def delete_conversation(store: ConversationStore, conversation_id: str) -> None:
+    st.session_state.pop(f"confirm-forget-{conversation_id}", None)
     store.delete(conversation_id)
     if st.session_state.chat.id == conversation_id:
         open_conversation(store, None)
@@ -180,5 +211,14 @@ def sidebar_conversations(store: ConversationStore) -> None:
             st.download_button("Export as Markdown", lambda i=info.id: to_markdown(store.open(i)),
                                file_name=file_name(info.title), mime="text/markdown", icon=":material/download:",
                                key=f"export-{info.id}", on_click="ignore")
-            st.button("Delete", icon=":material/delete:", key=f"forget-{info.id}", on_click=delete_conversation,
-                      args=(store, info.id))
+            # Deleting cannot be undone: it asks first, in the same menu.
+            if st.session_state.get(f"confirm-forget-{info.id}"):
+                st.markdown(f"Delete **{text_markdown(info.title)}** and its answers? This cannot be undone.")
+                yes, no = st.columns(2)
+                yes.button("Delete", icon=":material/delete:", type="primary", key=f"forget-yes-{info.id}",
+                           on_click=delete_conversation, args=(store, info.id))
+                no.button("Keep", key=f"forget-no-{info.id}", on_click=st.session_state.pop,
+                          args=(f"confirm-forget-{info.id}", None))
+            else:
+                st.button("Delete…", icon=":material/delete:", key=f"forget-{info.id}",
+                          on_click=st.session_state.__setitem__, args=(f"confirm-forget-{info.id}", True))

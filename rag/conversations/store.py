@@ -60,12 +60,22 @@ class Conversation:
 
 
 def title_for(messages: list[dict[str, Any]]) -> str:
-    """A conversation's first name: its first question, shortened at a word."""
-    question = next((m["content"] for m in messages if m.get("kind") == "question"), "") or UNTITLED
-    question = " ".join(question.split())
-    if len(question) <= MAX_TITLE:
-        return question
-    return question[: MAX_TITLE - 1].rsplit(" ", 1)[0] + "…"
+    """A conversation's first name: its first question, shortened at a word; before any question, the files it
+    began with ("Added report.pdf, notes.md")."""
+    question = next((m["content"] for m in messages if m.get("kind") == "question"), "")
+    return _shortened(" ".join(question.split())) if question.strip() else files_title(messages)
+
+
+def files_title(messages: list[dict[str, Any]]) -> str:
+    """"Added report.pdf, notes.md": the name of a conversation that so far only added files."""
+    files = [name for m in messages if m.get("kind") == "upload" for name in m.get("files") or []]
+    return _shortened("Added " + ", ".join(files)) if files else UNTITLED
+
+
+def _shortened(title: str) -> str:
+    if len(title) <= MAX_TITLE:
+        return title
+    return title[: MAX_TITLE - 1].rsplit(" ", 1)[0] + "…"
 
 
 class ConversationStore:
@@ -119,7 +129,8 @@ class ConversationStore:
                                  (conversation.id,)).fetchone()
             if row is not None and row[1] == conversation.revision:
                 # one that began with an upload is named after its first question once it has one
-                conversation.title = title_for(conversation.messages) if row[0] == UNTITLED else row[0]
+                named_for_files = row[0] in (UNTITLED, files_title(conversation.messages))
+                conversation.title = title_for(conversation.messages) if named_for_files else row[0]
                 db.execute(
                     "UPDATE conversations SET title = ?, messages = ?, questions = ?, revision = ?, updated_at = ? "
                     "WHERE id = ?", (conversation.title, payload, questions, conversation.revision + 1, now,

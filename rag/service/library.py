@@ -75,13 +75,17 @@ class Library:
         return self.store.documents()
 
     def suggested_questions(self, limit: int = 4) -> list[str]:
-        """Questions to offer on an empty chat: the demo corpus's own, then one per other document."""
+        """Questions to offer on an empty chat: one per document the reader added, newest first (named after the
+        file: "What is garden club notes about?"), then the demo corpus's own questions, which fill the rest.
+        (The index keeps no document titles or heading lists to draw better ones from.)"""
         docs = self.store.documents()
         names = {d.name for d in docs}
         curated = json.loads(SAMPLE_QUESTIONS.read_text()) if SAMPLE_QUESTIONS.is_file() else []
-        questions = [q["question"] for q in curated if q["source"] in names]
         covered = {q["source"] for q in curated}
-        questions += [f"What is {Path(d.name).stem.replace('_', ' ')} about?" for d in docs if d.name not in covered]
+        own = sorted((d for d in docs if d.name not in covered), key=lambda d: d.name)
+        own.sort(key=lambda d: d.added_at, reverse=True)  # the latest first; added in the same second: A to Z
+        questions = [f"What is {Path(d.name).stem.replace('_', ' ').replace('-', ' ')} about?" for d in own]
+        questions += [q["question"] for q in curated if q["source"] in names]
         return questions[:limit]
 
     def check(self, upload: Upload) -> None:
