@@ -1,6 +1,6 @@
 # make run   — set up .venv, ingest the demo corpus if the index is empty, start the app on 127.0.0.1:8501
 # make test  — set up .venv (+ .venv-vllm for the vLLM tests) and run the whole test suite
-# make api   — the HTTP API (OpenAI-compatible chat, documents, search) on 127.0.0.1:$(API_PORT) (docs/api.md)
+# make api   — the HTTP API (OpenAI-compatible chat, documents, search) on 127.0.0.1:8000 (API_PORT=...; docs/api.md)
 # make vllm  — set up and serve the bundled model (or MODEL=...) with vLLM on 127.0.0.1:8000
 # make bench — the benchmarks in bench/, each printing figures beside a reference
 
