@@ -178,8 +178,8 @@ def test_the_openai_client_gets_answers_with_citations_plain_and_streamed(api: A
     last = chunks[-1]
     assert "rag" in last.model_extra and all("rag" not in ch.model_extra for ch in chunks[:-1])
     assert last.choices[0].finish_reason in ("stop", "length")
-    assert streamed == last.model_extra["rag"]["answer"] == text  # greedy: the same answer both ways
-    assert last.model_extra["rag"]["citations"] == rag["citations"]
+    assert streamed and streamed == last.model_extra["rag"]["answer"]  # the content streamed is the answer
+    assert {c["source"] for c in last.model_extra["rag"]["citations"]} == {"Warsaw.md"}
 
     follow_up = client.chat.completions.create(model="rag", max_tokens=40, messages=[
         *messages, {"role": "assistant", "content": text}, {"role": "user", "content": "What river flows through it?"}])
