@@ -276,6 +276,7 @@ def test_schemathesis_finds_no_server_error_and_every_response_matches_the_schem
         tmp_path_factory: pytest.TempPathFactory) -> None:
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
 
     folder = tmp_path_factory.mktemp("fuzz")
     with serve_api(folder, **{**SETTINGS, "RAG_API_MAX_TOKENS": "16"}) as server:
@@ -290,7 +291,10 @@ def test_schemathesis_finds_no_server_error_and_every_response_matches_the_schem
             @settings(max_examples=6, deadline=None, database=None, phases=[Phase.explicit, Phase.generate],
                       suppress_health_check=list(HealthCheck))
             def check(case) -> None:  # noqa: ANN001 - a schemathesis Case
-                case.call_and_validate(base_url=server.url, headers=headers, timeout=300)
+                # Every check but "schema-valid data is accepted": an upload of a type the loaders do not read is
+                # schema-valid and refused (400, as in the page), and a random id names no document (404).
+                case.call_and_validate(base_url=server.url, headers=headers, timeout=300,
+                                       excluded_checks=[positive_data_acceptance])
 
             try:
                 check()

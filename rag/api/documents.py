@@ -96,7 +96,7 @@ async def list_documents(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/documents", response_model=ReportModel,
              summary="Upload and ingest files (multipart field `files`, one or more); returns the ingest report")
-async def upload_documents(request: Request, files: list[UploadFile] = File(...)) -> Any:
+async def upload_documents(request: Request, files: list[UploadFile] = File(..., min_length=1)) -> Any:
     server = state(request)
     try:
         ticket = server.uploads.admit()
