@@ -1,5 +1,6 @@
 # make run   — set up .venv, ingest the demo corpus if the index is empty, start the app on 127.0.0.1:8501
 # make test  — set up .venv (+ .venv-vllm for the vLLM tests) and run the whole test suite
+# make api   — the HTTP API (OpenAI-compatible chat, documents, search) on 127.0.0.1:8000 (API_PORT=...; docs/api.md)
 # make vllm  — set up and serve the bundled model (or MODEL=...) with vLLM on 127.0.0.1:8000
 # make bench — the benchmarks in bench/, each printing figures beside a reference
 
@@ -8,6 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
+API_PORT ?= 8000
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -69,6 +71,9 @@ run: setup
 	$(BIN)/python -m ingest.bootstrap
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
 		--server.maxUploadSize $$($(BIN)/python -m rag.settings max_upload_mb)
+
+api: setup
+	$(BIN)/python -m rag.api --port $(API_PORT)
 
 vllm-setup:
 	scripts/vllm.sh --setup-only

@@ -155,8 +155,30 @@ class AgentSettings(BaseModel):
     agent_fallback: bool = True  # no final answer: answer with the plain grounded answer step instead
 
 
+class APISettings(BaseModel):
+    """The HTTP API (``python -m rag.api``): who may call it, and how much it takes on at once."""
+
+    api_keys: str = ""  # comma-separated keys for "Authorization: Bearer KEY"; none (and no file): loopback only
+    api_keys_file: Path | None = None  # a file of keys, one a line ("#" starts a comment), beside or instead of them
+    api_max_body_mb: int = Field(100, ge=1)  # one upload request, all its files together (each: max_upload_mb)
+    api_max_json_kb: int = Field(1024, ge=1)  # any other request body
+    api_concurrency: int = Field(1, ge=1, le=64)  # answers generated at once (the embedded model writes one at a time)
+    api_queue: int = Field(8, ge=0, le=1000)  # answers waiting for the model beyond those; more are told 429
+    api_max_tokens: int = Field(1024, ge=16, le=4096)  # the most a request's max_tokens may ask for
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """Every key configured: ``api_keys`` and the lines of ``api_keys_file`` (read now: a changed file counts
+        at the next start)."""
+        keys = [k.strip() for k in self.api_keys.split(",")]
+        if self.api_keys_file is not None:
+            lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            keys += [line.split("#", 1)[0].strip() for line in lines]
+        return [k for k in keys if k]
+
+
 class Settings(PathSettings, SplitSettings, EmbedSettings, IngestSettings, DenseIndexSettings, RetrievalSettings,
-               LLMSettings, AnswerSettings, AgentSettings, BaseSettings):
+               LLMSettings, AnswerSettings, AgentSettings, APISettings, BaseSettings):
     """All settings, read from the environment (``RAG_TOP_K`` sets ``top_k``). Each component declares its group
     above and takes that group (a ``Settings`` is each of them); limits are declared there once."""
 

@@ -116,3 +116,15 @@ def test_the_page_imports_nothing_from_ingest(path: Path) -> None:
 def test_only_the_ingest_commands_import_the_service(path: Path) -> None:
     """The service is built on the pipeline: a pipeline module importing it back would be a cycle."""
     assert not {m for m in imported_modules(path) if m.startswith("rag.service")}, relative(path)
+
+
+API = ROOT / "rag" / "api"
+# What the HTTP API may use of the project: the application service, the answer contract, the settings, and the
+# model backends (to list and check the chat model). Never the store, the retriever or the ingest pipeline.
+API_ALLOWED = ("rag.api", "rag.service", "rag.answer.result", "rag.settings", "rag.llm")
+
+
+@pytest.mark.parametrize("path", python_files("rag/api"), ids=relative)
+def test_the_api_reaches_the_index_only_through_the_service(path: Path) -> None:
+    ours = {m for m in imported_modules(path) if m.split(".")[0] in ("rag", "ingest", "ui", "app")}
+    assert not {m for m in ours if not any(m == a or m.startswith(a + ".") for a in API_ALLOWED)}, ours
