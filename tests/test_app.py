@@ -397,3 +397,17 @@ def test_suggestions_come_from_the_readers_own_documents_first(app_env: Path) ->
     assert not at.exception, at.exception
     assert "garden\\-club.md: added" in at.sidebar.success[0].value, "the result shows where the files were added"
     assert at.button[0].label == "What is garden club about?", [b.label for b in at.button]
+
+
+def test_the_answer_says_what_is_happening_and_which_passages_are_read(app_env: Path) -> None:
+    at = start()
+    at.chat_input[0].set_value("When did Nikola Tesla die?").run()
+    assert not at.exception, at.exception
+    reply = assistant_messages(at)[-1]
+    status = next(e for e in reply.status if e.label.startswith("Answered in "))
+    assert status.label.endswith(" s"), status.label
+    assert any(c.value.startswith("Nikola\\_Tesla.md") for c in status.caption), "the passages read are listed"
+
+    at.chat_input[0].set_value("Which composer wrote the opera Tosca?").run()
+    refused = assistant_messages(at)[-1]
+    assert any(e.label == "No passage of your documents holds an answer" for e in refused.status)

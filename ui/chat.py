@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import streamlit as st
@@ -9,6 +10,7 @@ import streamlit as st
 from rag.answer.answerer import Answer, Delta, Finished, Retrieved
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult, Citation, Step
+from rag.answer.result import source_label as source_label_of
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.llm import LLM
 from rag.service import Service
@@ -114,10 +116,21 @@ def answer_question(question: str, settings: Settings, library: Service, asked: 
             run_answer(question, history, settings, library, llm, message)
 
 
+def reading_label(retrieved: Retrieved, settings: Settings) -> str:
+    """What the model is given, in words: "Reading 3 passages of tea-guide.md and report.pdf (page 2)…"."""
+    hits = retrieved.hits[: settings.top_k]
+    where = list(dict.fromkeys(source_label_of(h.chunk.source, h.chunk.page, h.chunk.kind) for h in hits))
+    files = ", ".join(where[:3]) + (f" and {plural(len(where) - 3, 'more')}" if len(where) > 3 else "")
+    return f"Reading {plural(len(hits), 'passage')} of {text_markdown(files)}…"
+
+
 def run_answer(question: str, history: list, settings: Settings, library: Service, llm: LLM, message: dict) -> None:
+    """The answer with what is happening shown as it happens: searching, which passages of which files the model
+    reads, writing (with the seconds so far), and the time it took."""
+    started = time.perf_counter()
     events = library.configured(settings).ask(question, history, llm)
-    with st.spinner("Searching your documents…"):
-        retrieved = next(events)
+    status = st.status("Searching your documents…", expanded=False)
+    retrieved = next(events)
     assert isinstance(retrieved, Retrieved)
     done: list[Answer] = []
 
@@ -129,13 +142,23 @@ def run_answer(question: str, history: list, settings: Settings, library: Servic
             elif isinstance(event, Finished):
                 done.append(event.answer)
 
+    shown = st.empty()  # the growing answer, made safe to render at every step (not st.write_stream)
     if retrieved.refused:
         list(deltas())
+        status.update(label="No passage of your documents holds an answer", state="complete")
     else:
-        with st.spinner("Writing the answer…"):
-            shown = st.empty()  # the growing answer, made safe to render at every step (not st.write_stream)
-            for _ in deltas():
-                shown.markdown(answer_markdown(message["content"]))
+        status.update(label=reading_label(retrieved, settings))
+        with status:  # the sources, as soon as they are known
+            for hit in retrieved.hits[: settings.top_k]:
+                st.caption(text_markdown(source_label_of(hit.chunk.source, hit.chunk.page, hit.chunk.kind)))
+        shown_at = 0.0
+        for _ in deltas():
+            shown.markdown(answer_markdown(message["content"]))
+            elapsed = time.perf_counter() - started
+            if elapsed - shown_at >= 1:  # the label once a second, not once a token
+                status.update(label=f"Writing the answer… {elapsed:.0f} s")
+                shown_at = elapsed
+        status.update(label=f"Answered in {time.perf_counter() - started:.1f} s", state="complete")
     answer = done[0]
     if answer.refused_by == "check":  # withheld: the note says what the model wrote and why it is not the answer
         shown.markdown(answer_markdown(answer.answer))
@@ -147,10 +170,12 @@ def run_agent(question: str, history: list, settings: Settings, library: Service
     from rag.agent.events import AgentFinished, AgentStep, AgentText
 
     result = None
-    with st.status("Agent at work…", expanded=True) as status:
+    started, labelled = time.perf_counter(), 0.0
+    with st.status("Agent at work: step 1, reading the question…", expanded=True) as status:
         live, written, shown = st.empty(), "", 0  # the current turn, as the model writes it
         live.caption("Step 1: reading the question…")
         for event in library.configured(settings).run_agent(question, history, llm):
+            elapsed = time.perf_counter() - started
             if isinstance(event, AgentText):
                 written += event.text
                 live.text(written)
@@ -159,12 +184,16 @@ def run_agent(question: str, history: list, settings: Settings, library: Service
                 shown += 1
                 render_step(shown, event.record())
                 live, written = st.empty(), ""
-                live.caption("Thinking…")
+                live.caption(f"Step {shown + 1}: thinking…")
+            if elapsed - labelled >= 1 and not isinstance(event, AgentFinished):  # once a second
+                status.update(label=f"Agent at work: step {shown + 1}, {elapsed:.0f} s")
+                labelled = elapsed
             elif isinstance(event, AgentFinished):
                 live.empty()
                 result = event.result
         ended = result.stopped_reason.replace("_", " ") if result else ""
-        status.update(label=f"Agent finished ({ended})" if result else "Agent stopped",
+        took = f" in {time.perf_counter() - started:.0f} s"
+        status.update(label=f"Agent finished ({ended}){took}" if result else "Agent stopped",
                       state="complete", expanded=False)
     if result is not None:
         message.update(content=result.answer, answer=result.to_json(), stopped=False)
