@@ -147,7 +147,7 @@ def test_markdown_export_keeps_the_note_of_an_unconfirmed_answer() -> None:
     ])
     text = to_markdown(chat)
     assert "> **Not found in your sources:** “8”." in text, text
-    assert "**ferry.pdf, page 2 \\(given to the model, not cited\\)**" in text and "**ferry.pdf, page 1**" in text
+    assert "**ferry.pdf, page 2 (given to the model, not cited)**" in text and "**ferry.pdf, page 1**" in text
 
 
 def test_markdown_export_keeps_what_a_withheld_answer_said_and_why() -> None:
@@ -224,3 +224,18 @@ def test_an_answer_round_trips_through_its_json_with_its_version() -> None:
     assert {"answer", "refused", "citations", "backend", "model", "seconds"} <= set(document)
     assert {"n", "source", "page", "text"} <= set(document["citations"][0])
     assert AnswerResult.load(document) == answer
+
+
+def test_the_export_reads_as_written_with_no_escapes_where_the_text_has_none() -> None:
+    chat = Conversation(id="x", title="Ferry times", messages=[
+        {"role": "user", "kind": "question", "content": "When does the ferry leave (weekdays)?"},
+        {"role": "assistant", "kind": "answer", "content": "At 10:00 [1].", "stopped": False,
+         "answer": {"schema_version": 2, "answer": "At 10:00 [1].", "citations": [
+             {"n": 1, "source": "lighthouse-handbook.pdf", "page": 2, "kind": "pdf", "cited": True,
+              "text": "The ferry leaves at 10:00 - weekdays only; fares: 5 EUR (adults)."}]}},
+    ])
+    text = to_markdown(chat)
+    assert "When does the ferry leave (weekdays)?" in text and "**lighthouse-handbook.pdf, page 2**" in text, text
+    assert "> The ferry leaves at 10:00 - weekdays only; fares: 5 EUR (adults)." in text, text
+    html = MarkdownIt("commonmark").render(text)
+    assert "10:00 - weekdays only; fares: 5 EUR (adults)." in html and "\\" not in html, html

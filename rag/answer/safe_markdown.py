@@ -56,6 +56,24 @@ def text_markdown(text: str) -> str:
     return _restore(text, held)
 
 
+_LINE_START = re.compile(r"^(\s*)(?:([#>+-])|(\d+)([.)]))", re.MULTILINE)  # a heading, quote or list item
+_ENTITY = re.compile(r"&(?=#?\w+;)")
+
+
+def file_markdown(text: str) -> str:
+    """``text`` shown as written in a Markdown file read by any viewer (the export): the same guarantees as
+    ``text_markdown`` (no link, image, HTML, code or formula; addresses in code spans), but only the characters that
+    could start one are escaped, so "lighthouse-handbook.pdf" and "10:00" read as they are written. (The page
+    needs more: Streamlit also reads ``:emoji:`` codes and colours.)"""
+    held: list[str] = []
+    text = _hold_addresses(text.replace("\0", ""), held)
+    text = re.sub(r"([\\`*_{}\[\]<>|~$])", r"\\\1", text)
+    text = _LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}" if m.group(2) else
+                           f"{m.group(1)}{m.group(3)}\\{m.group(4)}", text)
+    text = _ENTITY.sub("\\&", text)
+    return _restore(text.replace("\n", "  \n"), held)
+
+
 def _hold_addresses(text: str, held: list[str]) -> str:
     """URLs and e-mail addresses replaced by placeholders for code spans (``_restore`` puts them back)."""
 

@@ -1,7 +1,8 @@
 """A conversation as a Markdown file: each question, its answer, and the sources with their passages.
 
 The file may be opened in any Markdown viewer, so it is made as safe as the app's own page: answers go through
-``answer_markdown`` (no image, link or raw HTML that reaches another host), everything else is escaped text.
+``answer_markdown`` (no image, link or raw HTML that reaches another host), everything else is text escaped
+where Markdown would read it (``file_markdown``), so a file name or a time reads as it is written.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult
-from rag.answer.safe_markdown import answer_markdown, code_span, text_markdown
+from rag.answer.safe_markdown import answer_markdown, code_span, file_markdown
 from rag.conversations.store import Conversation
 
 _NOT_IN_A_FILE_NAME = re.compile(r"[^\w\- ]+")
@@ -23,13 +24,13 @@ def file_name(title: str) -> str:
 
 
 def to_markdown(conversation: Conversation) -> str:
-    lines = [f"# {text_markdown(conversation.title)}", ""]
+    lines = [f"# {file_markdown(conversation.title)}", ""]
     if conversation.created_at:
         lines += [f"*Started {conversation.created_at[:16].replace('T', ' ')} UTC.*", ""]
     for message in conversation.messages:
         kind = message.get("kind")
         if kind == "question":
-            lines += ["## Question", "", text_markdown(message.get("content", "")), ""]
+            lines += ["## Question", "", file_markdown(message.get("content", "")), ""]
         elif kind == "answer":
             lines += _answer(message)
         else:
@@ -54,11 +55,11 @@ def _answer(message: dict[str, Any]) -> list[str]:
             where = citation.where + (" (given to the model, not cited)"
                                       if answer.any_cited and not citation.cited else "")
             passage = " ".join(citation.text.split())
-            lines += [f"\\[{citation.n}\\] **{text_markdown(where)}**", "", f"> {text_markdown(passage)}", ""]
+            lines += [f"\\[{citation.n}\\] **{file_markdown(where)}**", "", f"> {file_markdown(passage)}", ""]
     if answer is not None and answer.steps:  # the agent's trace: model-written, so escaped text throughout
         lines += ["#### Agent steps", ""]
         for i, step in enumerate(answer.steps, start=1):
-            lines += [f"{i}. **{text_markdown(step.action or 'thought')}** {text_markdown(step.thought)}".rstrip()]
+            lines += [f"{i}. **{file_markdown(step.action or 'thought')}** {file_markdown(step.thought)}".rstrip()]
             lines += [f"   - input: {code_span(' '.join(step.input.split()))}"] if step.input else []
             lines += [f"   - observed: {code_span(' '.join(step.observation.split()))}"]
         lines += [""]
