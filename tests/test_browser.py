@@ -147,7 +147,7 @@ def test_word_upload_sources_and_a_conversation_that_survives_a_reload(app_url: 
         export.click()
     exported = Path(download.value.path()).read_text()
     assert exported.startswith(f"# {question}")  # Markdown, with file names and passages escaped as text:
-    assert "**vault\\-handbook.docx**" in exported and "North vault \\| 4711" in exported
+    assert "**vault-handbook.docx**" in exported and "North vault \\| 4711" in exported
     other_tab.screenshot(path=str(ARTIFACTS / "browser-7-export-menu.png"), full_page=True)
 
 
