@@ -38,5 +38,8 @@ else
     status=0
     make test > "$WORK/log" 2>&1 || status=$?
     echo "make test: exit $status after $(( $(date +%s) - started )) s (log: $WORK/log)"
+    for stamp in .venv/.installed data/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf .venv-vllm/bin/python; do
+        [ -e "$stamp" ] && echo "  $stamp ready after $(( $(stat -c %Y "$stamp") - started )) s"
+    done
     grep -E "^=+ .*(passed|failed)" "$WORK/log" | tail -1
 fi
