@@ -1,8 +1,8 @@
 """The index backends the store contract tests run against (``store_factory`` in ``tests/conftest.py``).
 
 Each backend opens an index for a test and checks that its own search structures agree with its rows. A second
-backend (Milvus) adds a class here and its name to ``BACKENDS``: every test written against the factory, or the
-``store`` fixture built on it, then runs once per backend.
+backend adds a class here (Milvus: made for the session's server by ``backend_for``): every test written against
+the factory, or the ``store`` fixture built on it, then runs once per backend.
 """
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ import sqlite3
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import pytest
+
 from rag.index.base import Index
+from rag.index.milvus import MilvusStore
 from rag.index.store import DensePolicy, Store
 
 # The embedded store's policy for "merge often": every few writes folded into a new dense snapshot.
@@ -56,7 +60,48 @@ class Embedded:
         assert keyword_index_matches_the_rows(store._db), "the keyword index disagrees with the chunk rows"
 
 
+class Milvus:
+    """Collections on a Milvus server (``rag.index.milvus.MilvusStore``), the session's ``milvus_server``; each
+    folder names its own collections, so a test's indexes never meet another test's."""
+
+    name = "milvus"
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def open(self, folder: Path, *, embed_model: str, dim: int, merge_often: bool = False) -> Index:
+        return MilvusStore(folder, uri=self.uri, embed_model=embed_model, dim=dim)  # no merge step to hurry
+
+    def assert_consistent(self, store: Index) -> None:
+        """Every chunk row in the collection is of a document's current version (no orphan of a replaced or
+        interrupted write), each document holds as many rows as it says, and both searches reach every row."""
+        assert isinstance(store, MilvusStore)
+        rows = store.stored_chunks()
+        with store.reading():
+            docs = {d.id: d for d in store.documents()}
+            versions = store._view().versions
+            assert all(versions.get(r["doc_id"]) == r["version"] for r in rows), "rows of a version no document names"
+            per_doc: dict[int, int] = {}
+            for r in rows:
+                per_doc[r["doc_id"]] = per_doc.get(r["doc_id"], 0) + 1
+            assert per_doc == {i: d.chunks for i, d in docs.items() if d.chunks}, "rows per document"
+            assert store.chunk_count() == len(rows)
+            if rows:
+                probe = np.ones(store.dim, dtype=np.float32) / np.sqrt(store.dim)
+                assert {i for i, _ in store.search_dense(probe, len(rows))} == {r["id"] for r in rows}
+                for term in sorted({t for r in rows[:20] for t in r["stems"].split()})[:10]:
+                    holding = sum(term in r["stems"].split() for r in rows)
+                    assert store._document_frequencies([term]) == {term: holding}, term
+
+
 BACKENDS: dict[str, Backend] = {"embedded": Embedded()}
+
+
+def backend_for(name: str, request: pytest.FixtureRequest) -> Backend:
+    """The backend called ``name``; Milvus's connects to the session's server (started on first use)."""
+    if name == "milvus":
+        return Milvus(request.getfixturevalue("milvus_server").uri)
+    return BACKENDS[name]
 
 
 class StoreFactory:
