@@ -97,6 +97,32 @@ class Milvus:
 BACKENDS: dict[str, Backend] = {"embedded": Embedded()}
 
 
+def stored_chunks(store: Index) -> list[tuple[int, str, str, str | None]]:
+    """(id, document label, text, context) of every chunk the index stores, by id: what tests check searches
+    against, read behind the interface's back in each backend's own way."""
+    if isinstance(store, Store):
+        return store._db.execute(
+            "SELECT c.id, d.name, c.text, c.context FROM chunks c JOIN documents d ON d.id = c.doc_id ORDER BY c.id"
+        ).fetchall()
+    assert isinstance(store, MilvusStore)
+    labels = {d.id: d.name for d in store.documents()}
+    rows = store.stored_chunks(["text", "context"])
+    return sorted((r["id"], labels.get(r["doc_id"], ""), r["text"], r["context"]) for r in rows)
+
+
+def chunk_ids(store: Index, name: str | None = None) -> set[int]:
+    """The ids of the chunks stored (of the document labelled ``name``)."""
+    return {i for i, label, _, _ in stored_chunks(store) if name is None or label == name}
+
+
+def searchable_ids(store: Index) -> set[int]:
+    """Every chunk id dense search can return now."""
+    if isinstance(store, Store):
+        return store.dense_ids()
+    probe = np.ones(store.dim, dtype=np.float32) / np.sqrt(store.dim)
+    return {i for i, _ in store.search_dense(probe, max(1, store.chunk_count()))}
+
+
 def backend_for(name: str, request: pytest.FixtureRequest) -> Backend:
     """The backend called ``name``; Milvus's connects to the session's server (started on first use)."""
     if name == "milvus":

@@ -459,8 +459,8 @@ class MilvusStore:
             if time.monotonic() >= deadline:
                 holder = self._lease() or {}
                 raise StoreError(
-                    f"the index {self.prefix} on the Milvus server at {self.uri} is busy: another process"
-                    f" ({holder.get('host')}, pid {holder.get('pid')}) is writing to it; try again when it is done"
+                    f"the index {self.prefix} on the Milvus server at {self.uri} is busy: another process is writing to it"
+                    f" ({holder.get('host')}, pid {holder.get('pid')}); try again when it is done"
                     f" (waited {timeout:g} s)"
                 )
             time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
@@ -593,6 +593,7 @@ class MilvusStore:
 
     # --- checks (tests) ----------------------------------------------------------------------------------------------
 
-    def stored_chunks(self) -> list[dict[str, Any]]:
+    def stored_chunks(self, fields: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Every chunk row in the collection, current or not (the tests compare them with what was written)."""
-        return self._query(self._chunks_name, "id > 0", ["id", "doc_id", "version", "stems"], "reading chunks")
+        return self._query(self._chunks_name, "id > 0", ["id", "doc_id", "version", "stems", *fields],
+                           "reading chunks")
