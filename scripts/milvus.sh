@@ -10,7 +10,8 @@
 # Environment: PORT (19530), HOST (127.0.0.1), DATA_DIR (data/milvus), READY_TIMEOUT (60 s).
 # - Always binds the loopback address unless HOST says otherwise: milvus-lite binds 0.0.0.0 when not told, and an
 #   index is the library's whole text. A shared deployment is a Milvus cluster with authentication (docs/milvus.md).
-# - Ready when a pymilvus client lists the collections (the gRPC port opens a little before the service answers).
+# - Ready when a pymilvus client lists the collections (asked once the port is open: the port opens a little
+#   before the service answers).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +22,12 @@ DATA_DIR="${DATA_DIR:-$ROOT/data/milvus}"
 READY_TIMEOUT="${READY_TIMEOUT:-60}"
 URI="http://$HOST:$PORT"
 
+listening() {
+    (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null
+}
+
 ready() {
+    listening || return 1
     "$PY" - "$URI" <<'PY' >/dev/null 2>&1
 import logging, sys
 logging.disable(logging.CRITICAL)
@@ -33,8 +39,8 @@ PY
 if [[ "${1:-}" == "--check" ]]; then
     ready && exit 0 || exit 1
 fi
-if ready; then
-    echo "a Milvus server already answers on $URI" >&2
+if listening; then
+    echo "something already listens on $HOST:$PORT" >&2
     exit 1
 fi
 

@@ -64,6 +64,8 @@ _TEXT = 65_535  # Milvus's longest VARCHAR
 _DOC_FIELDS = ["path", "doc_id", "version", "name", "base", "file_name", "kind", "sha256", "size", "pages", "recipe",
                "added_at", "updated_at", "chunks", "tokens"]
 _CHUNK_FIELDS = ["id", "doc_id", "version", "page", "section", "start", "end", "ordinal", "text", "context"]
+_FILTER_VERSIONS = 2_000  # up to this many documents, searches and counts filter on the current versions
+_NOT_LOADED = 101  # Milvus's "collection not loaded" (after a restart, a collection waits to be loaded again)
 _PLACEHOLDER = [1.0, 0.0]  # docs and meta rows carry a 2-d vector: Milvus wants one in every collection
 
 
@@ -106,6 +108,13 @@ class _Snapshot:
 
     def visible(self, doc_id: int, version: int) -> bool:
         return self.versions.get(doc_id) == version
+
+    def filter(self) -> str:
+        """A Milvus filter for the chunks of the current versions (versions are unique ids: a version names one
+        document's one write), or "" when there are too many documents to list (then hits are filtered after)."""
+        if not self.versions or len(self.versions) > _FILTER_VERSIONS:
+            return ""
+        return f"version in {sorted(self.versions.values())}"
 
 
 class MilvusStore:
@@ -159,7 +168,13 @@ class MilvusStore:
         from pymilvus.exceptions import MilvusException
 
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except MilvusException as exc:
+                if exc.code != _NOT_LOADED:
+                    raise
+                self._load()  # a restarted server holds the collections released: load them, ask again
+                return fn(*args, **kwargs)
         except MilvusException as exc:
             raise StoreError(
                 f"the Milvus server at {self.uri} failed while {doing} (index {self.prefix}): {exc.message}"
@@ -170,6 +185,10 @@ class MilvusStore:
                     f"the Milvus server at {self.uri} is not reachable ({doing}, index {self.prefix}): {exc}"
                 ) from exc
             raise
+
+    def _load(self) -> None:
+        for name in (self._chunks_name, self._docs_name, self._meta_name):
+            self._client.load_collection(name, timeout=self._timeout)
 
     def _query(self, collection: str, filter: str, fields: list[str], doing: str) -> list[dict[str, Any]]:  # noqa: A002
         return list(self._call(doing, self._client.query, collection, filter=filter, output_fields=fields,
@@ -303,7 +322,8 @@ class MilvusStore:
 
     def documents(self, name: str | None = None) -> list[DocumentInfo]:
         """All documents by label, or the one labelled ``name`` (an empty list if there is none)."""
-        rows = self._view().rows.values()
+        with self.reading():
+            rows = self._view().rows.values()
         return sorted((self._info(r) for r in rows if name is None or r["name"] == name), key=lambda d: d.name)
 
     def document(self, name: str) -> DocumentInfo | None:
@@ -315,15 +335,17 @@ class MilvusStore:
         return self._info(row) if row else None
 
     def chunk_count(self) -> int:
-        return self._view().chunks
+        with self.reading():
+            return self._view().chunks
 
     def chunks(self, ids: Sequence[int]) -> list[ChunkRecord]:
         """The chunks with these ids, in the order asked (ids no longer stored, or of a version not current in this
         read, are left out)."""
         if not ids:
             return []
-        view = self._view()
-        rows = self._query(self._chunks_name, f"id in {list(map(int, ids))}", _CHUNK_FIELDS, "reading chunks")
+        with self.reading():
+            view = self._view()
+            rows = self._query(self._chunks_name, f"id in {list(map(int, ids))}", _CHUNK_FIELDS, "reading chunks")
         by_id = {}
         for r in rows:
             doc = view.by_id.get(r["doc_id"])
@@ -361,7 +383,8 @@ class MilvusStore:
         limit = min(k, _MAX_LIMIT)
         while True:
             result = self._call(doing, self._client.search, self._chunks_name, data=data, anns_field=field_name,
-                                limit=limit, output_fields=["doc_id", "version", *fields], timeout=self._timeout)
+                                filter=view.filter(), limit=limit, output_fields=["doc_id", "version", *fields],
+                                timeout=self._timeout)
             hits = list(result[0]) if result else []
             visible = [h for h in hits if view.visible(h["entity"]["doc_id"], h["entity"]["version"])]
             if len(visible) >= k or len(hits) < limit or limit >= _MAX_LIMIT:
@@ -370,48 +393,55 @@ class MilvusStore:
 
     def search_dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(chunk id, cosine similarity) of the ``k`` nearest chunks."""
-        if k < 1 or not self._view().chunks:
-            return []
-        data = [np.asarray(vector, dtype=np.float32).tolist()]
-        hits = self._search_visible(data, "vector", k, [], "searching vectors")
+        with self.reading():
+            if k < 1 or not self._view().chunks:
+                return []
+            data = [np.asarray(vector, dtype=np.float32).tolist()]
+            hits = self._search_visible(data, "vector", k, [], "searching vectors")
         return [(int(h["id"]), float(h["distance"])) for h in hits]
 
     def search_sparse(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) of the ``k`` best keyword matches: Milvus's full-text search finds the candidates,
         Lucene's BM25 over the whole index's statistics scores them (as in the embedded store)."""
         terms = tokenize(query)
-        view = self._view()
-        if not terms or k < 1 or not view.chunks:
-            return []
-        hits = self._search_visible([" ".join(sorted(set(terms)))], "sparse", k + _EXTRA_CANDIDATES, ["stems"],
-                                    "searching keywords")
-        weights = dict(zip(sorted(set(terms)), self.idf(sorted(set(terms))), strict=True))
+        with self.reading():
+            view = self._view()
+            if not terms or k < 1 or not view.chunks:
+                return []
+            hits = self._search_visible([" ".join(sorted(set(terms)))], "sparse", k + _EXTRA_CANDIDATES, ["stems"],
+                                        "searching keywords")
+            weights = dict(zip(sorted(set(terms)), self.idf(sorted(set(terms))), strict=True))
         average = view.tokens / view.chunks
         scored = sorted(((int(h["id"]), bm25(terms, h["entity"]["stems"].split(), weights, average)) for h in hits),
                         key=lambda hit: (-hit[1], hit[0]))
         return [(i, float(s)) for i, s in scored[:k] if s > 0]
 
     def _document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many chunks hold each stem, counted by Milvus (``text_match``) once per term and generation."""
-        generation = self._view().generation
+        """How many chunks hold each stem, counted by Milvus (``text_match``) once per term and generation, over
+        the current versions (past ``_FILTER_VERSIONS`` documents: over every row, which a write in flight or a
+        killed writer's rows can inflate, so the count is capped at the chunks there are)."""
+        view = self._view()
+        generation = view.generation
         with self._cache_lock:
             cached_generation, cache = self._df_cache
             if cached_generation != generation:
                 cache = {}
                 self._df_cache = (generation, cache)
         missing = [t for t in dict.fromkeys(terms) if t not in cache]
+        current = view.filter()
         for term in missing:
-            rows = self._query(self._chunks_name, f"text_match(stems, {_quote(term)})", ["count(*)"],
-                               "counting term frequencies")
-            cache[term] = int(rows[0]["count(*)"]) if rows else 0
+            match = f"text_match(stems, {_quote(term)})" + (f" and {current}" if current else "")
+            rows = self._query(self._chunks_name, match, ["count(*)"], "counting term frequencies")
+            cache[term] = min(int(rows[0]["count(*)"]) if rows else 0, view.chunks)
         return {t: cache[t] for t in terms}
 
     def idf(self, terms: list[str]) -> list[float]:
         """Inverse document frequency of stemmed terms over the chunks (the evidence signal's word weights)."""
-        documents = self._view().chunks
-        if not documents:
-            return [0.0 for _ in terms]
-        frequencies = self._document_frequencies(terms)
+        with self.reading():
+            documents = self._view().chunks
+            if not documents:
+                return [0.0 for _ in terms]
+            frequencies = self._document_frequencies(terms)
         return [idf(documents, frequencies[t]) for t in terms]
 
     # --- writing -----------------------------------------------------------------------------------------------------
