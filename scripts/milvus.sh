@@ -32,7 +32,7 @@ ready() {
 import logging, sys
 logging.disable(logging.CRITICAL)
 from pymilvus import MilvusClient
-MilvusClient(uri=sys.argv[1], timeout=2).list_collections()
+MilvusClient(uri=sys.argv[1], timeout=2, dedicated=True).list_collections()
 PY
 }
 

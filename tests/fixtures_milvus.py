@@ -59,10 +59,18 @@ class MilvusServer:
             return False
         from pymilvus import MilvusClient
 
+        from rag.index.milvus import GRPC_OPTIONS
+
         try:
-            MilvusClient(uri=self.uri, timeout=5).list_collections()
+            client = MilvusClient(uri=self.uri, timeout=5, grpc_options=GRPC_OPTIONS, dedicated=True)
         except Exception:  # noqa: BLE001 - any failure means "not yet"
             return False
+        try:
+            client.list_collections()
+        except Exception:  # noqa: BLE001
+            return False
+        finally:
+            client.close()
         return True
 
     def stop(self) -> None:

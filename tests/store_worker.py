@@ -132,6 +132,9 @@ def killed_writer(index: Path, seed: int, chunks: float, uri: str | None = None)
     import os
     import signal
 
+    import rag.index.milvus
+
+    rag.index.milvus._INSERT_ROWS = 25  # three batches of the 60 chunks below
     rng = np.random.default_rng(seed)
     store = open_store(index, uri)
     client = store._client  # type: ignore[attr-defined]

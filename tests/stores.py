@@ -73,10 +73,13 @@ class Milvus:
         return MilvusStore(folder, uri=self.uri, embed_model=embed_model, dim=dim)  # no merge step to hurry
 
     def assert_consistent(self, store: Index) -> None:
-        """Every chunk row in the collection is of a document's current version (no orphan of a replaced or
-        interrupted write), each document holds as many rows as it says, and both searches reach every row."""
+        """Every chunk row in the collection is of a document's current version or of one retired for deletion (no
+        orphan of an interrupted write), each document holds as many rows as it says, and both searches reach
+        every current row."""
         assert isinstance(store, MilvusStore)
-        rows = store.stored_chunks()
+        retired = store.retired_versions()
+        every = store.stored_chunks()
+        rows = [r for r in every if r["version"] not in retired]
         with store.reading():
             docs = {d.id: d for d in store.documents()}
             versions = store._view().versions
@@ -106,7 +109,8 @@ def stored_chunks(store: Index) -> list[tuple[int, str, str, str | None]]:
         ).fetchall()
     assert isinstance(store, MilvusStore)
     labels = {d.id: d.name for d in store.documents()}
-    rows = store.stored_chunks(["text", "context"])
+    retired = store.retired_versions()  # replaced or removed, invisible, deleted a little later
+    rows = [r for r in store.stored_chunks(["text", "context"]) if r["version"] not in retired]
     return sorted((r["id"], labels.get(r["doc_id"], ""), r["text"], r["context"]) for r in rows)
 
 

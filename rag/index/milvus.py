@@ -15,9 +15,11 @@ Three collections per index, named ``PREFIX_chunks``, ``PREFIX_docs`` and ``PREF
 
 Why it is safe without transactions (Milvus has none across rows):
 - A document is swapped whole by versions. A write inserts the new chunks under a fresh version, then upserts the
-  document's one row to name that version (a single-row upsert is atomic), then deletes the old version's chunks.
+  document's one row to name that version (a single-row upsert is atomic), then retires the old version.
   Readers keep only chunks whose (doc_id, version) is the current one in their snapshot of the docs rows
   (``reading()``), so before the upsert they see the old version whole and after it the new one whole; never half.
+  A retired version's chunks are deleted by a writer ``RETIRE_SECONDS`` later, so a read that took its snapshot
+  before the switch still finds every chunk of the version it sees.
 - A writer killed midway leaves chunks of a version no row names: invisible, and deleted by the next writer, which
   finds them through the "pending" record the dead writer left in meta.
 - Keyword scores are Lucene's BM25 as in the embedded store: Milvus's BM25 search picks the candidates, which are
@@ -60,11 +62,15 @@ _MAX_LIMIT = 16_384  # Milvus's largest top-k and query page
 _LEASE_SECONDS = 30.0  # a writer's lease lasts this long unless renewed (every third of it)
 _SETTLE_SECONDS = 0.05  # between writing the lease and reading it back: a racing writer's write lands in between
 _INSERT_ROWS = 500  # chunks per insert request
+# A replaced or removed version's chunks stay this long (invisible to new reads) before a writer deletes them, so
+# that a read which began before the switch still finds the version it is reading whole.
+RETIRE_SECONDS = 120.0
 _TEXT = 65_535  # Milvus's longest VARCHAR
 _DOC_FIELDS = ["path", "doc_id", "version", "name", "base", "file_name", "kind", "sha256", "size", "pages", "recipe",
                "added_at", "updated_at", "chunks", "tokens"]
 _CHUNK_FIELDS = ["id", "doc_id", "version", "page", "section", "start", "end", "ordinal", "text", "context"]
 _FILTER_VERSIONS = 2_000  # up to this many documents, searches and counts filter on the current versions
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 _NOT_LOADED = 101  # Milvus's "collection not loaded" (after a restart, a collection waits to be loaded again)
 _PLACEHOLDER = [1.0, 0.0]  # docs and meta rows carry a 2-d vector: Milvus wants one in every collection
 
@@ -161,7 +167,11 @@ class MilvusStore:
     def _connect(self, token: str) -> Any:
         from pymilvus import MilvusClient
 
-        return MilvusClient(uri=self.uri, token=token, timeout=self._timeout)
+        # pymilvus pings every 10 s even when idle; a gRPC server with the library's defaults (Milvus Lite) takes
+        # that for abuse ("too many pings") and drops the connection: ping every 5 minutes, and only during calls.
+        # A dedicated connection: pymilvus shares one per address otherwise, made with whoever's options came first.
+        return MilvusClient(uri=self.uri, token=token, timeout=self._timeout, grpc_options=GRPC_OPTIONS,
+                            dedicated=True)
 
     def _call(self, doing: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one request; any failure of the server or the connection is a ``StoreError`` naming the server."""
@@ -450,9 +460,23 @@ class MilvusStore:
         value = self._meta("writer")
         return json.loads(value) if value else None
 
+    @staticmethod
+    def _holder_alive(lease: dict[str, Any]) -> bool:
+        """False when the lease's holder was a process of this host that is gone (killed writers free it at once;
+        a holder on another host keeps it until it expires)."""
+        if lease.get("host") != os.uname().nodename:
+            return True
+        try:
+            os.kill(int(lease["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
     def _try_lease(self) -> bool:
         lease = self._lease()
-        if lease and lease["owner"] != self._owner and lease["expires"] > time.time():
+        if lease and lease["owner"] != self._owner and lease["expires"] > time.time() and self._holder_alive(lease):
             return False
         self._set_meta("writer", json.dumps({"owner": self._owner, "expires": time.time() + _LEASE_SECONDS,
                                              "host": os.uname().nodename, "pid": os.getpid()}))
@@ -500,6 +524,7 @@ class MilvusStore:
         self._writing = 1
         try:
             self._finish_interrupted_writes()
+            self._sweep_retired()
             yield self
         finally:
             self._writing = 0
@@ -523,12 +548,32 @@ class MilvusStore:
         current = {row["doc_id"]: row["version"] for row in self._take_snapshot().rows.values()}
         for row in pending:
             work = json.loads(row["value"])
-            for version in (work["new"], work["old"]):
-                if version is not None and current.get(work["doc_id"]) != version:
-                    self._delete_chunks(work["doc_id"], version)
+            if work["new"] is not None and current.get(work["doc_id"]) != work["new"]:
+                self._delete_chunks(work["doc_id"], work["new"])  # never named: never seen
+            if work["old"] is not None and current.get(work["doc_id"]) != work["old"]:
+                self._retire(work["doc_id"], work["old"])  # seen until the switch: a read may still hold it
             self._call("writing the index's state", self._client.delete, self._meta_name,
                        filter=f"key == {_quote(row['key'])}", timeout=self._timeout)
         self._bump()
+
+    def _retire(self, doc_id: int, version: int) -> None:
+        self._set_meta(f"retired:{doc_id}:{version}", json.dumps({"doc_id": doc_id, "version": version,
+                                                                  "at": time.time()}))
+
+    def retired_versions(self) -> set[int]:
+        """The versions replaced or removed but not yet deleted (their chunks are invisible to new reads)."""
+        rows = self._query(self._meta_name, 'key like "retired:%"', ["value"], "reading the index's state")
+        return {json.loads(r["value"])["version"] for r in rows}
+
+    def _sweep_retired(self) -> None:
+        """Delete the chunks of versions retired more than ``RETIRE_SECONDS`` ago."""
+        rows = self._query(self._meta_name, 'key like "retired:%"', ["key", "value"], "reading the index's state")
+        for row in rows:
+            work = json.loads(row["value"])
+            if work["at"] <= time.time() - RETIRE_SECONDS:
+                self._delete_chunks(work["doc_id"], work["version"])
+                self._call("writing the index's state", self._client.delete, self._meta_name,
+                           filter=f"key == {_quote(row['key'])}", timeout=self._timeout)
 
     def _delete_chunks(self, doc_id: int, version: int) -> None:
         self._call("deleting chunks", self._client.delete, self._chunks_name,
@@ -593,7 +638,7 @@ class MilvusStore:
         self._call("writing the document", self._client.upsert, self._docs_name,
                    [{**r, "placeholder": _PLACEHOLDER} for r in changed], timeout=self._timeout)
         if previous:
-            self._delete_chunks(doc_id, previous["version"])
+            self._retire(doc_id, previous["version"])
         self._call("writing the index's state", self._client.delete, self._meta_name,
                    filter=f"key == {_quote(pending)}", timeout=self._timeout)
         self._bump()
@@ -615,7 +660,7 @@ class MilvusStore:
         if changed:
             self._call("relabelling documents", self._client.upsert, self._docs_name,
                        [{**r, "placeholder": _PLACEHOLDER} for r in changed], timeout=self._timeout)
-        self._delete_chunks(row["doc_id"], row["version"])
+        self._retire(row["doc_id"], row["version"])
         self._call("writing the index's state", self._client.delete, self._meta_name,
                    filter=f"key == {_quote(pending)}", timeout=self._timeout)
         self._bump()
