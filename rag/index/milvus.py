@@ -196,6 +196,17 @@ class MilvusStore:
                 ) from exc
             raise
 
+    def _query_all(self, collection: str, filter: str, fields: list[str], doing: str,  # noqa: A002
+                   batch: int = 4_000) -> Iterator[list[dict[str, Any]]]:
+        """Every row matching ``filter``, a page at a time (a single query returns at most ``_MAX_LIMIT``)."""
+        iterator = self._call(doing, self._client.query_iterator, collection, batch_size=batch, filter=filter,
+                              output_fields=fields, timeout=self._timeout)
+        try:
+            while page := self._call(doing, iterator.next):
+                yield list(page)
+        finally:
+            iterator.close()
+
     def _load(self) -> None:
         for name in (self._chunks_name, self._docs_name, self._meta_name):
             self._client.load_collection(name, timeout=self._timeout)
@@ -303,6 +314,9 @@ class MilvusStore:
         if cached is not None and cached.generation == generation and not self._writing:
             return cached
         rows = self._query(self._docs_name, "doc_id > 0", _DOC_FIELDS, "reading the documents")
+        if len(rows) >= _MAX_LIMIT:
+            rows = [r for page in self._query_all(self._docs_name, "doc_id > 0", _DOC_FIELDS, "reading the documents")
+                    for r in page]
         snapshot = _Snapshot(generation, {row["path"]: row for row in rows})
         with self._cache_lock:
             self._snapshot_cache = snapshot
@@ -669,6 +683,6 @@ class MilvusStore:
     # --- checks (tests) ----------------------------------------------------------------------------------------------
 
     def stored_chunks(self, fields: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Every chunk row in the collection, current or not (the tests compare them with what was written)."""
-        return self._query(self._chunks_name, "id > 0", ["id", "doc_id", "version", "stems", *fields],
-                           "reading chunks")
+        """Every chunk row in the collection, current or not (the tests and benchmarks read them)."""
+        return [r for page in self._query_all(self._chunks_name, "id > 0", ["id", "doc_id", "version", "stems",
+                                                                             *fields], "reading chunks") for r in page]
