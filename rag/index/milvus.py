@@ -23,8 +23,9 @@ Why it is safe without transactions (Milvus has none across rows):
 - A writer killed midway leaves chunks of a version no row names: invisible, and deleted by the next writer, which
   finds them through the "pending" record the dead writer left in meta.
 - Keyword scores are Lucene's BM25 as in the embedded store: Milvus's BM25 search picks the candidates, which are
-  then scored with ``rag.index.keyword.bm25`` on their stems, with document frequencies counted by Milvus
-  (``text_match`` count queries, cached per generation) and the chunk and token totals of the snapshot. So fusion
+  then scored with ``rag.index.keyword.bm25`` on their stems, with document frequencies counted from Milvus's
+  inverted index (a BM25 search per term lists the chunks holding it; cached per generation) and the chunk and
+  token totals of the snapshot. So fusion
   and the evidence gate (``idf``) get the same numbers from either store.
 - The writer lock is a lease row in meta (owner, expiry), taken by writing it and reading it back after a pause,
   renewed while held. Milvus offers no compare-and-swap, so two writers racing for a free lease in the same few
@@ -69,7 +70,6 @@ _TEXT = 65_535  # Milvus's longest VARCHAR
 _DOC_FIELDS = ["path", "doc_id", "version", "name", "base", "file_name", "kind", "sha256", "size", "pages", "recipe",
                "added_at", "updated_at", "chunks", "tokens"]
 _CHUNK_FIELDS = ["id", "doc_id", "version", "page", "section", "start", "end", "ordinal", "text", "context"]
-_FILTER_VERSIONS = 2_000  # up to this many documents, searches and counts filter on the current versions
 GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 _NOT_LOADED = 101  # Milvus's "collection not loaded" (after a restart, a collection waits to be loaded again)
 _PLACEHOLDER = [1.0, 0.0]  # docs and meta rows carry a 2-d vector: Milvus wants one in every collection
@@ -114,13 +114,6 @@ class _Snapshot:
 
     def visible(self, doc_id: int, version: int) -> bool:
         return self.versions.get(doc_id) == version
-
-    def filter(self) -> str:
-        """A Milvus filter for the chunks of the current versions (versions are unique ids: a version names one
-        document's one write), or "" when there are too many documents to list (then hits are filtered after)."""
-        if not self.versions or len(self.versions) > _FILTER_VERSIONS:
-            return ""
-        return f"version in {sorted(self.versions.values())}"
 
 
 class MilvusStore:
@@ -407,7 +400,7 @@ class MilvusStore:
         limit = min(k, _MAX_LIMIT)
         while True:
             result = self._call(doing, self._client.search, self._chunks_name, data=data, anns_field=field_name,
-                                filter=view.filter(), limit=limit, output_fields=["doc_id", "version", *fields],
+                                limit=limit, output_fields=["doc_id", "version", *fields],
                                 timeout=self._timeout)
             hits = list(result[0]) if result else []
             visible = [h for h in hits if view.visible(h["entity"]["doc_id"], h["entity"]["version"])]
@@ -441,9 +434,11 @@ class MilvusStore:
         return [(i, float(s)) for i, s in scored[:k] if s > 0]
 
     def _document_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
-        """How many chunks hold each stem, counted by Milvus (``text_match``) once per term and generation, over
-        the current versions (past ``_FILTER_VERSIONS`` documents: over every row, which a write in flight or a
-        killed writer's rows can inflate, so the count is capped at the chunks there are)."""
+        """How many chunks of the current versions hold each stem, once per term and generation: one BM25 search
+        per term (all in one request) lists the chunks holding it from the inverted index, and those of the
+        versions this read sees are counted. A term held by more chunks than a search returns is counted by a
+        ``text_match`` query over every row instead (capped at the chunks there are: rows of a write in flight
+        could inflate it), exact enough for a word that common."""
         view = self._view()
         generation = view.generation
         with self._cache_lock:
@@ -452,11 +447,18 @@ class MilvusStore:
                 cache = {}
                 self._df_cache = (generation, cache)
         missing = [t for t in dict.fromkeys(terms) if t not in cache]
-        current = view.filter()
-        for term in missing:
-            match = f"text_match(stems, {_quote(term)})" + (f" and {current}" if current else "")
-            rows = self._query(self._chunks_name, match, ["count(*)"], "counting term frequencies")
-            cache[term] = min(int(rows[0]["count(*)"]) if rows else 0, view.chunks)
+        if missing:
+            found = self._call("counting term frequencies", self._client.search, self._chunks_name, data=missing,
+                               anns_field="sparse", limit=_MAX_LIMIT, output_fields=["doc_id", "version"],
+                               timeout=self._timeout)
+            for term, hits in zip(missing, found, strict=True):
+                hits = list(hits)
+                if len(hits) < _MAX_LIMIT:
+                    cache[term] = sum(view.visible(h["entity"]["doc_id"], h["entity"]["version"]) for h in hits)
+                else:
+                    rows = self._query(self._chunks_name, f"text_match(stems, {_quote(term)})", ["count(*)"],
+                                       "counting term frequencies")
+                    cache[term] = min(int(rows[0]["count(*)"]), view.chunks)
         return {t: cache[t] for t in terms}
 
     def idf(self, terms: list[str]) -> list[float]:
