@@ -154,9 +154,8 @@ def sample_chunks(store: Store, rng: np.random.Generator) -> list[tuple[bytes, s
     """(vector bytes, stems) of ``QUERIES`` stored chunks picked at random."""
     if isinstance(store, Store):
         rows = store._db.execute("SELECT MAX(id) FROM chunks").fetchone()[0]
-        return store._db.execute(
-            f"SELECT embedding, tokens FROM chunks WHERE id IN ({','.join(map(str, rng.integers(1, rows, 4 * QUERIES)))})"
-        ).fetchall()[:QUERIES]
+        ids = ",".join(map(str, rng.integers(1, rows, 4 * QUERIES)))
+        return store._db.execute(f"SELECT embedding, tokens FROM chunks WHERE id IN ({ids})").fetchall()[:QUERIES]
     ids = [r["id"] for r in store.stored_chunks()]
     chosen = [int(i) for i in rng.choice(ids, size=min(QUERIES, len(ids)), replace=False)]
     rows = store._query(store._chunks_name, f"id in {chosen}", ["vector", "stems"], "sampling")
@@ -226,7 +225,8 @@ def reference_write(folder: Path) -> dict[str, float]:
 
 def child(folder: Path, op: str) -> dict[str, float]:
     """Run one operation in a fresh process (its own peak memory) and read its JSON."""
-    done = subprocess.run([sys.executable, __file__, "--op", op, "--dir", str(folder)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, "--op", op, "--dir", str(folder), "--queries", str(QUERIES)],
+                          capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{op} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -252,8 +252,10 @@ def main() -> int:
     p.add_argument("--reference-writes", action="store_true", help="also time the previous release's write")
     p.add_argument("--store", choices=["embedded", "milvus", "both"], default="embedded",
                    help="which store to measure (milvus: on a Milvus Lite server the bench starts)")
+    p.add_argument("--queries", type=int, default=QUERIES, help=f"timed queries per reader (default {QUERIES})")
     p.add_argument("--op", choices=["add", "replace", "remove", "read", "reference-write"], help=argparse.SUPPRESS)
     args = p.parse_args()
+    globals()["QUERIES"] = args.queries
     if args.op:
         ops = {"read": read_op, "reference-write": reference_write}
         result = ops[args.op](args.dir) if args.op in ops else write_op(args.dir, args.op)
@@ -327,7 +329,8 @@ def milvus_server(folder: Path) -> Iterator[subprocess.Popen[bytes]]:
         deadline = time.monotonic() + 150
         while subprocess.run(["bash", str(root / "scripts" / "milvus.sh"), "--check"], env=env).returncode:
             if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the Milvus server did not start: {server.stderr.read().decode() if server.stderr else ''}")
+                error = server.stderr.read().decode() if server.stderr else ""
+                raise SystemExit(f"the Milvus server did not start: {error}")
             time.sleep(0.5)
         (folder / MILVUS_URI_FILE).write_text(f"http://127.0.0.1:{port}")
         yield server

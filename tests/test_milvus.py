@@ -18,7 +18,7 @@ import pytest
 from ingest.pipeline import Ingestor
 from rag.index.embedder import Embedder
 from rag.index.milvus import MilvusStore
-from rag.index.records import NewChunk, StoreError, sha256_text
+from rag.index.records import StoreError
 from rag.retrieval.retriever import Retriever
 from tests.conftest import ROOT
 from tests.fixtures_llm import LOG_DIR, free_port

@@ -529,7 +529,8 @@ class MilvusStore:
             if time.monotonic() >= deadline:
                 holder = self._lease() or {}
                 raise StoreError(
-                    f"the index {self.prefix} on the Milvus server at {self.uri} is busy: another process is writing to it"
+                    f"the index {self.prefix} on the Milvus server at {self.uri} is busy:"
+                    " another process is writing to it"
                     f" ({holder.get('host')}, pid {holder.get('pid')}); try again when it is done"
                     f" (waited {timeout:g} s)"
                 )
