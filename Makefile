@@ -1,6 +1,7 @@
 # make run   — set up .venv, ingest the demo corpus if the index is empty, start the app on 127.0.0.1:8501
 # make test  — set up .venv (+ .venv-vllm for the vLLM tests) and run the whole test suite
 # make api   — the HTTP API (OpenAI-compatible chat, documents, search) on 127.0.0.1:8000 (API_PORT=...; docs/api.md)
+# make milvus — serve a local Milvus (Milvus Lite) on 127.0.0.1:19530 for RAG_STORE=milvus
 # make vllm  — set up and serve the bundled model (or MODEL=...) with vLLM on 127.0.0.1:8000
 # make bench — the benchmarks in bench/, each printing figures beside a reference
 
@@ -81,13 +82,16 @@ vllm-setup:
 vllm:
 	scripts/vllm.sh
 
+milvus: setup
+	scripts/milvus.sh
+
 # vLLM's own venv is installed while llama.cpp compiles (both from a fresh machine; nothing to do once made).
 test:
 	$(MAKE) --no-print-directory -j2 setup vllm-setup
 	$(BIN)/python -m pytest
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not vllm and not browser and not slow"
+	$(BIN)/python -m pytest -m "not vllm and not browser and not slow and not milvus"
 
 bench: setup
 	$(BIN)/python bench/retrieval.py

@@ -8,6 +8,11 @@ unit vectors around topic centres, no model), then, each in a fresh process so i
 The reference, measured in the same run: exact search (FAISS Flat over every vector) for the dense figures, and,
 up to 100k chunks (``--reference-writes``), the previous release's write: rebuild bm25s from every row and write
 the whole FAISS Flat file again.
+
+``--store milvus`` measures the same rows on ``rag.index.milvus.MilvusStore``, against a Milvus Lite server the
+bench starts on a free loopback port (``scripts/milvus.sh``, data in the index folder, so "disk" is the server's
+data; the reader's and writers' peak memory is the client's, and "server peak" the server's own); ``--store both``
+runs both stores one after the other in one run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synthetic import Corpus, put  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from rag.index.store import DensePolicy, Store  # noqa: E402
 from rag.settings import get_settings  # noqa: E402
 
@@ -42,7 +49,20 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+MILVUS_URI_FILE = "bench-milvus-uri"  # in the index folder: the server the children of a Milvus run talk to
+
+
+def milvus_uri(folder: Path) -> str | None:
+    marker = folder / MILVUS_URI_FILE
+    return marker.read_text().strip() if marker.exists() else None
+
+
 def open_store(folder: Path) -> Store:
+    uri = milvus_uri(folder)
+    if uri:
+        from rag.index.milvus import MilvusStore
+
+        return MilvusStore(folder, uri=uri, embed_model="synthetic", dim=DIM, timeout=120)  # type: ignore[return-value]
     s = get_settings()
     policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, min_nprobe=s.dense_nprobe)
     return Store(folder, embed_model="synthetic", dim=DIM, policy=policy)
@@ -55,7 +75,10 @@ def build(folder: Path, chunks: int) -> float:
     batch = 50_000 // 20
     documents = list(corpus.documents(chunks)) if chunks <= 20_000 else None
     with store.writer(timeout=5):
-        if documents is not None:
+        if milvus_uri(folder):
+            for document in documents if documents is not None else corpus.documents(chunks):
+                put(store, document)
+        elif documents is not None:
             with store.batch():
                 for document in documents:
                     put(store, document)
@@ -95,10 +118,7 @@ def read_op(folder: Path) -> dict[str, float]:
     started = time.perf_counter()
     store = open_store(folder)
     rng = np.random.default_rng(7)
-    rows = store._db.execute("SELECT MAX(id) FROM chunks").fetchone()[0]
-    picks = store._db.execute(
-        f"SELECT embedding, tokens FROM chunks WHERE id IN ({','.join(map(str, rng.integers(1, rows, 4 * QUERIES)))})"
-    ).fetchall()[:QUERIES]
+    picks = sample_chunks(store, rng)
     vectors = [np.frombuffer(v, dtype=np.float32) for v, _ in picks]
     vectors = [v + rng.normal(size=DIM).astype(np.float32) * 0.02 for v in vectors]
     vectors = [v / np.linalg.norm(v) for v in vectors]
@@ -130,24 +150,46 @@ def read_op(folder: Path) -> dict[str, float]:
     return out
 
 
+def sample_chunks(store: Store, rng: np.random.Generator) -> list[tuple[bytes, str]]:
+    """(vector bytes, stems) of ``QUERIES`` stored chunks picked at random."""
+    if isinstance(store, Store):
+        rows = store._db.execute("SELECT MAX(id) FROM chunks").fetchone()[0]
+        ids = ",".join(map(str, rng.integers(1, rows, 4 * QUERIES)))
+        return store._db.execute(f"SELECT embedding, tokens FROM chunks WHERE id IN ({ids})").fetchall()[:QUERIES]
+    ids = [r["id"] for r in store.stored_chunks()]
+    chosen = [int(i) for i in rng.choice(ids, size=min(QUERIES, len(ids)), replace=False)]
+    rows = store._query(store._chunks_name, f"id in {chosen}", ["vector", "stems"], "sampling")
+    return [(np.asarray(r["vector"], dtype=np.float32).tobytes(), r["stems"]) for r in rows]
+
+
+def all_vectors(store: Store) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of every stored chunk, a page at a time."""
+    if isinstance(store, Store):
+        last = 0
+        while rows := store._db.execute(
+            "SELECT id, embedding FROM chunks WHERE id > ? ORDER BY id LIMIT 100000", (last,)
+        ).fetchall():
+            yield (np.array([r[0] for r in rows], dtype=np.int64),
+                   np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, DIM))
+            last = rows[-1][0]
+        return
+    with store.reading():
+        view = store._view()
+        for page in store._query_all(store._chunks_name, "id > 0", ["id", "doc_id", "version", "vector"], "reading"):
+            page = [r for r in page if view.visible(r["doc_id"], r["version"])]
+            if page:
+                yield (np.array([r["id"] for r in page], dtype=np.int64),
+                       np.array([r["vector"] for r in page], dtype=np.float32))
+
+
 def exact_reference(folder: Path) -> dict[str, float]:
     """Exact search over every stored vector (FAISS Flat): the recall reference and the latency it would cost."""
     import faiss
 
     store = open_store(folder)
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
-    last = 0
-    while True:
-        rows = store._db.execute(
-            "SELECT id, embedding FROM chunks WHERE id > ? ORDER BY id LIMIT 100000", (last,)
-        ).fetchall()
-        if not rows:
-            break
-        index.add_with_ids(
-            np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, DIM),
-            np.array([r[0] for r in rows], dtype=np.int64),
-        )
-        last = rows[-1][0]
+    for ids, vectors in all_vectors(store):
+        index.add_with_ids(vectors, ids)
     store.close()
     queries = np.load(folder / "bench-queries.npy")
     found = json.loads((folder / "bench-found.json").read_text())
@@ -183,7 +225,8 @@ def reference_write(folder: Path) -> dict[str, float]:
 
 def child(folder: Path, op: str) -> dict[str, float]:
     """Run one operation in a fresh process (its own peak memory) and read its JSON."""
-    done = subprocess.run([sys.executable, __file__, "--op", op, "--dir", str(folder)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, "--op", op, "--dir", str(folder), "--queries", str(QUERIES)],
+                          capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{op} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -192,7 +235,7 @@ def child(folder: Path, op: str) -> dict[str, float]:
 def count_chunks(folder: Path) -> int:
     store = open_store(folder)
     try:
-        return int(store._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        return store.chunk_count()
     finally:
         store.close()
 
@@ -207,32 +250,103 @@ def main() -> int:
     p.add_argument("--dir", type=Path, help="index folder (default: a temporary one); reused when it exists")
     p.add_argument("--json", action="store_true")
     p.add_argument("--reference-writes", action="store_true", help="also time the previous release's write")
+    p.add_argument("--store", choices=["embedded", "milvus", "both"], default="embedded",
+                   help="which store to measure (milvus: on a Milvus Lite server the bench starts)")
+    p.add_argument("--queries", type=int, default=QUERIES, help=f"timed queries per reader (default {QUERIES})")
     p.add_argument("--op", choices=["add", "replace", "remove", "read", "reference-write"], help=argparse.SUPPRESS)
     args = p.parse_args()
+    globals()["QUERIES"] = args.queries
     if args.op:
         ops = {"read": read_op, "reference-write": reference_write}
         result = ops[args.op](args.dir) if args.op in ops else write_op(args.dir, args.op)
         print(json.dumps(result))
         return 0
-    with tempfile.TemporaryDirectory(prefix="rag-scale-") as tmp:
-        folder = args.dir or Path(tmp)
-        fresh = not (folder / "index.sqlite").exists()
-        result: dict[str, object] = {"build_s": build(folder, args.chunks) if fresh else None}
-        result["chunks"] = count_chunks(folder)  # a reused folder holds what it was built with, not --chunks
-        for op in ("add", "replace", "remove"):
-            result[op] = child(folder, op)
-        result["reader"] = child(folder, "read")
-        result["reference_exact"] = exact_reference(folder)
-        if args.reference_writes:
-            result["reference_write"] = child(folder, "reference-write")
-        result["disk_mb"] = disk_mb(folder)
-        result["snapshot"] = sorted(p.name for p in folder.glob("vectors-*"))
-    if args.json:
-        print(json.dumps(result, indent=2))
+    stores = ["embedded", "milvus"] if args.store == "both" else [args.store]
+    results = {}
+    for name in stores:
+        with tempfile.TemporaryDirectory(prefix="rag-scale-") as tmp:
+            folder = args.dir or Path(tmp)
+            if name == "milvus":
+                with milvus_server(folder) as server:
+                    results[name] = measure(folder, args, server)
+            else:
+                results[name] = measure(folder, args, None)
+    for name, result in results.items():
+        report(name, result, args.json)
+    return 0
+
+
+def measure(folder: Path, args: argparse.Namespace, server: subprocess.Popen[bytes] | None) -> dict[str, object]:
+    """The rows of one store: build (unless the folder holds an index), write ops, reads, the exact reference."""
+    fresh = not (folder / "index.sqlite").exists() and not (folder / "bench-built").exists()
+    result: dict[str, object] = {"build_s": build(folder, args.chunks) if fresh else None}
+    (folder / "bench-built").touch()
+    result["chunks"] = count_chunks(folder)  # a reused folder holds what it was built with, not --chunks
+    for op in ("add", "replace", "remove"):
+        result[op] = child(folder, op)
+    result["reader"] = child(folder, "read")
+    result["reference_exact"] = exact_reference(folder)
+    if args.reference_writes and server is None:
+        result["reference_write"] = child(folder, "reference-write")
+    result["disk_mb"] = disk_mb(folder)
+    result["snapshot"] = sorted(p.name for p in folder.glob("vectors-*"))
+    if server is not None:
+        result["server_peak_mb"] = process_peak_mb(server.pid)
+    return result
+
+
+def process_peak_mb(pid: int) -> float:
+    """The peak resident memory of a process and its children (the Milvus server under its launcher)."""
+    total = 0.0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        if int(fields.get("PPid", "0").strip()) == pid or status.parent.name == str(pid):
+            total += int(fields.get("VmHWM", "0 kB").split()[0]) / 1024
+    return total
+
+
+@contextmanager
+def milvus_server(folder: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A Milvus Lite server on a free loopback port with its data in ``folder``; its URI is left in the folder for
+    the child processes."""
+    import os
+    import signal
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHON": sys.executable, "PORT": str(port), "HOST": "127.0.0.1",
+           "DATA_DIR": str(folder / "milvus-data"), "READY_TIMEOUT": "120"}
+    server = subprocess.Popen(["bash", str(root / "scripts" / "milvus.sh")], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 150
+        while subprocess.run(["bash", str(root / "scripts" / "milvus.sh"), "--check"], env=env).returncode:
+            if server.poll() is not None or time.monotonic() > deadline:
+                error = server.stderr.read().decode() if server.stderr else ""
+                raise SystemExit(f"the Milvus server did not start: {error}")
+            time.sleep(0.5)
+        (folder / MILVUS_URI_FILE).write_text(f"http://127.0.0.1:{port}")
+        yield server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def report(name: str, result: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"store": name, **result}, indent=2))
     else:
         r, ref = result["reader"], result["reference_exact"]
         built = f"{result['build_s']:.1f} s" if result["build_s"] is not None else "reused (built earlier)"
-        print(f"chunks {result['chunks']}, build {built}, disk {result['disk_mb']:.0f} MB")
+        server = f", server peak {result['server_peak_mb']:.0f} MB" if "server_peak_mb" in result else ""
+        print(f"[{name}] chunks {result['chunks']}, build {built}, disk {result['disk_mb']:.0f} MB{server}")
         for op in ("add", "replace", "remove"):
             print(f"{op} one document: {result[op]['seconds']:.3f} s, writer peak {result[op]['peak_mb']:.0f} MB")
         if "reference_write" in result:
@@ -243,7 +357,6 @@ def main() -> int:
         print(f"keyword p50/p95 {r['keyword_p50_ms']:.2f}/{r['keyword_p95_ms']:.2f} ms; both"
               f" {r['both_p50_ms']:.2f}/{r['both_p95_ms']:.2f} ms; reader peak {r['peak_mb']:.0f} MB,"
               f" open + first query {r['open_and_first_query_s']:.2f} s")
-    return 0
 
 
 if __name__ == "__main__":

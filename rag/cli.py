@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rag.settings import Settings, bounds, get_settings
 
 if TYPE_CHECKING:
-    from rag.index.store import Store
+    from rag.index.base import Index
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def problems(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(f"{name(e['loc'])}: {e['msg']}" for e in exc.errors())
 
 
-def open_index(args: argparse.Namespace, *, create: bool = False) -> Store:
+def open_index(args: argparse.Namespace, *, create: bool = False) -> Index:
     """The index named by --index (or the settings), or exit 2 with the reason it cannot be used: no index there
     (only a command that adds documents passes ``create`` and makes one; the others create nothing), a setting that
     is wrong, an index of another model or layout, a file that is not an index (or not ours), a folder we cannot

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
         # a given --index is read, never created; without one the docs go into a fresh temporary index
-        store = open_index(args) if args.index is not None else open_store(Path(tmp))
+        # (on Milvus the temporary index is a set of collections named after the folder, dropped at the end)
+        store = open_index(args) if args.index is not None else open_store(Path(tmp), scratch=True)
         result: dict[str, object] = {}
         ingest = ingest_dataset(args.dataset, store) if args.index is None else {
             "ingest_seconds": 0.0, "chunks": store.chunk_count(), "chunks_per_second": 0.0}
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 "out_of_corpus_refused": refusal_rate(retriever, others, args.k),
                 "in_corpus_refused": in_corpus_refused,
             }
+        if args.index is None and hasattr(store, "drop"):
+            store.drop()
         store.close()
     if args.json:
         print_json(result)

@@ -76,6 +76,17 @@ class DenseIndexSettings(BaseModel):
     dense_nprobe: int = Field(32, ge=1)  # IVF lists searched per query: at least this many, and a tenth of them
 
 
+class StoreSettings(BaseModel):
+    """Where the index lives: the embedded FAISS + SQLite folder (``index_dir``), or a Milvus server (rag/index/milvus/)."""
+
+    store: Literal["embedded", "milvus"] = "embedded"
+    milvus_uri: str = "http://127.0.0.1:19530"  # `make milvus` serves one on loopback; a cluster's proxy address
+    milvus_token: str = ""  # "user:password" or an API key; empty for a server without authentication
+    # The collections' prefix; None: one derived from the index folder (each --index folder is its own index)
+    milvus_collection: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+    milvus_timeout: float = Field(10.0, gt=0)  # seconds per request before the server counts as unreachable
+
+
 class RetrievalSettings(BaseModel):
     """Finding passages: the one bound on how many (``top_k``) serves every command's ``-k`` too."""
 
@@ -177,8 +188,8 @@ class APISettings(BaseModel):
         return [k for k in keys if k]
 
 
-class Settings(PathSettings, SplitSettings, EmbedSettings, IngestSettings, DenseIndexSettings, RetrievalSettings,
-               LLMSettings, AnswerSettings, AgentSettings, APISettings, BaseSettings):
+class Settings(PathSettings, SplitSettings, EmbedSettings, IngestSettings, StoreSettings, DenseIndexSettings,
+               RetrievalSettings, LLMSettings, AnswerSettings, AgentSettings, APISettings, BaseSettings):
     """All settings, read from the environment (``RAG_TOP_K`` sets ``top_k``). Each component declares its group
     above and takes that group (a ``Settings`` is each of them); limits are declared there once."""
 

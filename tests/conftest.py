@@ -17,7 +17,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAG_EMBEDDED_MODEL", "smollm2-135m")
 SMALL_MODEL = "smollm2-135m"
 
-pytest_plugins: list[str] = ["tests.fixtures_llm", "tests.fixtures_agent", "tests.fixtures_browser"]
+pytest_plugins: list[str] = ["tests.fixtures_llm", "tests.fixtures_agent", "tests.fixtures_browser",
+                             "tests.fixtures_milvus"]
 
 ROOT = Path(__file__).resolve().parent.parent
 XQUAD_DOCS = ROOT / "tests" / "data" / "xquad"  # five articles of the public set, vendored (CC BY-SA 4.0)
@@ -45,14 +46,14 @@ def build_index(docs: Path, index_dir: Path, embedder):  # noqa: ANN201 - an Ing
         store.close()
 
 
-@pytest.fixture(params=["embedded"])
+@pytest.fixture(params=["embedded", pytest.param("milvus", marks=pytest.mark.milvus)])
 def store_factory(request: pytest.FixtureRequest) -> Iterator:
     """Opens indexes of one backend: ``store_factory(folder, embed_model=..., dim=...)``. A test that asks for it
-    (or for ``store``) runs once per backend; a second backend adds its name to ``params`` and to
-    ``tests.stores.BACKENDS``."""
-    from tests.stores import BACKENDS, StoreFactory
+    (or for ``store``) runs once per backend: the embedded store, then Milvus (marked ``milvus``: its tests start
+    a server, ``tests/fixtures_milvus.py``; ``-m "not milvus"`` skips them)."""
+    from tests.stores import StoreFactory, backend_for
 
-    factory = StoreFactory(BACKENDS[request.param])
+    factory = StoreFactory(backend_for(request.param, request))
     yield factory
     factory.close_all()
 

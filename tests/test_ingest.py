@@ -23,7 +23,7 @@ from rag.settings import get_settings
 from tests.conftest import ROOT
 from tests.documents import encrypt_office_file, make_docx, make_pptx
 from tests.pdfs import make_encrypted_pdf, make_pdf, make_scanned_pdf, make_truncated_pdf
-from tests.stores import StoreFactory
+from tests.stores import StoreFactory, chunk_ids, searchable_ids
 
 PAGES = [
     "Chapter one. The orchard grows apples, pears and plums along the river.",
@@ -41,11 +41,11 @@ def _corpus(folder: Path) -> Path:
 
 
 def _dense_ids(store: Store) -> set[int]:
-    return store.dense_ids()  # what dense search can return in the current generation
+    return searchable_ids(store)  # what dense search can return in the current generation
 
 
 def _chunk_ids(store: Store) -> set[int]:
-    return {row[0] for row in store._db.execute("SELECT id FROM chunks")}
+    return chunk_ids(store)
 
 
 def test_pdf_page_numbers_come_back_in_search(tmp_path: Path, store: Store, embedder: Embedder) -> None:
@@ -122,10 +122,7 @@ def test_changed_file_replaces_its_chunks_and_reembeds_only_edits(
 
 
 def _doc_chunk_ids(store: Store, name: str) -> list[int]:
-    rows = store._db.execute(
-        "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.name = ?", (name,)
-    )
-    return [row[0] for row in rows]
+    return sorted(chunk_ids(store, name))
 
 
 def test_remove_and_folder_sync(tmp_path: Path, store: Store, embedder: Embedder) -> None:

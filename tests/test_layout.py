@@ -121,7 +121,7 @@ def test_only_the_ingest_commands_import_the_service(path: Path) -> None:
 API = ROOT / "rag" / "api"
 # What the HTTP API may use of the project: the application service, the answer contract, the settings, and the
 # model backends (to list and check the chat model). Never the store, the retriever or the ingest pipeline.
-API_ALLOWED = ("rag.api", "rag.service", "rag.answer.result", "rag.settings", "rag.llm")
+API_ALLOWED = ("rag.api", "rag.service", "rag.answer.result", "rag.settings", "rag.llm", "rag.errors")
 
 
 @pytest.mark.parametrize("path", python_files("rag/api"), ids=relative)

@@ -16,7 +16,7 @@ from rag.index.store import Store
 from rag.retrieval.fusion import convex, reciprocal_rank
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from tests.stores import StoreFactory
+from tests.stores import StoreFactory, chunk_ids, stored_chunks
 
 
 def test_tokenize_stems_and_drops_stop_words() -> None:
@@ -48,7 +48,7 @@ def test_keyword_scores_are_lucene_bm25_over_the_stored_stems(tmp_path: Path, st
 
     docs = _docs(tmp_path / "docs")
     Ingestor(store, embedder=embedder).ingest([docs])
-    rows = store._db.execute("SELECT id, text, context FROM chunks ORDER BY id").fetchall()
+    rows = [(i, text, context) for i, _, text, context in stored_chunks(store)]
     reference = bm25s.BM25()  # k1 = 1.5, b = 0.75, Lucene's IDF
     reference.index([tokenize(indexed_text(text, context)) for _, text, context in rows], show_progress=False)
     for query in ("Zephyrine tea ships London", "bees dance", "bridges Glacier Express crew"):
@@ -90,8 +90,7 @@ def test_bm25_stays_in_step_after_update_and_removal(tmp_path: Path, store: Stor
 
 
 def _ids(store: Store, name: str) -> set[int]:
-    rows = store._db.execute("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.name = ?", (name,))
-    return {row[0] for row in rows}
+    return chunk_ids(store, name)
 
 
 def test_hybrid_finds_a_rare_name_that_dense_search_misses_less_well(

@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from rag.errors import RagError
+
 log = logging.getLogger("rag.api")
 
 # The type OpenAI gives each status (its clients show it; programs branch on the status and the code).
@@ -37,7 +39,7 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class APIError(Exception):
+class APIError(RagError):
     """A request that fails with ``status`` and a message for the person who sent it."""
 
     def __init__(self, status: int, message: str, code: str | None = None, *, param: str | None = None,

@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from rag.errors import RagError
+
 T = TypeVar("T")
 
 _END = object()
 
 
-class Busy(Exception):
+class Busy(RagError):
     """The queue is full: come back after ``retry_after`` seconds."""
 
     def __init__(self, retry_after: int) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rag.api.errors import error_body
+from rag.errors import RagError
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -71,7 +72,7 @@ class KeyGuard:
         await self.app(scope, receive, send)
 
 
-class _TooLarge(Exception):
+class _TooLarge(RagError):
     pass
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from rag.index import schema
+from rag.index.base import Index
 from rag.index.schema import has_index, recorded_embed_model
 from rag.index.dense import DenseIndex, DensePolicy, snapshot_meta
 from rag.index.keyword import KeywordIndex, idf, tokenize
@@ -363,15 +364,25 @@ class Store:
         return labels.get(path, "")
 
 
-def open_store(index_dir: Path, *, create: bool = True) -> Store:
-    """Open (or, with ``create``, create) the index in ``index_dir`` for the embedding model it was built with
-    (``embedder_for``); without ``create``, no index there is a ``NoIndexError``, raised before the model loads."""
+def open_store(index_dir: Path, *, create: bool = True, scratch: bool = False) -> Index:
+    """Open (or, with ``create``, create) the index named by ``index_dir`` for the embedding model it was built with
+    (``embedder_for``); without ``create``, no index there is a ``NoIndexError``, raised before the model loads.
+    ``RAG_STORE`` picks the backend: this folder's FAISS + SQLite store (the default), or collections on the Milvus
+    server at ``RAG_MILVUS_URI`` (``RAG_MILVUS_COLLECTION``, else named after the folder; a ``scratch`` index, made
+    to be thrown away, is always named after its folder)."""
     from rag.index.embedder import embedder_for
     from rag.settings import get_settings
 
+    s = get_settings()
+    if s.store == "milvus":
+        from rag.index.milvus import MilvusStore
+
+        embedder = embedder_for(index_dir)
+        return MilvusStore(index_dir, uri=s.milvus_uri, token=s.milvus_token, embed_model=embedder.name,
+                           dim=embedder.dim, collection=None if scratch else s.milvus_collection,
+                           timeout=s.milvus_timeout, create=create)
     if not create and not has_index(index_dir):
         raise NoIndexError(Path(index_dir))
     embedder = embedder_for(index_dir)
-    s = get_settings()
     policy = DensePolicy(exact_limit=s.dense_exact_limit, merge_rows=s.dense_merge_rows, min_nprobe=s.dense_nprobe)
     return Store(index_dir, embed_model=embedder.name, dim=embedder.dim, policy=policy, create=create)
