@@ -63,7 +63,7 @@ def main() -> None:
     # Read the chat box first (it is pinned to the bottom wherever it is called), so that suggestions are not
     # drawn above a question that is being answered in this same run.
     with st.bottom:  # the chat box and, beside it, the switch for how the question is answered
-        box, mode = st.columns([7, 1], vertical_alignment="center")
+        box, mode = st.columns([5, 1], vertical_alignment="center")
         submitted = box.chat_input("Ask a question, or drop files here", accept_file="multiple",
                                    file_type=FILE_TYPES, max_upload_size=settings.max_upload_mb, submit_mode="stop")
         mode.toggle("Agent mode", key="agent_mode", help="Reason step by step with tools: document search, a "
