@@ -17,14 +17,13 @@ import pytest
 from rag.agent.claims import misstated_numbers
 from rag.agent.loop import Agent
 from rag.answer.answerer import Answerer, Retrieved
-from rag.answer.rewrite import concat_query
-as_asked = lambda q: q
+from rag.answer.rewrite import as_asked, concat_query
 from rag.answer.support import check_support
 from rag.index.embedder import Embedder
 from rag.index.store import Store
 from rag.llm import EmbeddedLLM, get_llm
 from rag.llm.models import DEFAULT_EMBEDDED_MODEL
-from rag.retrieval.evidence import *
+from rag.retrieval.evidence import asked_role
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
 from tests.conftest import ROOT, build_index

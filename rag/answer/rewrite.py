@@ -72,9 +72,10 @@ def concat_query(question: str, history: list[Message]) -> str:
     Only the earlier question's subject goes in when the follow-up asks its own thing: joined whole, the earlier
     question's own ask outweighs the follow-up's ("Who designed the Brightwater Observatory? and when was it
     built?" finds only the passage about the designer, and the model, shown nothing else, names the designer
-    again). An elliptic follow-up ("and where?") needs the earlier question whole, its verb included."""
+    again). An elliptic follow-up ("and where?") needs the earlier question whole, its verb included; one that
+    names its own subject ("And in what year did Tesla die?") is searched alone."""
     earlier = followed_question(question, history)
-    if not earlier:
+    if not earlier or (names_its_subject(question) and subject_of(question)):  # "And when did Tesla die?"
         return question
     subject = subject_of(earlier)
     return f"{subject} {question}" if subject and asks_its_own_thing(question) else f"{earlier} {question}"
