@@ -121,6 +121,7 @@ def test_the_default_model_is_not_asked_who_the_mayor_was(trust_index: Store, em
 @pytest.mark.parametrize("answer, wrong", [
     ("The Tallow Hill Mining Museum had 8150 visitors in 2019, which was 8150 fewer than in 2020 [2].", True),
     ("The museum had 8,150 visitors in 2019 and 6,100 in 2020 [1].", True),
+    ("It had 6,100 visitors in 2020 and 8,150 in 2019 [1].", True),  # "visitors" said once, for both
     ("The museum had 8,150 fewer visitors in 2020 than in 2019 [1].", False),
     ("It had 14,250 visitors in 2019 and 6,100 in 2020, so 8,150 fewer [1].", False),
     ("The difference is 8,150 visitors [1].", False),

@@ -8,8 +8,8 @@ is read with its neighbours in the answer, the clause around it:
 
 - a clause that says the number is a result (``fewer``, ``more``, ``difference``, ``total``, ``older``, ``years``
   ...) states it as what it is;
-- otherwise, if a passage clause pairs the same kind of thing (the word that follows the number: ``visitors``)
-  with the same anchor (a number or name of the answer's clause that the passage clause also holds: ``2019``)
+- otherwise, if a passage sentence pairs the same kind of thing (the word that follows the number: ``visitors``)
+  with the same anchor (a number or name of the answer's clause that the passage sentence also holds: ``2019``)
   and a *different* number, the answer attached the computed number to the thing the passages give that other
   number for. That is a wrong claim, however right the arithmetic was.
 """
@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 
 from rag.agent.provenance import FREE_NUMBERS
+from rag.answer.citations import split_sentences
 from rag.answer.grounding import number_values, numbers_in
 from rag.index.keyword import tokenize
 
@@ -32,7 +33,8 @@ _RESULT_WORDS = frozenset(tokenize(
     "fewer more less lower higher difference differ total totals altogether combined sum together average mean "
     "increase increased decrease decreased rise rose fall fell drop dropped grew growth gain lost loss change "
     "longer shorter older younger bigger smaller larger greater earlier later after before between apart ago "
-    "age aged old years times percent per ratio share remaining left over up down gap margin net"))
+    "age aged old years times percent per ratio share remaining left over up down gap margin net additional "
+    "extra"))
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,13 @@ def _anchors(tokens: list[str], skip: int) -> set[str]:
             if i != skip and (_value(t) is not None or (t[:1].isupper() and tokenize(t)))}
 
 
-def _unit(tokens: list[str], at: int) -> str | None:
-    """The first word after the number that says what it counts ("14,250 visitors" -> visitor)."""
+def _unit(tokens: list[str], at: int) -> tuple[str, str] | None:
+    """The first word after the number that says what it counts, as written and stemmed ("14,250 visitors" ->
+    ("visitors", "visitor"))."""
     for t in tokens[at + 1 : at + 3]:
         stems = tokenize(t) if _value(t) is None else []
         if stems:
-            return stems[0]
+            return t, stems[0]
     return None
 
 
@@ -84,26 +87,33 @@ def misstated_numbers(answer: str, passages: list[str], tool_results: list[str],
     computed = number_values("\n".join(tool_results)) - passage_values - set(FREE_NUMBERS)
     if not computed:
         return []
-    passage_clauses = [_tokens(c) for p in passages for c in _clauses(p)]
+    # A passage's whole sentence: its anchor often stands in another clause ("In 2018 a second vessel entered
+    # service, and the ferry carried 231,900 passengers").
+    passage_clauses = [_tokens(_MARKER.sub(" ", s)) for p in passages for s in split_sentences(p)]
     found: list[Misstated] = []
+    last_unit: tuple[str, str] | None = None  # "182,400 passengers in 2017 and 49,500 in 2018": the second counts passengers
     for clause in _clauses(answer):
         tokens = _tokens(clause)
-        if _RESULT_WORDS & set(tokenize(clause)):
-            continue
+        stated_as_result = bool(_RESULT_WORDS & set(tokenize(clause)))
         for i, token in enumerate(tokens):
             value = _value(token)
-            if value is None or value not in computed:
+            if value is None:
                 continue
-            unit, anchors = _unit(tokens, i), _anchors(tokens, i)
+            unit = _unit(tokens, i) or last_unit
+            last_unit = unit
+            if value not in computed or stated_as_result:
+                continue
+            anchors = _anchors(tokens, i)
             if unit is None or not anchors:
                 continue
             for other in passage_clauses:
                 for j, candidate in enumerate(other):
-                    other_value = _value(candidate)
-                    if (other_value is None or other_value == value or _unit(other, j) != unit
-                            or not anchors & _anchors(other, j)):
+                    other_value, other_unit = _value(candidate), _unit(other, j)
+                    if (other_value is None or other_value == value or other_unit is None
+                            or other_unit[1] != unit[1] or not anchors & _anchors(other, j)):
                         continue
-                    thing = " ".join(tokens[i + 1 :]) or unit
+                    rest = tokens[i + 1 :]
+                    thing = " ".join(rest if rest[:1] == [unit[0]] else [unit[0], *rest])
                     found.append(Misstated(token, thing, candidate))
                     break
                 else:
