@@ -16,6 +16,7 @@ import pytest
 
 from rag.agent.claims import misstated_numbers
 from rag.agent.loop import Agent
+from rag.agent.tools import calculator
 from rag.answer.answerer import Answerer, Retrieved
 from rag.answer.rewrite import as_asked, concat_query
 from rag.answer.support import check_support
@@ -172,3 +173,11 @@ def test_the_default_model_agent_does_not_state_the_difference_as_2019s_visitors
     assert not (wrong and result.verified), (result.answer, [s.observation for s in result.steps])
     if result.verified:
         assert re.search(r"8,?150", result.answer), result.answer
+
+
+def test_the_calculator_reads_numbers_as_passages_write_them() -> None:
+    # On unseen documents the agent wrote "231,900 - 182,400" and got a tuple error, then stated a difference it
+    # never computed. Thousands separators are read as such, except where a comma separates a call's arguments.
+    assert calculator("231,900 - 182,400").text == "49500"
+    assert calculator("round(2.567,2)").text == "2.57"
+    assert not calculator("1,5").ok
