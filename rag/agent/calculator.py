@@ -32,6 +32,7 @@ import ast
 import io
 import math
 import operator
+import re
 import tokenize
 from typing import Callable, Union
 
@@ -114,9 +115,16 @@ def calculate(expression: str) -> str:
     return _format(value)
 
 
+_GROUPED = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?![\w.,])")
+_CALL = re.compile(r"[A-Za-z_]\w*\s*\(")
+
+
 def _normalise(text: str) -> str:
-    """Apply the ``^``/``×``/``÷`` synonyms and turn postfix percent into ``/100``."""
+    """Apply the ``^``/``×``/``÷`` synonyms, drop thousands separators (``231,900 - 182,400``, as passages write
+    numbers; not inside a call, where a comma separates arguments) and turn postfix percent into ``/100``."""
     text = text.replace("^", "**").replace("×", "*").replace("÷", "/")
+    if not _CALL.search(text):
+        text = _GROUPED.sub(lambda m: m.group(0).replace(",", ""), text)
     if "%" not in text:
         return text
     try:

@@ -58,7 +58,7 @@ class AgentResult:
     refused: bool = False  # the plain answer step refused (only with ``fallback``)
     refused_by: RefusedBy | None = None  # why (only with ``fallback``)
     grounding: Grounding | None = None  # the answer checked against its cited passages and the tool results
-    checks: list[str] = field(default_factory=list)  # the plain answer step's other checks (only with ``fallback``)
+    checks: list[str] = field(default_factory=list)  # other checks: the plain step's (``fallback``) or ``claims``'
     candidate: str | None = None  # the plain answer step's withheld words (only with ``fallback``)
 
     @property

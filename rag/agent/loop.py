@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from rag.agent.claims import misstated_note, misstated_numbers
 from rag.agent.events import (
     FINAL_ANSWER,
     FORMAT_ERRORS,
@@ -157,12 +158,16 @@ class Agent:
             reply_text = clean_reply(raw)
             reply = parse_reply(reply_text)
             invented = unobserved_numbers(reply.final, seen) if reply.final is not None else []
-            if reply.final is not None and (not invented or final_warned or number == s.agent_max_steps):
+            misstated = (misstated_numbers(reply.final, [p.text for p in registry.passages], tool_results, question)
+                         if reply.final is not None and not invented else [])
+            if reply.final is not None and (not (invented or misstated) or final_warned
+                                            or number == s.agent_max_steps):
                 stopped, final, final_thought = FINAL_ANSWER, reply.final, reply.thought
                 break
-            if invented:  # once per run: the model may search for the right number and answer again
+            if invented or misstated:  # once per run: the model may search for the right number and answer again
                 final_warned = True
-                reply = Reply(reply.thought, None, None, None, unobserved_note(invented, final=True))
+                note = unobserved_note(invented, final=True) if invented else misstated_note(misstated)
+                reply = Reply(reply.thought, None, None, None, note)
             if reply.error and written >= budget:
                 reply = Reply(reply.thought, reply.action, reply.input, None,
                               f"{reply.error} Your reply was cut off at {budget} tokens: keep the Thought short.")
@@ -180,7 +185,7 @@ class Agent:
             turns.append(Turn(reply_text or "(empty reply)", output.text, output.short or _shorten(output.text)))
             steps.append(step)
             yield step
-            format_errors = format_errors + 1 if reply.error and not invented else 0
+            format_errors = format_errors + 1 if reply.error and not (invented or misstated) else 0
             if format_errors >= s.agent_max_format_errors:
                 stopped = FORMAT_ERRORS
                 break
@@ -191,9 +196,11 @@ class Agent:
             answer, cited = cited_numbers(final, registry.numbers)
             passages = [p.text for p in (registry.get(n) for n in cited) if p is not None]
             passages = passages or [p.text for p in registry.passages]
+            # Still stating a computed number as another thing's value after the note: flagged, not trusted.
+            wrong = misstated_numbers(answer, [p.text for p in registry.passages], tool_results, question)
             result = AgentResult(**done, answer=answer, citations=self._citations(registry, answer, cited, question),
                                  grounding=check_grounding(answer, [*passages, *tool_results], question),
-                                 seconds=time.perf_counter() - started)
+                                 checks=[m.reason for m in wrong], seconds=time.perf_counter() - started)
         elif s.agent_fallback and not stopped.startswith("llm_error"):
             # No final answer: the plain grounded answer is worth more to the user than the stop reason alone.
             plain = Answerer(self.retriever, self.llm, s).ask(question, history)

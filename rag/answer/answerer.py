@@ -26,7 +26,7 @@ from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.result import AnswerResult, Citation, RefusedBy
 from rag.answer.result import Usage as ResultUsage
-from rag.answer.rewrite import names_its_subject, standalone_query
+from rag.answer.rewrite import as_asked, names_its_subject, standalone_query
 from rag.answer.support import Support, check_support
 from rag.answer.thinking import hide_thinking
 from rag.llm import LLM, LLMError, Message, TokenProbs, Usage
@@ -183,7 +183,8 @@ class Answerer:
             return
 
         try:  # counting the prompt's tokens loads an embedded model: one that cannot load fails here first
-            messages, passages = self._messages(question, history, retrieval.relevant(s.min_relative_score))
+            asked = as_asked(question) if history else question  # a follow-up's own question, not a continuation
+            messages, passages = self._messages(asked, history, retrieval.relevant(s.min_relative_score))
         except LLMError as exc:
             yield finish("", None, [], error=str(exc))
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from rag.index.keyword import tokenize
 from rag.llm import LLM, LLMError, Message
 from rag.prompts import load
 
@@ -27,6 +28,14 @@ def names_its_subject(question: str) -> bool:
     return not looks_like_follow_up(_LEADING_CONJUNCTION.sub("", question))
 
 
+def as_asked(question: str) -> str:
+    """A follow-up as the answering model should read it: without its leading "and"/"but" ("and when was it
+    built?" -> "When was it built?"). After a turn about the designer, a question that opens with "and" reads to a
+    small model as the earlier question's continuation, and it answers the earlier one again."""
+    rest = _LEADING_CONJUNCTION.sub("", question)
+    return rest[:1].upper() + rest[1:] if rest.strip() else question
+
+
 def previous_questions(history: list[Message]) -> list[str]:
     return [m["content"] for m in history if m.get("role") == "user" and m.get("content", "").strip()]
 
@@ -37,10 +46,39 @@ def followed_question(question: str, history: list[Message]) -> str | None:
     return earlier[-1] if earlier and looks_like_follow_up(question) else None
 
 
+_CAPITALISED = re.compile(r"\b[^\W\d_][\w'’-]*", re.UNICODE)
+# Words a follow-up is made of besides what it asks: its pronouns and openers ("and what about it?").
+_FOLLOW_UP_WORDS = frozenset(tokenize(" ".join(
+    "he she it they him her his hers its them their theirs this that these those there then same also what about "
+    "how why so and but".split())))
+
+
+def subject_of(question: str) -> str | None:
+    """The names a question is about, its capitalised words after the first ("Who designed the Brightwater
+    Observatory?" -> "Brightwater Observatory"); None when it names nothing that way."""
+    words = [m.group(0) for m in _CAPITALISED.finditer(question)][1:]
+    names = [w for w in words if w[:1].isupper() and tokenize(w)]
+    return " ".join(names) or None
+
+
+def asks_its_own_thing(question: str) -> bool:
+    """A follow-up that says what it asks ("and when was it built?": built), not only which way ("and where?")."""
+    return any(w not in _FOLLOW_UP_WORDS for w in tokenize(question))
+
+
 def concat_query(question: str, history: list[Message]) -> str:
-    """Without a capable model: a follow-up is searched together with the question it follows."""
+    """Without a capable model: a follow-up is searched together with what the question it follows is about.
+
+    Only the earlier question's subject goes in when the follow-up asks its own thing: joined whole, the earlier
+    question's own ask outweighs the follow-up's ("Who designed the Brightwater Observatory? and when was it
+    built?" finds only the passage about the designer, and the model, shown nothing else, names the designer
+    again). An elliptic follow-up ("and where?") needs the earlier question whole, its verb included; one that
+    names its own subject ("And in what year did Tesla die?") is searched alone."""
     earlier = followed_question(question, history)
-    return f"{earlier} {question}" if earlier else question
+    if not earlier or (names_its_subject(question) and subject_of(question)):  # "And when did Tesla die?"
+        return question
+    subject = subject_of(earlier)
+    return f"{subject} {question}" if subject and asks_its_own_thing(question) else f"{earlier} {question}"
 
 
 def with_earlier_question(question: str, history: list[Message]) -> str:

@@ -29,9 +29,11 @@ MIN_QUESTION_COVERAGE = 0.4  # half A: flags 5 of 11 wrong answers and 3 of 28 c
 MIN_ANSWER_WORDS_FOUND = 0.6  # share of the answer's own words one sentence must hold to count as its source
 
 _MARKER = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
-_WHEN = re.compile(r"^\W*(when|what year|which year|in what year|in which year|what date|on what date|"
+# A follow-up's leading "and"/"but" ("and when was it built?") does not change what it asks.
+_OPENING = r"^\W*(?:(?:and|but|also|so|then)\b[\s,]*)?"
+_WHEN = re.compile(_OPENING + r"(when|what year|which year|in what year|in which year|what date|on what date|"
                    r"what century|what decade)\b", re.IGNORECASE)
-_HOW_MANY = re.compile(r"^\W*(how many|how much|how long|how old|how far|how large|how big|how tall|"
+_HOW_MANY = re.compile(_OPENING + r"(how many|how much|how long|how old|how far|how large|how big|how tall|"
                        r"what percent|what percentage)\b", re.IGNORECASE)
 _MONTHS = frozenset("january february march april may june july august september october november december".split())
 

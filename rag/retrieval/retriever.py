@@ -9,7 +9,7 @@ from itertools import islice
 from rag.index.base import Index
 from rag.index.embedder import Embedder, embedder_for
 from rag.index.records import ChunkRecord, indexed_text
-from rag.retrieval.evidence import Evidence, coverage, judge
+from rag.retrieval.evidence import Evidence, coverage, judge, unmentioned_role
 from rag.retrieval.fusion import convex, reciprocal_rank
 from rag.settings import Settings, get_settings
 
@@ -83,7 +83,11 @@ class Retriever:
             ]
             passages = [indexed_text(h.chunk.text, h.chunk.context) for h in hits]
             best_dense = dense[0][1] if dense else 0.0
-            return Retrieval(query, hits, judge(best_dense, coverage(query, passages, self.store.idf)))
+            evidence = judge(best_dense, coverage(query, passages, self.store.idf))
+            role = unmentioned_role(query, passages) if evidence.found else None
+            if role is not None:  # the topic is there, the thing asked for is not: nothing to answer from
+                evidence = Evidence(False, evidence.confidence, evidence.dense, evidence.coverage, unmentioned=role)
+            return Retrieval(query, hits, evidence)
 
     def _distinct(self, fused: list[tuple[int, float]], batch: int) -> Iterator[tuple[ChunkRecord, float]]:
         """The fused candidates as chunks, best first, each passage text once (a file uploaded twice would
