@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from rag.answer.citations import cited_numbers, make_citations
 from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
+from rag.answer.features import SECOND_REPLY_LINE, Cited, Features, answer_features
 from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.result import AnswerResult, Citation, RefusedBy
 from rag.answer.result import Usage as ResultUsage
@@ -68,6 +69,9 @@ class Answer:
     support: Support | None = None  # does it answer the question asked (rag.answer.support)
     confidence: Confidence | None = None  # how sure the model was (rag.answer.confidence); None: not reported
     candidate: str | None = None  # the model's own answer, when it was withheld (refused_by == "check")
+    features: Features | None = None  # what a calibrator weighs (rag.answer.features); None for a refusal
+    second_reply: str | None = None  # the bare answer asked for a second time, when it was (``Answerer.ask_twice``)
+    second_seconds: float = 0.0  # what asking it cost
 
     @property
     def verified(self) -> bool:
@@ -140,6 +144,7 @@ class Answerer:
     retriever: Retriever
     llm: LLM
     settings: Settings = field(default_factory=get_settings)
+    ask_twice: bool = False  # ask for the bare answer a second time: the ``agreement`` feature (about 1 s more)
 
     def ask(self, question: str, history: list[Message] | None = None) -> Answer:
         for event in self.run(question, history):
@@ -166,12 +171,14 @@ class Answerer:
         usage: Usage | None = None
 
         def finish(text: str, refused_by: RefusedBy | None, citations: list[Citation], error: str | None = None,
-                   checked: tuple[Grounding, Support, Confidence | None] | None = None) -> Finished:
+                   checked: tuple[Grounding, Support, Confidence | None] | None = None,
+                   features: Features | None = None, second: tuple[str | None, float] = (None, 0.0)) -> Finished:
             grounding, support, confidence = checked or (None, None, None)
             answer = Answer(question=question, query=query, answer=text, refused=refused_by is not None,
                             citations=citations, evidence=retrieval.evidence, backend=self.llm.backend,
                             model=self.llm.model, seconds=time.perf_counter() - started, usage=usage, error=error,
-                            grounding=grounding, refused_by=refused_by, support=support, confidence=confidence)
+                            grounding=grounding, refused_by=refused_by, support=support, confidence=confidence,
+                            features=features, second_reply=second[0], second_seconds=second[1])
             if checked and not error and not answer.verified and s.unverified_answers == "withhold":
                 answer.candidate, answer.answer, answer.refused, answer.refused_by = text, WITHHELD, True, "check"
             return Finished(answer)
@@ -211,7 +218,26 @@ class Answerer:
         checked = self._check(text, passages, cited, question, generation.token_probs)
         if cited and not checked[0].verified:  # the cited passages lack some of its words: show the others too
             ordered = [*ordered, *(p for p in passages if p.n not in cited)]
-        yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked)
+        asked = time.perf_counter()
+        second = (self._second_reply(messages), time.perf_counter() - asked) if self.ask_twice else (None, 0.0)
+        features = answer_features(
+            question=question, answer=text, passages=[p.text for p in passages],
+            cited=[Cited(p.hit.rank, p.hit.score, p.n in cited) for p in passages],
+            top_score=retrieval.hits[0].score, top_k=s.top_k, evidence=retrieval.evidence, grounding=checked[0],
+            support=checked[1], confidence=checked[2], probs=generation.token_probs, idf=self.retriever.store.idf,
+            second_reply=second[0])
+        yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked,
+                     features=features, second=second)
+
+    def _second_reply(self, messages: list[Message]) -> str | None:
+        """The same prompt with one closing line asking for the bare answer: only that line and the reply are
+        evaluated anew (the KV cache holds the rest). None when the model fails this time."""
+        last = messages[-1]
+        again = [*messages[:-1], {"role": last["role"], "content": f"{last['content']}\n\n{SECOND_REPLY_LINE}"}]
+        try:
+            return self.llm.complete(again, max_tokens=32, temperature=0.0, stop=STOP).strip()
+        except LLMError:
+            return None
 
     def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,
                probs: TokenProbs | None) -> tuple[Grounding, Support, Confidence | None]:
