@@ -87,8 +87,8 @@ def ordered_questions(half: str, questions: list[Question]) -> list[Question]:
 def record(q: Question, answer: Answer, model_sha: str) -> dict[str, object]:
     v, lab = label(answer, q.answers)
     return {"id": q.id, "question": q.question, "references": q.answers, "answer": answer.answer, "verdict": v,
-            "label": lab, "f1": round(f1(answer.answer, q.answers), 3), "old_verified": answer.verified,
-            "checks": answer.checks, "unverified": list(answer.grounding.missing) if answer.grounding else [],
+            "label": lab, "f1": round(f1(answer.answer, q.answers), 3), "old_verified": answer.rules_verified,
+            "checks": answer.rule_checks, "p_correct": answer.p_correct, "unverified": list(answer.grounding.missing) if answer.grounding else [],
             "features": answer.features.to_json() if answer.features else None,
             "second_reply": answer.second_reply, "second_seconds": round(answer.second_seconds, 3),
             "seconds": round(answer.seconds, 3), "model": answer.model, "model_sha256": model_sha}

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from rag.answer.calibrator import Calibrator, calibrator_for
 from rag.answer.citations import cited_numbers, make_citations
 from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
@@ -72,15 +73,35 @@ class Answer:
     features: Features | None = None  # what a calibrator weighs (rag.answer.features); None for a refusal
     second_reply: str | None = None  # the bare answer asked for a second time, when it was (``Answerer.ask_twice``)
     second_seconds: float = 0.0  # what asking it cost
+    # The model's calibrator and its verdict: when there is one, ``verified`` is p_correct >= its threshold
+    calibrator: Calibrator | None = None
+    p_correct: float | None = None
 
     @property
     def verified(self) -> bool:
+        """Calibrated: p_correct reaches the calibrator's threshold. Otherwise (no calibrator for this model, or an
+        answer that failed before it was scored) every rule-based check passed."""
+        if self.calibrator is not None and self.p_correct is not None:
+            return self.p_correct >= self.calibrator.threshold
+        return self.rules_verified
+
+    @property
+    def rules_verified(self) -> bool:
+        """The rule-based checks' verdict: names and numbers grounded, the question answered, the model sure."""
         return ((self.grounding is None or self.grounding.verified) and (self.support is None or self.support.answers)
                 and (self.confidence is None or self.confidence.sure))
 
     @property
     def checks(self) -> list[str]:
-        """Why the answer is not verified, for people (the grounding check's terms are listed apart)."""
+        """Why the answer is not verified, for people (the grounding check's terms are listed apart): the reason
+        that weighed most against it when calibrated, the failed rule-based checks otherwise."""
+        if self.calibrator is not None and self.p_correct is not None and self.features is not None:
+            return [] if self.verified else [self.calibrator.reason(self.features)]
+        return self.rule_checks
+
+    @property
+    def rule_checks(self) -> list[str]:
+        """The failed rule-based checks, for people."""
         return [*(self.support.reasons if self.support else ()),
                 *([self.confidence.reason] if self.confidence and not self.confidence.sure else [])]
 
@@ -91,6 +112,8 @@ class Answer:
             refused_by=self.refused_by, citations=self.citations, verified=self.verified,  # type: ignore[arg-type]
             unverified=list(self.grounding.missing) if self.grounding else [], checks=self.checks,
             confidence=round(self.confidence.lowest, 3) if self.confidence else None, candidate=self.candidate,
+            p_correct=round(self.p_correct, 3) if self.p_correct is not None else None,
+            calibrated=self.calibrator is not None and self.p_correct is not None,
             error=self.error, backend=self.backend, model=self.model, seconds=round(self.seconds, 3),
             usage=ResultUsage(prompt_tokens=self.usage.prompt_tokens, completion_tokens=self.usage.completion_tokens)
             if self.usage else None,
@@ -144,7 +167,10 @@ class Answerer:
     retriever: Retriever
     llm: LLM
     settings: Settings = field(default_factory=get_settings)
-    ask_twice: bool = False  # ask for the bare answer a second time: the ``agreement`` feature (about 1 s more)
+    # Ask for the bare answer a second time (the ``agreement`` feature, about 1 s more): done when this is on, or
+    # when the model's calibrator weighs it
+    ask_twice: bool = False
+    calibrate: bool = True  # False: the rule-based checks decide ``verified`` even for a model with a calibrator
 
     def ask(self, question: str, history: list[Message] | None = None) -> Answer:
         for event in self.run(question, history):
@@ -169,6 +195,7 @@ class Answerer:
         yield Retrieved(query, retrieval.hits, retrieval.evidence, refused)
 
         usage: Usage | None = None
+        calibrator = calibrator_for(self.llm.backend, self.llm.model) if self.calibrate else None
 
         def finish(text: str, refused_by: RefusedBy | None, citations: list[Citation], error: str | None = None,
                    checked: tuple[Grounding, Support, Confidence | None] | None = None,
@@ -178,7 +205,9 @@ class Answerer:
                             citations=citations, evidence=retrieval.evidence, backend=self.llm.backend,
                             model=self.llm.model, seconds=time.perf_counter() - started, usage=usage, error=error,
                             grounding=grounding, refused_by=refused_by, support=support, confidence=confidence,
-                            features=features, second_reply=second[0], second_seconds=second[1])
+                            features=features, second_reply=second[0], second_seconds=second[1],
+                            calibrator=calibrator if features else None,
+                            p_correct=calibrator.p_correct(features) if calibrator and features else None)
             if checked and not error and not answer.verified and s.unverified_answers == "withhold":
                 answer.candidate, answer.answer, answer.refused, answer.refused_by = text, WITHHELD, True, "check"
             return Finished(answer)
@@ -219,7 +248,8 @@ class Answerer:
         if cited and not checked[0].verified:  # the cited passages lack some of its words: show the others too
             ordered = [*ordered, *(p for p in passages if p.n not in cited)]
         asked = time.perf_counter()
-        second = (self._second_reply(messages), time.perf_counter() - asked) if self.ask_twice else (None, 0.0)
+        twice = self.ask_twice or (calibrator is not None and calibrator.uses_second_reply)
+        second = (self._second_reply(messages), time.perf_counter() - asked) if twice else (None, 0.0)
         features = answer_features(
             question=question, answer=text, passages=[p.text for p in passages],
             cited=[Cited(p.hit.rank, p.hit.score, p.n in cited) for p in passages],
