@@ -9,8 +9,11 @@ conversation, then the passages and the question. Everything before the conversa
 question, so llama.cpp keeps its KV cache and only the passages are evaluated anew. Every answer is then checked:
 against the passages it cites (``rag.answer.grounding``: names and numbers none of them says), against the question
 (``rag.answer.support``: an answer from a sentence about something else) and against the model's own certainty
-(``rag.answer.confidence``). ``verified`` is false when one fails; with ``unverified_answers="withhold"`` such an
-answer is replaced by ``WITHHELD`` (``refused_by="check"``) and kept as ``candidate``.
+(``rag.answer.confidence``). Their results and a few cheap signals more make the answer's features
+(``rag.answer.features``); a model with a calibrator fitted for its weights (``rag.answer.calibrator``) turns them
+into ``p_correct``, and ``verified`` is ``p_correct >= threshold``; a model without one is verified when every check
+passes. With ``unverified_answers="withhold"`` an unverified answer is replaced by ``WITHHELD``
+(``refused_by="check"``) and kept as ``candidate``.
 """
 
 from __future__ import annotations
@@ -171,6 +174,7 @@ class Answerer:
     # when the model's calibrator weighs it
     ask_twice: bool = False
     calibrate: bool = True  # False: the rule-based checks decide ``verified`` even for a model with a calibrator
+    calibrator: Calibrator | None = None  # this one instead of the model's own (rag.answer.calibrator.calibrator_for)
 
     def ask(self, question: str, history: list[Message] | None = None) -> Answer:
         for event in self.run(question, history):
@@ -195,7 +199,7 @@ class Answerer:
         yield Retrieved(query, retrieval.hits, retrieval.evidence, refused)
 
         usage: Usage | None = None
-        calibrator = calibrator_for(self.llm.backend, self.llm.model) if self.calibrate else None
+        calibrator = (self.calibrator or calibrator_for(self.llm.backend, self.llm.model)) if self.calibrate else None
 
         def finish(text: str, refused_by: RefusedBy | None, citations: list[Citation], error: str | None = None,
                    checked: tuple[Grounding, Support, Confidence | None] | None = None,
