@@ -153,6 +153,7 @@ def main() -> None:
     c.add_argument("--set", choices=["second"], dest="other")
     c.add_argument("-n", type=int, default=10_000, help="questions at most")
     c.add_argument("--minutes", type=float, default=15.0, help="stop asking after this long")
+    c.add_argument("--skip", type=int, default=0, help="start this far into the order (a second process on the same half)")
     c.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
     f = sub.add_parser("fit", help="fit the calibrator on half A's records")
     f.add_argument("--records", type=Path, default=ARTIFACTS / "verifier-a.jsonl")
@@ -175,7 +176,7 @@ def main() -> None:
                 dataset = second_set(Path(tmp))
                 questions = load_questions(dataset)
                 out = ARTIFACTS / "verifier-second.jsonl"
-            collect(dataset, out, questions, args.n, args.minutes)
+            collect(dataset, out, questions[args.skip :], args.n - args.skip, args.minutes)
     elif args.command == "fit":
         from verifier_fit import fit
         fit(args.records)
