@@ -34,8 +34,8 @@ def test_right_answers_pass(question: str, answer: str) -> None:
 
 @pytest.mark.parametrize(("question", "answer", "reason"), [
     # the first two are the bundled 1.5B model's own answers in bench/answer.py: real names from the wrong sentence
-    ("Who fumbled the ball on 3rd-and-9?", "Josh Norman [2].", "not about what the question asks"),
-    ("What team was the winner of Super Bowl XXXIII?", "The Panthers [1].", "not about what the question asks"),
+    ("Who fumbled the ball on 3rd-and-9?", "Josh Norman [2].", "about something other than what you asked"),
+    ("What team was the winner of Super Bowl XXXIII?", "The Panthers [1].", "about something other than what you asked"),
     ("When did Peyton Manning play in Super Bowl 50?", "With the Denver Broncos [1].", "gives no date"),
     ("What team did Miller play for?", "Miller played for a team [1].", "only restates the question"),
     ("How many sacks did Kawann Short have?", "Kawann Short led the team [1].", "gives no number"),

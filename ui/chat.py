@@ -33,7 +33,7 @@ def plural(n: int, word: str) -> str:
 
 
 NOTE_ICONS = {"withheld": ":material/report:", "not_found": ":material/search_off:",
-              "unconfirmed": ":material/report:", "check": ":material/report:"}
+              "unconfirmed": ":material/report:", "check": ":material/report:", "verified": ":material/verified:"}
 
 
 def source_label(citation: Citation) -> str:
@@ -46,8 +46,11 @@ def render_answer(message: dict, library: Service, *, text_on_screen: bool = Fal
     answer = AnswerResult.load(message["answer"]) if message.get("answer") else AnswerResult(answer="")
     if not answer.refused and not text_on_screen:
         st.markdown(answer_markdown(message["content"]) or "…")
-    if note := answer_note(answer):  # refused, or stating a name or number that none of its passages holds
-        st.warning(note.markdown, icon=NOTE_ICONS[note.kind])
+    if note := answer_note(answer):  # refused, unconfirmed, or (a short caption) checked against the sources
+        if note.kind == "verified":
+            st.caption(f"{NOTE_ICONS[note.kind]} {note.markdown}")
+        else:
+            st.warning(note.markdown, icon=NOTE_ICONS[note.kind])
     if answer.fallback:
         st.caption(f":material/info: The agent stopped without an answer ({answer.stopped_reason}), so this "
                    "is the plain answer from your documents.")

@@ -9,8 +9,11 @@ conversation, then the passages and the question. Everything before the conversa
 question, so llama.cpp keeps its KV cache and only the passages are evaluated anew. Every answer is then checked:
 against the passages it cites (``rag.answer.grounding``: names and numbers none of them says), against the question
 (``rag.answer.support``: an answer from a sentence about something else) and against the model's own certainty
-(``rag.answer.confidence``). ``verified`` is false when one fails; with ``unverified_answers="withhold"`` such an
-answer is replaced by ``WITHHELD`` (``refused_by="check"``) and kept as ``candidate``.
+(``rag.answer.confidence``). Their results and a few cheap signals more make the answer's features
+(``rag.answer.features``); a model with a calibrator fitted for its weights (``rag.answer.calibrator``) turns them
+into ``p_correct``, and ``verified`` is ``p_correct >= threshold``; a model without one is verified when every check
+passes. With ``unverified_answers="withhold"`` an unverified answer is replaced by ``WITHHELD``
+(``refused_by="check"``) and kept as ``candidate``.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from rag.answer.calibrator import Calibrator, calibrator_for
 from rag.answer.citations import cited_numbers, make_citations
 from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
+from rag.answer.features import SECOND_REPLY_LINE, Cited, Features, answer_features
 from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.result import AnswerResult, Citation, RefusedBy
 from rag.answer.result import Usage as ResultUsage
@@ -68,15 +73,38 @@ class Answer:
     support: Support | None = None  # does it answer the question asked (rag.answer.support)
     confidence: Confidence | None = None  # how sure the model was (rag.answer.confidence); None: not reported
     candidate: str | None = None  # the model's own answer, when it was withheld (refused_by == "check")
+    features: Features | None = None  # what a calibrator weighs (rag.answer.features); None for a refusal
+    second_reply: str | None = None  # the bare answer asked for a second time, when it was (``Answerer.ask_twice``)
+    second_seconds: float = 0.0  # what asking it cost
+    # The model's calibrator and its verdict: when there is one, ``verified`` is p_correct >= its threshold
+    calibrator: Calibrator | None = None
+    p_correct: float | None = None
 
     @property
     def verified(self) -> bool:
+        """Calibrated: p_correct reaches the calibrator's threshold. Otherwise (no calibrator for this model, or an
+        answer that failed before it was scored) every rule-based check passed."""
+        if self.calibrator is not None and self.p_correct is not None:
+            return self.p_correct >= self.calibrator.threshold
+        return self.rules_verified
+
+    @property
+    def rules_verified(self) -> bool:
+        """The rule-based checks' verdict: names and numbers grounded, the question answered, the model sure."""
         return ((self.grounding is None or self.grounding.verified) and (self.support is None or self.support.answers)
                 and (self.confidence is None or self.confidence.sure))
 
     @property
     def checks(self) -> list[str]:
-        """Why the answer is not verified, for people (the grounding check's terms are listed apart)."""
+        """Why the answer is not verified, for people (the grounding check's terms are listed apart): the reason
+        that weighed most against it when calibrated, the failed rule-based checks otherwise."""
+        if self.calibrator is not None and self.p_correct is not None and self.features is not None:
+            return [] if self.verified else [self.calibrator.reason(self.features)]
+        return self.rule_checks
+
+    @property
+    def rule_checks(self) -> list[str]:
+        """The failed rule-based checks, for people."""
         return [*(self.support.reasons if self.support else ()),
                 *([self.confidence.reason] if self.confidence and not self.confidence.sure else [])]
 
@@ -87,6 +115,8 @@ class Answer:
             refused_by=self.refused_by, citations=self.citations, verified=self.verified,  # type: ignore[arg-type]
             unverified=list(self.grounding.missing) if self.grounding else [], checks=self.checks,
             confidence=round(self.confidence.lowest, 3) if self.confidence else None, candidate=self.candidate,
+            p_correct=round(self.p_correct, 3) if self.p_correct is not None else None,
+            calibrated=self.calibrator is not None and self.p_correct is not None,
             error=self.error, backend=self.backend, model=self.model, seconds=round(self.seconds, 3),
             usage=ResultUsage(prompt_tokens=self.usage.prompt_tokens, completion_tokens=self.usage.completion_tokens)
             if self.usage else None,
@@ -140,6 +170,11 @@ class Answerer:
     retriever: Retriever
     llm: LLM
     settings: Settings = field(default_factory=get_settings)
+    # Ask for the bare answer a second time (the ``agreement`` feature, about 1 s more): done when this is on, or
+    # when the model's calibrator weighs it
+    ask_twice: bool = False
+    calibrate: bool = True  # False: the rule-based checks decide ``verified`` even for a model with a calibrator
+    calibrator: Calibrator | None = None  # this one instead of the model's own (rag.answer.calibrator.calibrator_for)
 
     def ask(self, question: str, history: list[Message] | None = None) -> Answer:
         for event in self.run(question, history):
@@ -164,14 +199,19 @@ class Answerer:
         yield Retrieved(query, retrieval.hits, retrieval.evidence, refused)
 
         usage: Usage | None = None
+        calibrator = (self.calibrator or calibrator_for(self.llm.backend, self.llm.model)) if self.calibrate else None
 
         def finish(text: str, refused_by: RefusedBy | None, citations: list[Citation], error: str | None = None,
-                   checked: tuple[Grounding, Support, Confidence | None] | None = None) -> Finished:
+                   checked: tuple[Grounding, Support, Confidence | None] | None = None,
+                   features: Features | None = None, second: tuple[str | None, float] = (None, 0.0)) -> Finished:
             grounding, support, confidence = checked or (None, None, None)
             answer = Answer(question=question, query=query, answer=text, refused=refused_by is not None,
                             citations=citations, evidence=retrieval.evidence, backend=self.llm.backend,
                             model=self.llm.model, seconds=time.perf_counter() - started, usage=usage, error=error,
-                            grounding=grounding, refused_by=refused_by, support=support, confidence=confidence)
+                            grounding=grounding, refused_by=refused_by, support=support, confidence=confidence,
+                            features=features, second_reply=second[0], second_seconds=second[1],
+                            calibrator=calibrator if features else None,
+                            p_correct=calibrator.p_correct(features) if calibrator and features else None)
             if checked and not error and not answer.verified and s.unverified_answers == "withhold":
                 answer.candidate, answer.answer, answer.refused, answer.refused_by = text, WITHHELD, True, "check"
             return Finished(answer)
@@ -212,7 +252,27 @@ class Answerer:
         checked = self._check(text, passages, cited, question, generation.token_probs)
         if cited and not checked[0].verified:  # the cited passages lack some of its words: show the others too
             ordered = [*ordered, *(p for p in passages if p.n not in cited)]
-        yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked)
+        asked = time.perf_counter()
+        twice = self.ask_twice or (calibrator is not None and calibrator.uses_second_reply)
+        second = (self._second_reply(messages), time.perf_counter() - asked) if twice else (None, 0.0)
+        features = answer_features(
+            question=question, answer=text, passages=[p.text for p in passages],
+            cited=[Cited(p.hit.rank, p.hit.score, p.n in cited) for p in passages],
+            top_score=retrieval.hits[0].score, top_k=s.top_k, evidence=retrieval.evidence, grounding=checked[0],
+            support=checked[1], confidence=checked[2], probs=generation.token_probs, idf=self.retriever.store.idf,
+            second_reply=second[0])
+        yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked,
+                     features=features, second=second)
+
+    def _second_reply(self, messages: list[Message]) -> str | None:
+        """The same prompt with one closing line asking for the bare answer: only that line and the reply are
+        evaluated anew (the KV cache holds the rest). None when the model fails this time."""
+        last = messages[-1]
+        again = [*messages[:-1], {"role": last["role"], "content": f"{last['content']}\n\n{SECOND_REPLY_LINE}"}]
+        try:
+            return self.llm.complete(again, max_tokens=32, temperature=0.0, stop=STOP).strip()
+        except LLMError:
+            return None
 
     def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,
                probs: TokenProbs | None) -> tuple[Grounding, Support, Confidence | None]:

@@ -29,8 +29,7 @@ class Confidence:
 
     @property
     def reason(self) -> str:
-        return (f"the model was unsure of its answer (it gave “{self.token.strip()}” a probability of "
-                f"{self.lowest:.2f})")
+        return f"the model hesitated over “{self.token.strip()}” in its answer"
 
 
 def answer_confidence(probs: TokenProbs | None) -> Confidence | None:

@@ -13,7 +13,8 @@ from typing import Literal
 from rag.answer.result import AnswerResult
 from rag.answer.safe_markdown import text_markdown
 
-NoteKind = Literal["withheld", "not_found", "unconfirmed", "check"]
+NoteKind = Literal["withheld", "not_found", "unconfirmed", "check", "verified"]
+VERIFIED = "**Checked against your sources:** the passages it cites support this answer."
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,10 @@ class Note:
 
 
 def answer_note(answer: AnswerResult) -> Note | None:
-    """The warning shown above an answer: why it was refused, or which of its names and numbers none of the
-    passages it cites contains, or what else to check; None for a verified answer."""
+    """The note shown above an answer: why it was refused, or which of its names and numbers none of the passages
+    it cites contains, or what else to check (when calibrated, the reason that weighed most against it); a short
+    positive one for an answer the model's calibrator verified; None for one the rule-based checks passed (a model
+    without a calibrator: they miss too many wrong answers to call it checked)."""
     terms, checks = answer.unverified, answer.checks
     if answer.withheld:  # unverified_answers="withhold": say why, show its words
         reasons = [*(f"none of its passages says “{term}”" for term in terms), *checks]
@@ -43,5 +46,7 @@ def answer_note(answer: AnswerResult) -> Note | None:
                                    f"the passages it cites says it: check them{others} below before relying on it.")
     if not answer.verified:
         why = "; ".join(text_markdown(reason) for reason in checks)
-        return Note("check", f"**Check this answer against the sources:** {why}.")
+        return Note("check", f"**Check this answer:** {why}.")
+    if answer.calibrated and not answer.error:
+        return Note("verified", VERIFIED)
     return None

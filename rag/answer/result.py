@@ -91,6 +91,10 @@ class AnswerResult(BaseModel):
     unverified: list[str] = Field(default_factory=list)  # names and numbers none of its cited passages holds
     checks: list[str] = Field(default_factory=list)  # other reasons to check it, for people
     confidence: float | None = None  # the least probable token's probability, when the backend reports it
+    # How likely the answer is right, from the model's calibrator (rag.answer.calibrator); None: refused, or the
+    # model has none. ``calibrated``: whether ``verified`` was decided by it (else by the rule-based checks).
+    p_correct: float | None = None
+    calibrated: bool = False
     candidate: str | None = None  # the model's own words, when the answer was withheld (refused_by == "check")
     error: str | None = None  # the model failed: what it said
     backend: str = ""

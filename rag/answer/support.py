@@ -82,5 +82,5 @@ def check_support(question: str, answer: str, passages: Sequence[str],
         if found:
             break
     if coverage < MIN_QUESTION_COVERAGE:
-        reasons.append("the passage sentence that holds the answer is not about what the question asks")
+        reasons.append("the sentence it answers from is about something other than what you asked")
     return Support(not reasons, tuple(reasons), coverage)

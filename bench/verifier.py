@@ -1,0 +1,189 @@
+"""Answers labelled right or wrong with their features: what the answer calibrator is fitted on and judged by.
+
+    .venv/bin/python bench/verifier.py collect --half a --minutes 15 -n 320     # tuning half: fitting data
+    .venv/bin/python bench/verifier.py collect --half b --minutes 10 -n 60      # held out: the 60 of bench/answer.py -n 60 first
+    .venv/bin/python bench/verifier.py collect --set second                     # questions no fitting saw (tests/data/verifier-set)
+    .venv/bin/python bench/verifier.py fit                                      # -> rag/answer/calibrators/<model>.json
+    .venv/bin/python bench/verifier.py evaluate                                 # half B and the second set only
+
+``collect`` runs the default model (``qwen2.5-coder-1.5b``) with the shipped settings (greedy, ``show``) through
+``Answerer.run``, as ``python -m rag.ask`` would answer, with ``ask_twice`` on so every record also has the second
+decoding's ``agreement`` (and what it cost); it writes one record per question to
+``test-artifacts/verifier-<half>.jsonl`` (features, the old checks' verdict, the label), appending and skipping
+questions already there, so fitting and evaluating never re-run the model. Half A questions are taken spread over
+its articles (every fifth first); half B's first 60 are exactly ``bench/answer.py -n 60``'s, then more, spread.
+
+Labels (``label``): refusals are not answers and get none. An answer is **right** when bench/answer.py's
+``verdict`` says "correct" (the normalised answer contains a normalised reference as whole words), or when it is
+right in substance: the content words of answer and best reference (``rag.index.keyword.tokenize``: lower case,
+stop words out, Snowball stems, so "counties"/"county" match) have a token F1 of at least 0.5 **and** every number
+of that reference is in the answer ("The Labor Party" for "Australian Labor Party", "locomotion" for "method of
+locomotion"; not "1960 Olympics" for "1964 Olympics"). Any other answer is **wrong**.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from answer import DEFAULT_SET, f1, verdict  # noqa: E402
+from split_dataset import split  # noqa: E402
+
+from rag.answer.answerer import Answer, Answerer, Finished  # noqa: E402
+from rag.answer.grounding import number_values  # noqa: E402
+from rag.index.keyword import tokenize  # noqa: E402
+from rag.retrieval.evaluate import Question, load_questions  # noqa: E402
+
+ARTIFACTS = ROOT / "test-artifacts"
+SECOND_SET = ROOT / "tests" / "data" / "verifier-set"
+SAMPLE = ROOT / "data" / "sample"
+MODEL = "qwen2.5-coder-1.5b"
+
+
+def substance_f1(answer: str, reference: str) -> float:
+    said, ref = tokenize(answer), tokenize(reference)
+    common = sum((Counter(said) & Counter(ref)).values())
+    return 2 * common / (len(said) + len(ref)) if common else 0.0
+
+
+def right_in_substance(answer: str, references: list[str]) -> bool:
+    """Stemmed content-word F1 >= 0.5 against some reference whose numbers the answer all states."""
+    numbers = number_values(answer)
+    return any(substance_f1(answer, r) >= 0.5 and number_values(r) <= numbers for r in references)
+
+
+def label(answer: Answer, references: list[str]) -> tuple[str, str | None]:
+    """(bench/answer.py's verdict, "right" / "wrong" / None for a refusal)."""
+    v = verdict(answer, references)
+    if v.startswith("refused"):
+        return v, None
+    return v, "right" if v == "correct" or right_in_substance(answer.answer, references) else "wrong"
+
+
+def spread(questions: list[Question], stride: int = 5) -> list[Question]:
+    """Every ``stride``-th question first, then the next offset: a cut-off run still covers every article."""
+    return [q for offset in range(stride) for q in questions[offset::stride]]
+
+
+def ordered_questions(half: str, questions: list[Question]) -> list[Question]:
+    if half != "b":
+        return spread(questions)
+    first = questions[:: max(len(questions) // 60, 1)][:60]  # bench/answer.py -n 60
+    chosen = {q.id for q in first}
+    return first + spread([q for q in questions if q.id not in chosen])
+
+
+def record(q: Question, answer: Answer, model_sha: str) -> dict[str, object]:
+    v, lab = label(answer, q.answers)
+    return {"id": q.id, "question": q.question, "references": q.answers, "answer": answer.answer, "verdict": v,
+            "label": lab, "f1": round(f1(answer.answer, q.answers), 3), "old_verified": answer.rules_verified,
+            "checks": answer.rule_checks, "p_correct": answer.p_correct, "unverified": list(answer.grounding.missing) if answer.grounding else [],
+            "features": answer.features.to_json() if answer.features else None,
+            "second_reply": answer.second_reply, "second_seconds": round(answer.second_seconds, 3),
+            "seconds": round(answer.seconds, 3), "model": answer.model, "model_sha256": model_sha}
+
+
+def ask(answerer: Answerer, question: str) -> Answer:
+    for event in answerer.run(question):
+        if isinstance(event, Finished):
+            return event.answer
+    raise AssertionError("run() always ends with Finished")
+
+
+def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes: float) -> None:
+    from rag.eval import ingest_dataset
+    from rag.index.store import open_store
+    from rag.llm import EmbeddedLLM
+    from rag.llm.models import get_model
+    from rag.retrieval.retriever import Retriever
+    from rag.settings import Settings
+
+    done = {json.loads(line)["id"] for line in out.open()} if out.exists() else set()
+    todo = [q for q in questions[:n] if q.id not in done]
+    settings = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded", "unverified_answers": "show",
+                                             "embedded_model": MODEL})
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "index")
+        ingest_dataset(dataset, store)
+        llm = EmbeddedLLM(model_name=MODEL, n_threads=settings.llm_threads)
+        answerer = Answerer(Retriever(store, settings=settings), llm, settings, ask_twice=True)
+        ask(answerer, questions[0].question)  # warm-up: the model loads, the prompt head is evaluated
+        sha = get_model(MODEL).sha256
+        started = time.monotonic()
+        with out.open("a") as handle:
+            for i, q in enumerate(todo, start=1):
+                if time.monotonic() - started > 60 * minutes:
+                    print(f"time is up after {i - 1} questions", file=sys.stderr)
+                    break
+                row = record(q, ask(answerer, q.question), sha)
+                handle.write(json.dumps(row) + "\n")
+                handle.flush()
+                print(f"{out.name} {len(done) + i}: {row['label'] or row['verdict']}: {str(row['answer'])[:70]!r}",
+                      file=sys.stderr)
+        store.close()
+
+
+def second_set(tmp: Path) -> Path:
+    """data/sample's documents and the made-up ones of tests/data/verifier-set, with that set's questions."""
+    docs = tmp / "second" / "docs"
+    docs.mkdir(parents=True)
+    for path in [*SAMPLE.iterdir(), *(SECOND_SET / "docs").iterdir()]:
+        if path.suffix in (".pdf", ".md", ".txt"):
+            shutil.copy(path, docs / path.name)
+    shutil.copy(SECOND_SET / "questions.jsonl", tmp / "second" / "questions.jsonl")
+    return tmp / "second"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("collect", help="run the model, write labelled records")
+    c.add_argument("--half", choices=["a", "b"])
+    c.add_argument("--set", choices=["second"], dest="other")
+    c.add_argument("-n", type=int, default=10_000, help="questions at most")
+    c.add_argument("--minutes", type=float, default=15.0, help="stop asking after this long")
+    c.add_argument("--skip", type=int, default=0, help="start this far into the order (a second process on the same half)")
+    c.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
+    f = sub.add_parser("fit", help="fit the calibrator on half A's records")
+    f.add_argument("--records", type=Path, default=ARTIFACTS / "verifier-a.jsonl")
+    e = sub.add_parser("evaluate", help="half B and the second set: new calibrator against the old checks")
+    e.add_argument("--records", type=Path, nargs="*",
+                   default=[ARTIFACTS / "verifier-b.jsonl", ARTIFACTS / "verifier-second.jsonl"])
+    args = p.parse_args()
+    ARTIFACTS.mkdir(exist_ok=True)
+    if args.command == "collect":
+        if bool(args.half) == bool(args.other):
+            p.error("collect needs --half a|b or --set second")
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.half:
+                halves = {"a": Path(tmp) / "half-a", "b": Path(tmp) / "half-b"}
+                split(args.dataset, halves["a"], halves["b"])
+                dataset = halves[args.half]
+                questions = ordered_questions(args.half, load_questions(dataset))
+                out = ARTIFACTS / f"verifier-{args.half}.jsonl"
+            else:
+                dataset = second_set(Path(tmp))
+                questions = load_questions(dataset)
+                out = ARTIFACTS / "verifier-second.jsonl"
+            collect(dataset, out, questions[args.skip :], args.n - args.skip, args.minutes)
+    elif args.command == "fit":
+        from verifier_fit import fit
+        fit(args.records)
+    else:
+        from verifier_fit import evaluate
+        evaluate(args.records)
+
+
+if __name__ == "__main__":
+    main()
