@@ -293,7 +293,7 @@ def test_a_third_backend_shows_in_the_settings_with_no_change_to_the_page(app_en
     assert picker.options == ["Embedded (in-process)", "vLLM server (OpenAI-compatible)", "Echo server"]
     picker.set_value("echo").run()
     assert not at.exception, at.exception
-    assert [t.label for t in at.sidebar.text_input][:2] == ["Server URL", "Model name"]
+    assert [t.label for t in at.sidebar.text_input][:2] == ["Server address", "Model name on the server"]
     assert not [s for s in at.sidebar.selectbox if s.key == "embedded_model"], "no bundled-model picker"
     assert any("echo server ready" in s.value for s in at.sidebar.success)
 

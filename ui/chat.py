@@ -41,11 +41,23 @@ def source_label(citation: Citation) -> str:
     return f"[{citation.n}] {text_markdown(citation.where)}"
 
 
-def render_answer(message: dict, library: Service, *, text_on_screen: bool = False) -> None:
-    """An answer with its sources; a refusal looks different and shows the closest passages instead."""
+def render_answer(message: dict, library: Service, *, status_on_screen: bool = False,
+                  text_on_screen: bool = False) -> None:
+    """An answer with its sources; a refusal looks different and shows the closest passages instead.
+
+    Drawn the same way whether it is being answered (``run_answer`` and ``run_agent`` have drawn the status line,
+    and the plain answer's text, already) or shown again later: a status line, the text, then the rest. Streamlit
+    matches elements by position, so a sources panel a reader opened stays open when the page runs again."""
     answer = AnswerResult.load(message["answer"]) if message.get("answer") else AnswerResult(answer="")
-    if not answer.refused and not text_on_screen:
-        st.markdown(answer_markdown(message["content"]) or "…")
+    if not status_on_screen:
+        with st.status(status_label(answer), state="complete", expanded=False):
+            for c in answer.citations:
+                st.caption(text_markdown(c.where))
+    if not text_on_screen:
+        if answer.refused and answer.mode == "answer":
+            st.empty()  # where the answer's text stands: a refusal's note follows
+        else:
+            st.markdown(answer_markdown(message["content"]) or "…")
     if note := answer_note(answer):  # refused, unconfirmed, or (a short caption) checked against the sources
         if note.kind == "verified":
             st.caption(f"{NOTE_ICONS[note.kind]} {note.markdown}")
@@ -74,6 +86,16 @@ def render_answer(message: dict, library: Service, *, text_on_screen: bool = Fal
         with st.expander(f"Agent trace ({plural(len(answer.steps), 'step')}, ended by {ended})"):
             for i, step in enumerate(answer.steps, start=1):
                 render_step(i, step)
+
+
+def status_label(answer: AnswerResult) -> str:
+    """The status line of an answer shown again: how it was answered."""
+    if answer.mode == "agent":
+        ended = (answer.stopped_reason or "").replace("_", " ")
+        return f"Agent finished ({ended}) in {answer.seconds:.0f} s"
+    if answer.refused_by == "retrieval":
+        return "No passage of your documents holds an answer"
+    return f"Answered in {answer.seconds:.1f} s"
 
 
 def show_page(library: Service, citation: Citation, *, key: str) -> None:
@@ -166,7 +188,7 @@ def run_answer(question: str, history: list, settings: Settings, library: Servic
     if answer.refused_by == "check":  # withheld: the note says what the model wrote and why it is not the answer
         shown.markdown(answer_markdown(answer.answer))
     message.update(content=answer.answer, answer=answer.to_json(), stopped=False)
-    render_answer(message, library, text_on_screen=not retrieved.refused)
+    render_answer(message, library, status_on_screen=True, text_on_screen=True)
 
 
 def run_agent(question: str, history: list, settings: Settings, library: Service, llm: LLM, message: dict) -> None:
@@ -200,4 +222,4 @@ def run_agent(question: str, history: list, settings: Settings, library: Service
                       state="complete", expanded=False)
     if result is not None:
         message.update(content=result.answer, answer=result.to_json(), stopped=False)
-        render_answer(message, library)
+        render_answer(message, library, status_on_screen=True)
