@@ -139,10 +139,12 @@ def _pdfium_pages(data: bytes, expected: int | None) -> dict[int, str]:
 # line break after it: written back as hyphen and line break, so normalize_text joins the word only where the
 # document uses it whole elsewhere, as it does for pypdf's text ("exam-ple" joined, "mean-pooling" kept).
 _PDFIUM_HYPHEN = re.compile("[\u0002\ufffe][ \t\r\n]*")
+# Glyphs without a Unicode mapping (a formula's symbols in TeX's math fonts) come back as control characters.
+_UNMAPPED = re.compile("[\u0000\u0001\u0003-\u0008\u000e-\u001f]")
 
 
 def _pdfium_clean(text: str) -> str:
-    return _PDFIUM_HYPHEN.sub("-\n", text)
+    return _UNMAPPED.sub("", _PDFIUM_HYPHEN.sub("-\n", text))
 
 
 def _text_and_heading(page: Any) -> tuple[str, str | None]:
