@@ -21,7 +21,7 @@ RENDER_DPI = 300  # bench/ocr.py: 0.998 character accuracy at 300 dpi, 0.990 at 
 # Each line's crop gets a margin of this fraction of its height on every side before the recogniser reads it. The
 # detector's boxes hug the letters; the recogniser scales a crop to 48 pixels high, so a tight crop's text fills
 # it, larger than the PP-OCR models were trained on, and it drops the spaces between words ("Theparishbellwascast"
-# from a 150-dpi scan). bench/ocr.py: word accuracy at 150 dpi from ... to ...
+# from a 150-dpi scan). bench/ocr.py: word accuracy on clean 150-dpi scans from 0.576 to 0.981, 300 dpi unchanged.
 CROP_MARGIN = 0.2
 
 
