@@ -1,10 +1,12 @@
 """Ingest speed and quality: the project against the LangChain tutorial pipeline, same files, each a whole process.
 
     .venv/bin/python bench/ingest.py [DATASET_DIR] [--runs 2] [--extra DIR]
+    .venv/bin/python bench/ingest.py --real DIR [--runs 1]      (e.g. DIR = the set scripts/real_pdfs.sh gathers)
 
 Corpus (in a temporary folder): every Markdown article of DATASET_DIR, plus the same article rendered to a
 multi-page PDF with fpdf2, so each article is there twice, as X.md and X.pdf. ``--extra DIR`` adds the PDFs of
-another folder (speed only: no questions are asked about them).
+another folder (speed only: no questions are asked about them). ``--real DIR`` takes the PDFs of DIR alone (no
+generated files, no questions: speed only, and no variants unless ``--variants`` names some).
 
 Reference, as the LangChain RAG tutorial builds it, reproduced with the same libraries called directly (not
 through langchain-community / langchain-huggingface, which are not installed): PyPDFLoader is pypdf page by page
@@ -70,11 +72,12 @@ def render_pdf(markdown: Path, target: Path) -> int:
     return pdf.page_no()
 
 
-def make_corpus(dataset: Path, folder: Path, extra: Path | None) -> tuple[int, int]:
-    """Markdown and PDF of every article (and ``extra``'s PDFs) in ``folder``; returns (files, PDF pages)."""
+def make_corpus(dataset: Path | None, folder: Path, extra: Path | None) -> tuple[int, int]:
+    """Markdown and PDF of every article of ``dataset`` (and ``extra``'s PDFs) in ``folder``; returns (files, PDF
+    pages)."""
     folder.mkdir(parents=True)
     pages = 0
-    for article in sorted((dataset / "docs").glob("*.md")):
+    for article in sorted((dataset / "docs").glob("*.md")) if dataset else []:
         shutil.copy(article, folder / article.name)
         pages += render_pdf(article, folder / f"{article.stem}.pdf")
     if extra:
@@ -143,6 +146,31 @@ def reference_hits(index_dir: Path, questions: list, k: int) -> list[int | None]
 # --- the project ------------------------------------------------------------------------------------------------------
 
 
+def embedding_floor(index_dir: Path) -> dict[str, float]:
+    """The project's embedder alone on the texts the project embedded into ``index_dir`` (each chunk with its
+    context line), in batches of similar length as ingest makes them: (start and model load, embedding) seconds.
+    What is left of a whole ingest above the sum is reading, splitting and storing that embedding did not hide."""
+    started = time.perf_counter()
+    from rag.index.embedder import embedder_for
+    from rag.index.records import indexed_text
+    from rag.index.store import open_store
+    from rag.settings import get_settings
+
+    store = open_store(index_dir, create=False)
+    chunks = store.chunks(sorted(store.dense_ids()))
+    texts = [indexed_text(c.text, c.context) for c in chunks]
+    embedder = embedder_for(index_dir)
+    embedder.load()
+    lengths = {text: embedder.count_tokens(text) for text in texts}
+    loaded = time.perf_counter()
+    ordered = sorted(set(texts), key=lambda text: lengths[text])
+    batch = get_settings().embed_batch_size
+    for start in range(0, len(ordered), batch):
+        embedder.embed_batch(ordered[start : start + batch])
+    return {"texts": len(ordered), "start_and_load": loaded - started, "embed": time.perf_counter() - loaded}
+
+
+
 def project_hits(index_dir: Path, questions: list, k: int) -> list[int | None]:
     from rag.index.store import open_store
     from rag.retrieval.retriever import Retriever
@@ -189,13 +217,19 @@ def main() -> None:
     p.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
     p.add_argument("--runs", type=int, default=2, help="alternating runs of each pipeline (default 2)")
     p.add_argument("--extra", type=Path, help="a folder of more PDFs to ingest (speed only)")
-    p.add_argument("--variants", default="RAG_PARSE_AHEAD=false,RAG_EMBED_BACKEND=onnx,RAG_EMBED_BACKEND=torch",
-                   help="the project again with these settings (speed only; comma-separated; '' for none)")
+    p.add_argument("--real", type=Path, metavar="DIR", help="only the PDFs of DIR (speed only, no questions)")
+    p.add_argument("--variants", default=None,
+                   help="the project again with these settings (speed only; comma-separated; '' for none; default "
+                        "RAG_PARSE_AHEAD=false,RAG_EMBED_BACKEND=onnx,RAG_EMBED_BACKEND=torch, none with --real)")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--reference", nargs=2, type=Path, metavar=("CORPUS", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--floor", type=Path, metavar="INDEX", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.reference:
         print(json.dumps(reference_ingest(*args.reference)))
+        return
+    if args.floor:
+        print(json.dumps(embedding_floor(args.floor)))
         return
 
     from rag.index.embedder import OnnxEmbedder, get_embedder
@@ -204,13 +238,15 @@ def main() -> None:
     embedder = get_embedder()
     for variant in (OnnxEmbedder(), OnnxEmbedder(int8=True)):
         variant.model_file()  # exported (once per machine, as any first ingest would), not part of a timing
-    questions = load_questions(args.dataset)
+    if args.variants is None:
+        args.variants = "" if args.real else "RAG_PARSE_AHEAD=false,RAG_EMBED_BACKEND=onnx,RAG_EMBED_BACKEND=torch"
+    questions = [] if args.real else load_questions(args.dataset)
     variants = {"reference": None, "project": {}} | {
         f"project, {v}": dict([v.split("=", 1)]) for v in args.variants.split(",") if v}
     results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         corpus = Path(tmp) / "corpus"
-        files, pages = make_corpus(args.dataset, corpus, args.extra)
+        files, pages = make_corpus(None if args.real else args.dataset, corpus, args.real or args.extra)
         breakdown = []
         for run in range(args.runs):
             for name, env in variants.items():
@@ -223,10 +259,13 @@ def main() -> None:
                     seconds, rss, out = timed(ingest_command(corpus, out_dir), env)
                     results[name].append((seconds, rss, json.loads(out)["chunks"]))
         again = [timed(ingest_command(corpus, Path(tmp) / "project-0")) for _ in range(args.runs)]
+        floors = [timed([sys.executable, __file__, "--floor", str(Path(tmp) / "project-0")]) for _ in range(args.runs)]
         ranks = {"reference": reference_hits(Path(tmp) / "reference-0", questions, args.k),
-                 "project": project_hits(Path(tmp) / "project-0", questions, args.k)}
-    print(f"{files} files ({len(list((args.dataset / 'docs').glob('*.md')))} articles as .md and .pdf, "
-          f"{'plus ' + str(args.extra) + ', ' if args.extra else ''}{pages} PDF pages), {len(questions)} questions; "
+                 "project": project_hits(Path(tmp) / "project-0", questions, args.k)} if questions else {}
+    what = (f"the PDFs of {args.real}" if args.real else
+            f"{len(list((args.dataset / 'docs').glob('*.md')))} articles as .md and .pdf"
+            + (f", plus {args.extra}" if args.extra else ""))
+    print(f"{files} files ({what}, {pages} PDF pages), {len(questions)} questions; "
           f"project's embedding backend: {embedder.backend} ({embedder.name}); {args.runs} runs each, in turn; "
           "median shown")
     print(f"| pipeline (whole process) | seconds (runs) | files/s | chunks | chunks/s | peak RSS MB | hit@1 | hit@{args.k} |")
@@ -247,6 +286,11 @@ def main() -> None:
           f"{max(x[1] for x in again):.0f} | | |")
     print(f"speed-up: {medians['reference'] / medians['project']:.2f}x the reference's wall time; the unchanged re-run "
           f"spends {', '.join(str(u['seconds']) for u in unchanged)} s in ingest itself")
+    floor = [json.loads(out) | {"wall": wall} for wall, _, out in floors]
+    print(f"embedding floor (the project's model alone on its {floor[0]['texts']} distinct texts, whole process): "
+          + "; ".join(f"{f['wall']:.1f} s wall, of which start+load {f['start_and_load']:.1f}, embed {f['embed']:.1f}"
+                      for f in floor)
+          + f"; the whole ingest is {medians['project'] / statistics.median(f['wall'] for f in floor):.2f}x that")
     print("reference's own split of its time (s): " + "; ".join(
         f"start+load {b['start_and_load']:.1f}, parse {b['parse']:.1f}, embed {b['embed']:.1f}" for b in breakdown))
 

@@ -1,15 +1,19 @@
 """OCR benchmark: RapidOCR (shipped) against Tesseract (the classic engine, Debian's tesseract-ocr) on the same
-scanned pages, in one run.
+scanned pages, in one run; characters and words.
 
-    .venv/bin/python bench/ocr.py [--pages 6] [--dpi 200 300]
+    .venv/bin/python bench/ocr.py [--pages 6] [--dpi 150 200 300] [--margins 0 0.1]
 
-Pages: real text (paragraphs of the xquad-dev Wikipedia articles) typeset at 11 pt on A4 at 300 dpi, then made to
-look scanned (a 0.4 degree skew, a little blur and noise, JPEG at quality 70), saved by Pillow as an image-only
-PDF. Each engine reads each page as the loader sees it: the page drawn by PDFium at the given resolution.
-Character accuracy is 1 - (edit distance / length of the true text), both with their whitespace collapsed. Time is
-per page (median), model loading excluded, on this machine's 2 cores (onnxruntime and Tesseract each use both):
-wall clock, and CPU seconds (this process's threads, or the Tesseract child's), which other jobs sharing the cores
-disturb far less than the wall clock.
+Pages: real text (paragraphs of the xquad-dev Wikipedia articles) typeset at 11 pt on A4 (DejaVu Serif and DejaVu
+Sans in turn) at each scan resolution, saved by Pillow as an image-only PDF: "clean" as typeset, "degraded" made to
+look scanned (a 0.4 degree skew, a little blur and noise, JPEG at quality 70). Each engine reads each page as the
+loader does: the page drawn by PDFium at the loader's RENDER_DPI. RapidOCR runs once per ``--margins`` value (the
+margin of paper added around each line's crop, as a fraction of its height: 0 is the engine as it comes, the
+shipped value is ingest.loaders.ocr.CROP_MARGIN).
+Character accuracy is 1 - (edit distance / length of the true text), both with their whitespace collapsed; word
+accuracy is 1 - word error rate (edit distance over whitespace-separated words / number of true words), so a
+dropped space costs two words, as it does to keyword search. Time is per page (median), model loading excluded,
+on this machine's 2 cores (onnxruntime and Tesseract each use both): wall clock, and CPU seconds (this process's
+threads, or the Tesseract child's), which other jobs sharing the cores disturb far less than the wall clock.
 Tesseract rows appear only where the ``tesseract`` command is installed (``apt-get install tesseract-ocr``).
 """
 
@@ -22,7 +26,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -32,10 +35,11 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest.loaders.ocr import _engine, read_image  # noqa: E402
+import ingest.loaders.ocr as ocr  # noqa: E402
 
-DEFAULT_DOCS = Path(__file__).resolve().parent.parent.parent / "shared" / "eval" / "xquad-dev" / "docs"
-SERIF = Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf")
+DEFAULT_DOCS = Path(os.environ.get("RAG_XQUAD_DIR", Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+                                   / "xquad-dev")) / "docs"
+FONTS = [Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"), Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
 
 
 def page_texts(docs: Path, pages: int) -> list[str]:
@@ -52,20 +56,26 @@ def page_texts(docs: Path, pages: int) -> list[str]:
     return out
 
 
-def scanned_page(text: str, seed: int) -> Image.Image:
-    """The text typeset on an A4 page at 300 dpi, then skewed, blurred, speckled and JPEG-compressed."""
-    font = ImageFont.truetype(str(SERIF), 46) if SERIF.exists() else ImageFont.load_default(size=46)
-    page = Image.new("L", (2480, 3508), 255)
+def scanned_page(text: str, seed: int, dpi: int = 300, degraded: bool = True) -> Image.Image:
+    """The text typeset at 11 pt on an A4 page scanned at ``dpi``; if ``degraded``, skewed, blurred, speckled and
+    JPEG-compressed."""
+    scale = dpi / 300
+    font_file = FONTS[seed % len(FONTS)]
+    size = round(46 * scale)
+    font = ImageFont.truetype(str(font_file), size) if font_file.exists() else ImageFont.load_default(size=size)
+    page = Image.new("L", (round(2480 * scale), round(3508 * scale)), 255)
     draw = ImageDraw.Draw(page)
-    y = 250
+    y = 250 * scale
     for paragraph in text.split("\n"):
-        for line in textwrap.wrap(paragraph, width=78):
-            draw.text((250, y), line, font=font, fill=0)
-            y += 66
-        y += 40
+        for line in textwrap.wrap(paragraph, width=78 if seed % 2 == 0 else 72):
+            draw.text((250 * scale, y), line, font=font, fill=0)
+            y += 66 * scale
+        y += 40 * scale
+    if not degraded:
+        return page
     rng = random.Random(seed)
     page = page.rotate(rng.uniform(-0.4, 0.4), fillcolor=255, resample=Image.Resampling.BICUBIC)
-    page = page.filter(ImageFilter.GaussianBlur(0.8))
+    page = page.filter(ImageFilter.GaussianBlur(0.8 * scale))
     noise = np.random.default_rng(seed).normal(0, 12, (page.height, page.width))
     page = Image.fromarray(np.clip(np.asarray(page, dtype=float) + noise, 0, 255).astype(np.uint8))
     buffer = io.BytesIO()
@@ -73,11 +83,18 @@ def scanned_page(text: str, seed: int) -> Image.Image:
     return Image.open(buffer)
 
 
-def rendered(pdf: Path, dpi: int) -> list[Image.Image]:
+def as_pdf(pictures: list[Image.Image], dpi: int) -> bytes:
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, "PDF", save_all=True, append_images=pictures[1:], resolution=dpi)
+    return buffer.getvalue()
+
+
+def rendered(pdf: bytes) -> list[Image.Image]:
+    """The pages as the loader draws them for OCR."""
     import pypdfium2
 
-    document = pypdfium2.PdfDocument(str(pdf))
-    images = [document[i].render(scale=dpi / 72, grayscale=True).to_pil() for i in range(len(document))]
+    document = pypdfium2.PdfDocument(pdf)
+    images = [document[i].render(scale=ocr.RENDER_DPI / 72, grayscale=True).to_pil() for i in range(len(document))]
     document.close()
     return images
 
@@ -104,6 +121,15 @@ def accuracy(found: str, truth: str) -> float:
     return 1 - edit_distance(found, truth) / len(truth)
 
 
+def word_accuracy(found: str, truth: str) -> float:
+    """1 - word error rate: each distinct word becomes one character, then the same edit distance."""
+    codes: dict[str, str] = {}
+    def encode(words: list[str]) -> str:
+        return "".join(codes.setdefault(w, chr(0xF0000 + len(codes))) for w in words)
+    true_words = truth.split()
+    return 1 - edit_distance(encode(found.split()), encode(true_words)) / len(true_words)
+
+
 def tesseract(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
@@ -118,43 +144,51 @@ def cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def measure(name: str, read, images: list[Image.Image], truths: list[str]) -> tuple[str, float, float, float, float]:
-    scores, wall, cpu = [], [], []
+def measure(name: str, read, images: list[Image.Image], truths: list[str]) -> tuple:  # noqa: ANN001
+    chars, words, wall, cpu = [], [], [], []
     for image, truth in zip(images, truths, strict=True):
         started, started_cpu = time.perf_counter(), cpu_seconds()
         found = read(image)
         wall.append(time.perf_counter() - started)
         cpu.append(cpu_seconds() - started_cpu)
-        scores.append(accuracy(found, truth))
-    return name, float(np.mean(scores)), float(min(scores)), float(np.median(wall)), float(np.median(cpu))
+        chars.append(accuracy(found, truth))
+        words.append(word_accuracy(found, truth))
+    return (name, float(np.mean(chars)), float(np.mean(words)), float(min(words)), float(np.median(wall)),
+            float(np.median(cpu)))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--docs", type=Path, default=DEFAULT_DOCS)
     p.add_argument("--pages", type=int, default=6)
-    p.add_argument("--dpi", type=int, nargs="+", default=[200, 300])
+    p.add_argument("--dpi", type=int, nargs="+", default=[150, 200, 300], help="scan resolutions")
+    p.add_argument("--margins", type=float, nargs="+", default=[0.0, ocr.CROP_MARGIN],
+                   help="RapidOCR's crop margins to compare (0: the engine as it comes)")
     args = p.parse_args()
 
     truths = page_texts(args.docs, args.pages)
-    with tempfile.TemporaryDirectory() as tmp:
-        pdf = Path(tmp) / "scan.pdf"
-        pictures = [scanned_page(t, seed) for seed, t in enumerate(truths)]
-        pictures[0].save(pdf, save_all=True, append_images=pictures[1:], resolution=300)
-        engine = _engine()
-        read_image(pictures[0].crop((0, 0, 1200, 600)), engine)  # warm up: the first run builds onnxruntime's plans
-        rows = []
-        for dpi in args.dpi:
-            images = rendered(pdf, dpi)
-            rows.append(measure(f"shipped: RapidOCR (PP-OCRv4), {dpi} dpi", lambda im: read_image(im, engine),
-                                images, truths))
+    engine = ocr._engine()
+    ocr.read_image(scanned_page(truths[0], 0).crop((0, 0, 1200, 600)), engine)  # warm up onnxruntime's plans
+    rows = []
+    for dpi in args.dpi:
+        for degraded in (False, True):
+            pictures = [scanned_page(t, seed, dpi, degraded) for seed, t in enumerate(truths)]
+            images = rendered(as_pdf(pictures, dpi))
+            state = "degraded" if degraded else "clean"
+            for margin in args.margins:
+                ocr.CROP_MARGIN = margin
+                label = "as it comes" if margin == 0 else f"crop margin {margin:g}"
+                rows.append(measure(f"RapidOCR (PP-OCRv4), {label}, {dpi}-dpi scan, {state}",
+                                    lambda im: ocr.read_image(im, engine), images, truths))
             if shutil.which("tesseract"):
-                rows.append(measure(f"reference: Tesseract 5 (eng), {dpi} dpi", tesseract, images, truths))
-    print(f"{len(truths)} scanned pages, {sum(map(len, truths)) / len(truths):.0f} characters a page\n")
-    print("| engine | character accuracy, mean | worst page | wall s a page | CPU s a page |")
-    print("|---|---:|---:|---:|---:|")
-    for name, mean, worst, wall, cpu in rows:
-        print(f"| {name} | {mean:.4f} | {worst:.4f} | {wall:.2f} | {cpu:.2f} |")
+                rows.append(measure(f"reference: Tesseract 5 (eng), {dpi}-dpi scan, {state}", tesseract, images,
+                                    truths))
+    print(f"{len(truths)} scanned pages, {sum(map(len, truths)) / len(truths):.0f} characters a page, drawn at "
+          f"{ocr.RENDER_DPI} dpi\n")
+    print("| engine, scan | character accuracy | word accuracy | worst page, words | wall s a page | CPU s a page |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, chars, words, worst, wall, cpu in rows:
+        print(f"| {name} | {chars:.4f} | {words:.4f} | {worst:.4f} | {wall:.2f} | {cpu:.2f} |")
     if not shutil.which("tesseract"):
         print("\n(tesseract is not installed: apt-get install tesseract-ocr to measure the reference)")
     return 0

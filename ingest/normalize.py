@@ -17,6 +17,8 @@ _NEWLINES = {
     "\u000c": "\n\n",  # form feed (page break in text exports)
 }
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))  # soft hyphen, zero widths, BOM
+# Typographic ligatures (U+FB00-FB06: ﬀ ﬁ ﬂ ﬃ ﬄ ﬅ ﬆ) as their letters: a PDF's "ﬁrst" is the word "first".
+_LIGATURES = {0xFB00: "ff", 0xFB01: "fi", 0xFB02: "fl", 0xFB03: "ffi", 0xFB04: "ffl", 0xFB05: "st", 0xFB06: "st"}
 _SPACES = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 _SOFT_HYPHEN_BREAK = re.compile("\u00ad[ \t]*\n[ \t]*")  # a typesetter's break inside a word: always joined
 # "exam-\nple"; never "Jean-\nPaul". Matched from a word's start only ((?<!\w)): tried from every letter of a long
@@ -52,7 +54,7 @@ def _clean(text: str) -> str:
     for old, new in _NEWLINES.items():
         text = text.replace(old, new)
     text = _SOFT_HYPHEN_BREAK.sub("", text)
-    text = text.translate(_INVISIBLE)
+    text = text.translate(_INVISIBLE).translate(_LIGATURES)
     text = _SPACES.sub(" ", text)
     text = _TRAILING.sub("\n", text)
     return _LEADING.sub("\n", text)

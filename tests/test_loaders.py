@@ -122,3 +122,27 @@ def test_markdown_sections_keep_nearest_heading_and_offsets() -> None:
     assert "# not a heading" in records[1].text
     for record in records:
         assert text[record.offset : record.offset + len(record.text)] == record.text
+
+
+def test_pdf_text_layer_read_by_pdfium_mends_ligatures_and_hyphenation_and_keeps_page_numbers(tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    from ingest.loaders.pdf import pdfium_text
+
+    font = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # a font with the ligature glyphs
+    pdf = FPDF()
+    pdf.add_font("sans", fname=str(font))
+    pdf.set_font("sans", size=12)
+    pdf.add_page()  # explicit line breaks: "exam-" ends a line, as a typesetter's hyphenation leaves it
+    pdf.multi_cell(0, 8, "The \ufb01rst \ufb02ight is an exam-\nple of con-\nstruction by mean-\npooling.")
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "A second example of construction.")
+    path = tmp_path / "ligatures.pdf"
+    pdf.output(str(path))
+
+    assert [bool(text.strip()) for text in pdfium_text(path.read_bytes())] == [True, True], "PDFium reads both pages"
+    doc = load_document(path)
+    assert [(r.page, r.text) for r in doc.records] == [
+        (1, "The first flight is an example of construction by mean-pooling."),
+        (2, "A second example of construction."),
+    ]
