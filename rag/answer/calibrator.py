@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rag.answer.features import Features
+from rag.errors import RagError
 
 CALIBRATORS = Path(__file__).resolve().parent / "calibrators"
 FORMAT = 1
@@ -57,7 +58,7 @@ REASONS: dict[str, tuple[str, str]] = {
 FALLBACK_REASON = "the answer could not be confirmed from your documents"
 
 
-class CalibratorError(ValueError):
+class CalibratorError(RagError, ValueError):
     """A calibrator file that cannot be read (wrong format version, missing arrays)."""
 
 
