@@ -83,8 +83,15 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     time.sleep(1)
     page.screenshot(path=str(ARTIFACTS / "browser-3b-page.png"), full_page=True)
 
-    sidebar.locator('[class*="st-key-ask-delete-aurora-report"] button').first.click()  # it asks first
-    page.locator('[class*="st-key-delete-aurora-report"] button').first.click()
+    confirm = page.locator('[class*="st-key-delete-aurora-report"] button').first
+    for _ in range(3):  # a popover opened just as a run redraws the sidebar closes again: open it once more
+        sidebar.locator('[class*="st-key-ask-delete-aurora-report"] button').first.click()  # it asks first
+        try:
+            confirm.wait_for(state="visible", timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            page.screenshot(path=str(ARTIFACTS / "browser-3c-delete-not-asked.png"), full_page=True)
+    confirm.click()
     sidebar.get_by_text("0 document(s), 0 passages").wait_for()
     # Streamlit keeps stale elements on screen for a moment during a rerun: wait for the row to go.
     sidebar.get_by_text("aurora-report.pdf", exact=True).wait_for(state="detached", timeout=30_000)
