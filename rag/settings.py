@@ -90,7 +90,7 @@ class StoreSettings(BaseModel):
 class RetrievalSettings(BaseModel):
     """Finding passages: the one bound on how many (``top_k``) serves every command's ``-k`` too."""
 
-    top_k: int = Field(5, ge=1, le=50)
+    top_k: int = Field(5, ge=1, le=500)  # passages per answer; the same bound for every command's -k (search lists more)
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
     fusion: Literal["rrf", "convex"] = "convex"
     dense_weight: float = Field(1.0, ge=0.0)

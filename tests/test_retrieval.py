@@ -213,7 +213,7 @@ def test_command_line_overrides_are_validated_like_settings(tmp_path: Path, run_
              ("rag.ask", ["q", "-k", "0"], "top_k: Input should be greater than or equal to 1"),
              ("rag.eval", [str(tmp_path), "-k", "0"], "top_k: Input should be greater than or equal to 1"),
              ("rag.search", ["q", "-k", "0"], "top_k: Input should be greater than or equal to 1"),
-             ("rag.search", ["q", "-k", "51"], "top_k: Input should be less than or equal to 50"),
+             ("rag.search", ["q", "-k", "501"], "top_k: Input should be less than or equal to 500"),
              ("rag.agent", ["q", "--max-steps", "0"], "agent_max_steps: Input should be greater than or equal to 1")]
     for module, args, reason in cases:
         result = run_cli(module, *args, "--index", index)

@@ -41,7 +41,7 @@ def test_a_changed_setting_is_validated_against_the_declared_limits() -> None:
     base = Settings()
     assert base.changed(top_k=7).top_k == 7 and base.top_k == 5, "a copy; the original is untouched"
     low, high = bounds("top_k")
-    assert (low, high) == (1, 50)
+    assert (low, high) == (1, 500)
     with pytest.raises(ValidationError):
         base.changed(top_k=int(high) + 1)
     with pytest.raises(ValidationError):
