@@ -128,7 +128,7 @@ def test_a_cited_pdf_page_can_be_shown_until_its_file_changes(tmp_path: Path, st
 
 @pytest.mark.parametrize("shared", [True, False], ids=["another-session-same-store", "another-process-handle"])
 def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_failed(
-    store: Store, embedder, shared: bool
+    store: Store, embedder, shared: bool, store_factory
 ) -> None:
     """Another writer holds the lock for longer than ``write_wait_seconds``: the upload reports that it waits, then
     fails with the reason, keeps no file and stores nothing. The writer is another thread on the same ``Store`` (the
@@ -138,7 +138,8 @@ def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_faile
     from ingest.report import Progress
 
     library = Library(store, settings=Settings(index_dir=store.dir, write_wait_seconds=1.0))
-    other = store if shared else Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+    # another handle on the same index, of the backend under test (the factory closes it)
+    other = store if shared else store_factory(store.dir, embed_model=embedder.name, dim=embedder.dim)
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -155,8 +156,6 @@ def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_faile
     finally:
         release.set()
         thread.join()
-        if not shared:
-            other.close()
     assert [e.stage for e in events] == ["waiting"] and "another ingest" in events[0].message
     [failure] = report.failed
     assert failure.path == "notes.txt" and "busy" in failure.error and failure.type == "StoreError"

@@ -100,6 +100,7 @@ class MilvusStore(MilvusWriter):
         self._snapshot_cache: _Snapshot | None = None
         self._df_cache: tuple[int, dict[str, int]] = (-1, {})
         self._writing = 0
+        self._local_writer = threading.Lock()  # one writing thread per process; the lease covers the others
         self._renewer: threading.Thread | None = None
         self._renewing = threading.Event()
         self._client = self._call("connecting", self._connect, token)

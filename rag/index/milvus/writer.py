@@ -64,6 +64,9 @@ def _new_id() -> int:
 class MilvusWriter:
     """The writing half of ``MilvusStore`` (which it is mixed into): the lease, versioned swaps, removal."""
 
+    _local_writer = threading.Lock()  # replaced per store in MilvusStore.__init__
+    _writer_thread: int | None = None
+
     # provided by MilvusStore: the connection, its collections and the reading half
     _call: Any
     _query: Any
@@ -115,8 +118,10 @@ class MilvusWriter:
 
     @contextmanager
     def writer(self, timeout: float = 600) -> Iterator[MilvusStore]:
-        """Hold the index's writer lease (``StoreError`` when another writer keeps it longer than ``timeout``)."""
-        if self._writing:
+        """Hold the index's writer lease (``StoreError`` when another writer keeps it longer than ``timeout``).
+        Re-entrant in the thread that holds it; another thread of this process waits for it, as another process
+        does (the page shares one store between its sessions)."""
+        if self._writing and self._writer_thread == threading.get_ident():
             self._writing += 1
             try:
                 yield self
@@ -124,6 +129,15 @@ class MilvusWriter:
                 self._writing -= 1
             return
         deadline = time.monotonic() + timeout
+        if not self._local_writer.acquire(timeout=max(timeout, 0.0)):
+            raise StoreError(f"the index {self.prefix} on the Milvus server at {self.uri} is busy: another session "
+                             f"of this process is writing to it; try again when it is done (waited {timeout:g} s)")
+        try:
+            yield from self._leased(deadline, timeout)
+        finally:
+            self._local_writer.release()
+
+    def _leased(self, deadline: float, timeout: float) -> Iterator[MilvusStore]:
         while not self._try_lease():
             if time.monotonic() >= deadline:
                 holder = self._lease() or {}
@@ -137,13 +151,13 @@ class MilvusWriter:
         self._renewing.clear()
         self._renewer = threading.Thread(target=self._renew, name="milvus-lease", daemon=True)
         self._renewer.start()
-        self._writing = 1
+        self._writing, self._writer_thread = 1, threading.get_ident()
         try:
             self._finish_interrupted_writes()
             self._sweep_retired()
-            yield self
+            yield self  # type: ignore[misc]
         finally:
-            self._writing = 0
+            self._writing, self._writer_thread = 0, None
             self._stop_renewing()
             try:
                 if (self._lease() or {}).get("owner") == self._owner:
