@@ -34,6 +34,10 @@ class Backend(Protocol):
         """Fail unless the backend's search structures hold exactly the rows it stores."""
         ...
 
+    def cli_env(self) -> dict[str, str]:
+        """The environment a command in a child process needs to open this backend's index for the same folder."""
+        ...
+
 
 def keyword_index_matches_the_rows(db: sqlite3.Connection) -> bool:
     """FTS5's integrity check, against the chunk rows too (rank 1, for an external-content table): it raises on a
@@ -49,6 +53,9 @@ class Embedded:
     """FAISS + SQLite in one folder: ``rag.index.store.Store``."""
 
     name = "embedded"
+
+    def cli_env(self) -> dict[str, str]:
+        return {"RAG_STORE": "embedded"}
 
     def open(self, folder: Path, *, embed_model: str, dim: int, merge_often: bool = False) -> Index:
         return Store(folder, embed_model=embed_model, dim=dim, policy=MERGE_OFTEN if merge_often else None)
@@ -68,6 +75,9 @@ class Milvus:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+
+    def cli_env(self) -> dict[str, str]:
+        return {"RAG_STORE": "milvus", "RAG_MILVUS_URI": self.uri}
 
     def open(self, folder: Path, *, embed_model: str, dim: int, merge_often: bool = False) -> Index:
         return MilvusStore(folder, uri=self.uri, embed_model=embed_model, dim=dim)  # no merge step to hurry
@@ -149,6 +159,10 @@ class StoreFactory:
 
     def assert_consistent(self, store: Index) -> None:
         self.backend.assert_consistent(store)
+
+    def cli_env(self) -> dict[str, str]:
+        """What ``run_cli`` passes for a command to open the same index as this factory's."""
+        return self.backend.cli_env()
 
     def close_all(self) -> None:
         for store in self._opened:

@@ -163,7 +163,7 @@ def test_an_upload_while_another_session_ingests_says_it_waits_then_why_it_faile
 
 
 def test_delete_and_reindex_while_another_session_ingests_fail_with_the_reason_and_change_nothing(
-    store: Store, embedder
+    store: Store, embedder, store_factory
 ) -> None:
     """As the upload above: a second handle holds the writer's lock past ``write_wait_seconds``. Deleting raises the
     store's readable "busy" error (the sidebar shows it) and re-indexing reports each file as failed; the document,
@@ -175,7 +175,7 @@ def test_delete_and_reindex_while_another_session_ingests_fail_with_the_reason_a
     library = Library(store, settings=Settings(index_dir=store.dir, write_wait_seconds=1.0))
     library.add([Upload("notes.txt", b"The ferry leaves at seven.")])
     [doc] = store.documents()
-    other = Store(store.dir, embed_model=embedder.name, dim=embedder.dim)
+    other = store_factory(store.dir, embed_model=embedder.name, dim=embedder.dim)
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:

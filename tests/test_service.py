@@ -45,7 +45,7 @@ def test_list_search_and_delete_round_trip(tmp_path: Path, store: Store) -> None
 
 @pytest.mark.parametrize("via", ["page", "command", "command-by-path"])
 def test_deleting_documents_does_the_same_through_the_page_and_the_command(
-    tmp_path: Path, store: Store, run_cli, via: str
+    tmp_path: Path, store: Store, store_factory, run_cli, via: str
 ) -> None:
     """The sidebar's Delete button calls ``Service.delete``; ``python -m ingest --remove`` names documents by label or
     by their file's path. Either way the uploaded document leaves the index with its copy in the upload folder, and
@@ -59,7 +59,8 @@ def test_deleting_documents_does_the_same_through_the_page_and_the_command(
     else:
         if via == "command-by-path":
             names = [str(uploads / "notes.txt"), str(docs / "ferry.md")]
-        result = run_cli("ingest", "--remove", *names, "--index", str(store.dir), "--json")
+        result = run_cli("ingest", "--remove", *names, "--index", str(store.dir), "--json",
+                         env=store_factory.cli_env())
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
         assert (report["removed"], report["failed"], report["added"], report["chunks"]) == (2, [], 0, 0)
@@ -68,10 +69,13 @@ def test_deleting_documents_does_the_same_through_the_page_and_the_command(
     assert (docs / "ferry.md").is_file(), "a file ingested where it lies is not the library's to delete"
 
 
-def test_a_name_not_in_the_index_fails_alone_and_deletes_no_file(tmp_path: Path, store: Store, run_cli) -> None:
+def test_a_name_not_in_the_index_fails_alone_and_deletes_no_file(
+    tmp_path: Path, store: Store, store_factory, run_cli
+) -> None:
     service, _ = a_library(tmp_path, store)
     (tmp_path / "uploads" / "stray.txt").write_text("In the upload folder, never ingested.")
-    result = run_cli("ingest", "--remove", "stray.txt", "cats.txt", "--index", str(store.dir), "--json")
+    result = run_cli("ingest", "--remove", "stray.txt", "cats.txt", "--index", str(store.dir), "--json",
+                     env=store_factory.cli_env())
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     assert report["removed"] == 1 and [f["path"] for f in report["failed"]] == ["stray.txt"]
