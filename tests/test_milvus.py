@@ -145,3 +145,51 @@ def test_three_writers_and_a_reader_at_once(tmp_path: Path, milvus_server: Milvu
     assert stored == {path: v for path, v in expected.items() if v is not None}
     Milvus(milvus_server.uri).assert_consistent(store)
     store.close()
+
+
+def test_the_api_on_milvus_reports_the_server_and_survives_it_stopping(tmp_path: Path) -> None:
+    """``python -m rag.api`` with ``RAG_STORE=milvus``: ``/health`` names the store and its server; with the server
+    gone, ``/health`` still answers (degraded, the reason naming the server) and searches fail with a 503 that names
+    it, never a 500 or a hang; once the server is back the same API process answers again."""
+    import httpx
+
+    from tests.fixtures_api import serve_api
+
+    server = MilvusServer(f"http://127.0.0.1:{free_port()}", 0, tmp_path / "data", LOG_DIR / "milvus-api.log")
+    server.port = int(server.uri.rsplit(":", 1)[1])
+    server.log_path.parent.mkdir(exist_ok=True)
+    server.start()
+    try:
+        with serve_api(tmp_path, RAG_STORE="milvus", RAG_MILVUS_URI=server.uri, RAG_MILVUS_TIMEOUT="3") as api, \
+                api.client() as c:
+            added = c.post("/v1/documents", files=[("files", ("bees.txt", b"Honey bees dance to show where "
+                                                                           b"flowers are.", "text/plain"))])
+            assert added.status_code == 200, added.text
+            health = api.health()
+            assert health["status"] == "ok", health
+            assert (health["index"]["store"], health["index"]["milvus_uri"]) == ("milvus", server.uri)
+            assert (health["index"]["documents"], health["index"]["chunks"]) == (1, 1)
+
+            server.stop()
+            started = time.monotonic()
+            health = c.get("/health")
+            assert health.status_code == 200
+            down = health.json()
+            assert down["status"] == "degraded" and down["index"]["ok"] is False
+            assert server.uri in down["index"]["detail"] and down["index"]["documents"] is None
+            search = c.post("/v1/search", json={"query": "How do bees show the way?", "k": 1})
+            assert search.status_code == 503, search.text
+            error = search.json()["error"]
+            assert error["code"] == "index_unavailable" and server.uri in error["message"]
+            assert time.monotonic() - started < 60, "each request fails within the Milvus timeout"
+
+            server.start()
+            deadline = time.monotonic() + 60
+            while api.health()["status"] != "ok" and time.monotonic() < deadline:
+                time.sleep(1)
+            assert api.health()["index"]["documents"] == 1
+            rows = c.post("/v1/search", json={"query": "How do bees show the way?", "k": 1}).json()
+            assert rows[0]["source"] == "bees.txt"
+            assert isinstance(httpx.get(f"{api.url}/openapi.json").json(), dict)
+    finally:
+        server.stop()

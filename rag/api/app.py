@@ -12,6 +12,7 @@ from rag.api import completions, documents
 from rag.api.errors import ErrorBody, install_error_handlers
 from rag.api.guards import BodyLimit, KeyGuard
 from rag.api.state import ServerState, state
+from rag.errors import RagError
 from rag.settings import Settings
 
 # Every route may answer these (the guards and the queue stand before all of them); each route adds its own.
@@ -30,8 +31,12 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 
 class IndexHealth(BaseModel):
     dir: str
-    documents: int
-    chunks: int
+    store: str  # "embedded" (FAISS + SQLite in ``dir``) or "milvus"
+    milvus_uri: str | None  # the Milvus server, when the store is Milvus
+    ok: bool  # False when the store cannot be read (a Milvus server down): ``detail`` says why
+    detail: str
+    documents: int | None
+    chunks: int | None
 
 
 class ModelHealth(BaseModel):
@@ -49,7 +54,7 @@ class QueueHealth(BaseModel):
 
 
 class Health(BaseModel):
-    status: str  # "ok", or "degraded" when the chat model cannot answer
+    status: str  # "ok", or "degraded" when the chat model cannot answer or the index cannot be read
     index: IndexHealth
     model: ModelHealth
     queue: QueueHealth
@@ -85,14 +90,25 @@ def create_app(settings: Settings, server: ServerState | None = None) -> FastAPI
     return app
 
 
+def index_health(server: ServerState) -> IndexHealth:
+    """The index's counts, or why it cannot be read (the store's own error names the server)."""
+    s = server.settings
+    where = {"dir": str(s.index_dir), "store": s.store, "milvus_uri": s.milvus_uri if s.store == "milvus" else None}
+    try:
+        docs = server.service.documents()
+    except RagError as exc:
+        return IndexHealth(**where, ok=False, detail=str(exc), documents=None, chunks=None)
+    return IndexHealth(**where, ok=True, detail="", documents=len(docs), chunks=sum(d.chunks for d in docs))
+
+
 def health_of(server: ServerState, auth: bool) -> Health:
-    docs = server.service.documents()
+    index = index_health(server)
     llm = server.llm
     ok, detail = llm.health()
     gate = server.answers.state()
     return Health(
-        status="ok" if ok else "degraded",
-        index=IndexHealth(dir=str(server.settings.index_dir), documents=len(docs), chunks=sum(d.chunks for d in docs)),
+        status="ok" if ok and index.ok else "degraded",
+        index=index,
         model=ModelHealth(backend=llm.backend, model=llm.model, ok=ok, detail=detail),
         queue=QueueHealth(running=gate.running, waiting=gate.waiting, capacity=gate.capacity,
                           cancelled=gate.cancelled),

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from rag.errors import RagError
+from rag.errors import RagError, StoreError
 
 log = logging.getLogger("rag.api")
 
@@ -89,6 +89,11 @@ def install_error_handlers(app: FastAPI) -> None:
         message = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
         return error_response(exc.status_code, message, codes.get(exc.status_code),
                               headers=dict(exc.headers or {}))
+
+    @app.exception_handler(StoreError)
+    async def index_unavailable(_: Request, exc: StoreError) -> JSONResponse:
+        """The index cannot be read (a Milvus server down: the message names it); the next request tries again."""
+        return error_response(503, f"the index is unavailable: {exc}", "index_unavailable")
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
