@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
         say("no passages: the index is empty")
     for row in rows:
         text = str(row["text"])
-        print(f"[{row['rank']}] {row['score']:.3f}  {source_label(str(row['source']), row['page'], row['kind'])}")  # type: ignore[arg-type]
+        where = source_label(str(row["source"]), row["page"], row["kind"], row["section"])  # type: ignore[arg-type]
+        print(f"[{row['rank']}] {row['score']:.3f}  {where}")
         print("    " + text[:300].replace("\n", " ") + ("…" if len(text) > 300 else ""))
     return 0
 

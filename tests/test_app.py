@@ -373,6 +373,28 @@ def test_an_agent_trace_and_a_crafted_file_name_render_as_text(app_env: Path) ->
         assert "](" not in text, f"an image or link would render: {text!r}"
 
 
+def test_passages_of_one_file_are_told_apart_by_their_heading_on_the_page_and_in_the_export(app_env: Path) -> None:
+    """Two passages of one guide used to read "[1] guide.md", "[2] guide.md": the label adds the heading each sits
+    under (and the page of a PDF), the same rule the export and ``rag.search`` use."""
+    from rag.conversations.export import to_markdown
+    from rag.conversations.store import Conversation
+
+    at = start()
+    answer = {"answer": "Green tea steeps 2 minutes [1]; black tea 4 [2].", "refused": False, "verified": True,
+              "citations": [{"n": 1, "source": "guide.md", "section": "Green tea", "cited": True,
+                             "text": "Steep green tea for 2 minutes.", "support": "Steep green tea for 2 minutes."},
+                            {"n": 2, "source": "guide.md", "section": "Black tea", "cited": True,
+                             "text": "Steep black tea for 4 minutes.", "support": "Steep black tea for 4 minutes."},
+                            {"n": 3, "source": "handbook.pdf", "page": 2, "kind": "pdf", "section": "Opening hours",
+                             "cited": False, "text": "Open 10:00 to 17:00.", "support": ""}]}
+    reply = show_stored_answer(at, "How long do green and black tea steep?", answer)
+    assert [e.label for e in reply.expander] == ["[1] guide.md › Green tea", "[2] guide.md › Black tea",
+                                                 "[3] handbook.pdf, page 2 › Opening hours"]
+    exported = to_markdown(Conversation(title="Tea", messages=at.session_state["messages"]))
+    assert "guide.md › Green tea" in exported and "guide.md › Black tea" in exported
+    assert "handbook.pdf, page 2 › Opening hours" in exported
+
+
 def test_the_page_leads_with_the_documents_and_keeps_its_choices_across_a_reload(app_env: Path) -> None:
     at = start()
     assert at.sidebar.header[0].value == "Your documents", "the reader's documents come first"

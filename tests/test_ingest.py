@@ -217,7 +217,7 @@ def test_cli_bad_input_folder(tmp_path: Path, run_cli) -> None:
     search = run_cli("rag.search", "vault code", "-k", "2", "--index", str(index), "--json")
     hits = json.loads(search.stdout)
     assert search.returncode == 0 and len(hits) == 2
-    assert set(hits[0]) == {"rank", "score", "source", "page", "chunk_id", "text", "kind"}  # kind: names pages or slides
+    assert set(hits[0]) == {"rank", "score", "source", "page", "chunk_id", "text", "kind", "section"}
     assert (hits[0]["rank"], hits[0]["source"], hits[0]["page"]) == (1, "kept.txt", None)
     pdf_hit = json.loads(run_cli("rag.search", "capital of Freedonia", "-k", "1", "--index", str(index), "--json").stdout)
     assert (pdf_hit[0]["source"], pdf_hit[0]["page"]) == ("good.pdf", 2)

@@ -31,7 +31,7 @@ def test_list_search_and_delete_round_trip(tmp_path: Path, store: Store) -> None
     assert [(d.name, d.chunks) for d in service.documents()] == [("cats.txt", 1), ("ferry.md", 1), ("notes.txt", 1)]
 
     rows = service.search("What is the cat called?", 2)
-    assert [set(row) for row in rows] == [{"rank", "score", "source", "page", "chunk_id", "text", "kind"}] * 2
+    assert [set(row) for row in rows] == [{"rank", "score", "source", "page", "chunk_id", "text", "kind", "section"}] * 2
     assert (rows[0]["rank"], rows[0]["source"], rows[0]["page"]) == (1, "cats.txt", None)
     assert "Biscuit" in str(rows[0]["text"])
 

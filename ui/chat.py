@@ -10,7 +10,7 @@ import streamlit as st
 from rag.answer.answerer import Answer, Delta, Finished, Retrieved
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult, Citation, Step
-from rag.answer.result import source_label as source_label_of
+from rag.answer.result import source_label
 from rag.answer.safe_markdown import answer_markdown, text_markdown
 from rag.llm import LLM
 from rag.service import Service
@@ -36,8 +36,9 @@ NOTE_ICONS = {"withheld": ":material/report:", "not_found": ":material/search_of
               "unconfirmed": ":material/report:", "check": ":material/report:", "verified": ":material/verified:"}
 
 
-def source_label(citation: Citation) -> str:
-    """``[1] report.pdf, page 2``: the file's label shows as written (a crafted name renders no link or image)."""
+def citation_label(citation: Citation) -> str:
+    """``[1] report.pdf, page 2 › Results``: the file's label shows as written (a crafted name renders no link or
+    image)."""
     return f"[{citation.n}] {text_markdown(citation.where)}"
 
 
@@ -77,7 +78,7 @@ def render_answer(message: dict, library: Service, *, status_on_screen: bool = F
         for i, c in enumerate(citations):
             if cited and not c.cited and (i == 0 or citations[i - 1].cited):
                 st.caption("Also given to the model, not cited")  # an answer its cited passages do not confirm
-            with st.expander(source_label(c)):
+            with st.expander(citation_label(c)):
                 st.markdown(highlight(c.text, c.support))
                 if c.page and c.kind == "pdf":
                     show_page(library, c, key=f"page-{message.get('id', id(message))}-{c.n}")
@@ -144,7 +145,7 @@ def answer_question(question: str, settings: Settings, library: Service, asked: 
 def reading_label(retrieved: Retrieved, settings: Settings) -> str:
     """What the model is given, in words: "Reading 3 passages of tea-guide.md and report.pdf (page 2)…"."""
     hits = retrieved.hits[: settings.top_k]
-    where = list(dict.fromkeys(source_label_of(h.chunk.source, h.chunk.page, h.chunk.kind) for h in hits))
+    where = list(dict.fromkeys(source_label(h.chunk.source, h.chunk.page, h.chunk.kind) for h in hits))
     files = ", ".join(where[:3]) + (f" and {plural(len(where) - 3, 'more')}" if len(where) > 3 else "")
     return f"Reading {plural(len(hits), 'passage')} of {text_markdown(files)}…"
 
@@ -175,7 +176,8 @@ def run_answer(question: str, history: list, settings: Settings, library: Servic
         status.update(label=reading_label(retrieved, settings))
         with status:  # the sources, as soon as they are known
             for hit in retrieved.hits[: settings.top_k]:
-                st.caption(text_markdown(source_label_of(hit.chunk.source, hit.chunk.page, hit.chunk.kind)))
+                c = hit.chunk
+                st.caption(text_markdown(source_label(c.source, c.page, c.kind, c.section)))
         shown_at = 0.0
         for _ in deltas():
             shown.markdown(answer_markdown(message["content"]))

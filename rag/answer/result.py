@@ -26,10 +26,21 @@ def page_unit(kind: str | None) -> str:
     return "slide" if kind == "pptx" else "page"
 
 
-def source_label(source: str, page: int | None = None, kind: str | None = None) -> str:
-    """``report.pdf, page 2``, ``deck.pptx, slide 3``, or the bare label when the document has no pages. The one
-    rule for the prompt, the command line, the page and the export."""
-    return f"{source}, {page_unit(kind)} {page}" if page else source
+SECTION_CHARS = 60  # a longer heading is cut at a word, with an ellipsis
+
+
+def source_label(source: str, page: int | None = None, kind: str | None = None, section: str | None = None) -> str:
+    """``report.pdf, page 2``, ``deck.pptx, slide 3``, or the bare label when the document has no pages; with the
+    heading the passage sits under, ``guide.md › Green tea``, so that passages of one file tell apart. The one rule
+    for the prompt (which names no section: the model's input stays as measured), the command line, the page and
+    the export."""
+    label = f"{source}, {page_unit(kind)} {page}" if page else source
+    if section and section.strip():
+        heading = " ".join(section.split())
+        if len(heading) > SECTION_CHARS:
+            heading = heading[:SECTION_CHARS].rsplit(" ", 1)[0] + "…"
+        label += f" › {heading}"
+    return label
 
 
 def kind_of(source: str) -> str | None:
@@ -55,8 +66,8 @@ class Citation(BaseModel):
 
     @property
     def where(self) -> str:
-        """``report.pdf, page 2`` (``source_label``)."""
-        return source_label(self.source, self.page, self.kind)
+        """``report.pdf, page 2 › Results`` (``source_label``)."""
+        return source_label(self.source, self.page, self.kind, self.section)
 
 
 class Step(BaseModel):

@@ -80,7 +80,8 @@ class SearchRow(BaseModel):
     page: int | None
     chunk_id: int
     text: str
-    kind: str | None = None
+    kind: str | None = None  # the document's kind (pdf, pptx, ...): names its pages or slides
+    section: str | None = None  # the heading the passage sits under, when the document has one
 
 
 def document_row(d: DocumentInfo) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class Hit:
             "chunk_id": self.chunk.id,
             "text": self.chunk.text,
             "kind": self.chunk.kind,
+            "section": self.chunk.section,
         }
 
 
