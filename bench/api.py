@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,10 +43,10 @@ from rag.answer.answerer import Delta, Finished  # noqa: E402
 from rag.llm import LLM, get_llm  # noqa: E402
 from rag.service import Service  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from tests.fixtures_api import ApiServer, serve_api  # noqa: E402 - the API as the tests start it
 
 SAMPLE = ROOT / "data" / "sample"
 QUESTIONS = [q["question"] for q in json.loads((SAMPLE / "questions.json").read_text())]
-KEY = "bench-" + secrets.token_hex(8)
 
 
 @dataclass
@@ -128,46 +126,6 @@ def ask_api(client: httpx.Client, model: str, question: str, deadline_s: float =
             return Timing(first if first is not None else last, last, retries)
 
 
-class ApiServer:
-    """``python -m rag.api`` on a free loopback port, on the bench's index and model."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        from tests.fixtures_llm import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "rag.api", "--port", str(self.port), "--log-level", "warning"],
-                cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the API server exited; see {log}")
-            try:
-                if httpx.get(f"{self.url}/openapi.json", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        raise SystemExit(f"the API server did not start; see {log}")
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=1800)
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        from tests.fixtures_llm import stop_process_group
-
-        stop_process_group(self.process, grace_s=10)
-
-
 def overhead(backend: str, service: Service, llm: LLM, api: ApiServer, model: str, rounds: int) -> list[Row]:
     """Each question on both sides in turns, after one untimed ask on each."""
     local: list[Timing] = []
@@ -236,9 +194,8 @@ def run_backend(backend: str, env: dict[str, str], args: argparse.Namespace, wor
         report = service.add([SAMPLE])
         print(f"indexed {len(report.added)} sample files", file=sys.stderr)
     llm = get_llm(settings)  # loaded once, as the page and the API server keep theirs
-    api = ApiServer({**env, "RAG_API_KEYS": KEY}, work / f"api-{backend}.log")
-    try:
-        model = "rag"
+    folder = Path(env["RAG_INDEX_DIR"]).parent
+    with serve_api(folder, **env) as api:
         with api.client() as c:
             model = c.get("/v1/models").json()["data"][0]["id"]
         print(f"{backend}: overhead ({args.rounds} rounds of {len(QUESTIONS)} questions) ...", file=sys.stderr)
@@ -246,10 +203,8 @@ def run_backend(backend: str, env: dict[str, str], args: argparse.Namespace, wor
         for n in args.clients:
             print(f"{backend}: {n} clients x {args.per_client} ...", file=sys.stderr)
             rows.append(clients(backend, api, model, n, args.per_client))
-        return rows
-    finally:
-        api.stop()
-        service.close()
+    service.close()
+    return rows
 
 
 def table(rows: list[Row]) -> str:
@@ -285,9 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.no_embedded:
             env = {"RAG_INDEX_DIR": str(work / "embedded" / "index"), "RAG_LLM": "embedded",
-                   "RAG_API_CONCURRENCY": "1", "RAG_API_QUEUE": "8"}
-            if args.model:
-                env["RAG_EMBEDDED_MODEL"] = args.model
+                   "RAG_API_CONCURRENCY": "1", "RAG_API_QUEUE": "8",
+                   "RAG_EMBEDDED_MODEL": args.model or Settings().embedded_model}
             rows += run_backend("embedded", env, args, work)
         if args.start_vllm or args.vllm_url:
             if args.start_vllm:
