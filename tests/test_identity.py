@@ -237,3 +237,16 @@ def test_an_index_of_the_previous_release_reingests_without_duplicates(
         assert old._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
     removed, failed = Ingestor(old, embedder=embedder).remove([str(docs / "bees.txt")])
     assert removed and not failed and [d.name for d in old.documents()] == ["trains.txt"]
+
+
+def test_the_same_bytes_uploaded_twice_in_one_go_are_one_document_and_one_file(tmp_path: Path, store) -> None:
+    from rag.service.library import Library, Upload
+    from rag.settings import Settings
+
+    library = Library(store, settings=Settings(index_dir=store.dir))
+    text = b"Alpha text about apples and the orchard by the river."
+    report = library.add([Upload("a.txt", text), Upload("copy.txt", text)])
+    assert report.added == ["a.txt"] and report.unchanged == ["copy.txt"] and not report.failed
+    assert [(n.path, n.note) for n in report.notes] == [("copy.txt", "same content as a.txt: indexed once")]
+    assert [d.name for d in library.documents()] == ["a.txt"]
+    assert sorted(p.name for p in library.folder.iterdir()) == ["a.txt"], "the copy that is no document is not kept"
