@@ -27,6 +27,7 @@ from ingest.split import Chunk
 from rag.errors import EmbeddingError, StoreError
 from rag.index.base import Index
 from rag.index.embedder import Embedder, embedder_for
+from rag.index.identity import Mount, document_key, host_id, mount_table
 from rag.index.records import NewChunk, indexed_text, sha256_text
 from rag.settings import Settings, get_settings
 
@@ -51,8 +52,9 @@ def recipe(settings: Settings, embedder: Embedder) -> str:
 def collect_files(paths: Iterable[Path]) -> tuple[dict[Path, str], list[Failure]]:
     """Expand folders (recursively, skipping hidden entries) into files; paths that do not exist are failures.
 
-    Returns each file's absolute path (its identity in the index) with its label base: its path relative to the
-    folder it was found in, or its file name when it was given itself. A file given twice is read once.
+    Returns each file's absolute path (where it is read from; its identity in the index is its key, see
+    ``Ingestor.ingest``) with its label base: its path relative to the folder it was found in, or its file name
+    when it was given itself. A file given twice is read once.
     """
     files: dict[Path, str] = {}
     failures: list[Failure] = []
@@ -113,7 +115,7 @@ def chunk_context(chunk: Chunk, settings: Settings, title: str | None = None) ->
 class _Job:
     """A file to read: it is new, changed, or re-indexed."""
 
-    path: Path  # absolute: the document's identity
+    path: Path  # absolute: where it is read from (the document's identity is its key)
     base: str  # its label base: the path relative to the folder it came from, or its file name
     index: int  # its position in this run, for progress
     sha256: str
@@ -157,16 +159,24 @@ class Ingestor:
     ) -> IngestReport:
         """Ingest files and folders. For folders, documents whose files are gone from them are removed.
 
-        A document is its file's absolute path; it is labelled by its path relative to the folder it was ingested
-        from (a file given itself: its name), lengthened by the store only when two would share a label. ``bases``
-        sets other label bases for some files; ``force`` reads and embeds files again even when they are unchanged
-        (re-index).
+        A document is its file's key (``rag.index.identity.document_key``: the same on every machine), so a file
+        reached twice in one run (a folder and a symlink to it) is read once, under the first path. The same bytes
+        under two names (a copy, a hard link) are indexed once too: the later name is reported unchanged with a
+        note "same content as ..." (two entries would only crowd the same passage twice into every answer). A
+        document is labelled by its path relative to the folder it was ingested from (a file given itself: its
+        name), lengthened by the store only when two would share a label. ``bases`` sets other label bases for some
+        files; ``force`` reads and embeds files again even when they are unchanged (re-index).
         """
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
         report = IngestReport()
-        files, report.failed = collect_files(paths)
-        files.update({Path(os.path.abspath(p)): base for p, base in (bases or {}).items() if Path(p).is_file()})
+        found, report.failed = collect_files(paths)
+        found.update({Path(os.path.abspath(p)): base for p, base in (bases or {}).items() if Path(p).is_file()})
+        table, host = mount_table(), host_id()
+        keyed: dict[str, tuple[Path, str]] = {}
+        for path, base in found.items():
+            keyed.setdefault(document_key(path, table=table, host=host), (path, base))
+        files = dict(keyed.values())
         self._total = len(files)
         with self._writer(files):
             jobs = self._files_to_read(files, force, report)
@@ -183,7 +193,7 @@ class Ingestor:
                     window = []
             self._embed_and_store(window, report)
             for folder in (p for p in paths if p.is_dir()):
-                report.removed.extend(self._remove_missing(folder))
+                report.removed.extend(self._remove_missing(folder, table, host))
         report.seconds = time.perf_counter() - started
         return report
 
@@ -221,8 +231,10 @@ class Ingestor:
         self.on_progress(Progress(job.path, job.index, self._total, stage, done, chunks, message))
 
     def _files_to_read(self, files: dict[Path, str], force: bool, report: IngestReport) -> list[_Job]:
-        """The files that are new or changed (or all, with ``force``); unchanged ones are reported as such."""
+        """The files that are new or changed (or all, with ``force``); unchanged ones are reported as such, and so
+        are the later names of content already met in this run (their own earlier documents are removed)."""
         jobs: list[_Job] = []
+        first: dict[str, str] = {}  # sha256 -> the label (or label base) of the first file with that content
         for index, (path, base) in enumerate(files.items()):
             job = _Job(path, base, index, "")
             self._progress(job, "start")
@@ -233,10 +245,19 @@ class Ingestor:
                 self._fail(report, path, failure.reason, index, len(files), failure.kind)
                 continue
             existing = self.store.document_at(path)
+            if sha in first:
+                if existing and self.store.remove_document(existing.key or str(path)):
+                    report.removed.append(existing.name)
+                report.unchanged.append(base)
+                report.notes.append(Note(str(path), f"same content as {first[sha]}: indexed once"))
+                self._progress(job, "unchanged", message=f"same content as {first[sha]}")
+                continue
             if existing and existing.sha256 == sha and existing.recipe == self.recipe and not force:
+                first[sha] = existing.name
                 report.unchanged.append(existing.name)
                 self._progress(job, "unchanged")
                 continue
+            first[sha] = base
             jobs.append(_Job(path, base, index, sha))
         return jobs
 
@@ -298,15 +319,15 @@ class Ingestor:
         report.notes += [Note(str(job.path), note) for note in document.notes]
         self._progress(job, "done", len(ready.chunks), len(ready.chunks), "; ".join(document.notes))
 
-    def _remove_missing(self, folder: Path) -> list[str]:
-        """Documents ingested from inside ``folder`` whose files no longer exist there."""
-        root = Path(os.path.abspath(folder))
-        gone = [
-            doc for doc in self.store.documents()
-            if doc.path and Path(doc.path).is_relative_to(root) and not Path(doc.path).exists()
-        ]
-        for doc in gone:  # by path: removing one may shorten the labels of the others
-            self.store.remove_document(doc.path)
+    def _remove_missing(self, folder: Path, table: list[Mount], host: str) -> list[str]:
+        """Documents whose keys lie inside ``folder``'s key (whichever path or host wrote them) and whose files no
+        longer exist there. Another host's own files have keys of that host: never gone for this one."""
+        prefix = document_key(folder, table=table, host=host).rstrip("/") + "/"
+        real = os.path.realpath(folder)
+        gone = [doc for doc in self.store.documents() if doc.key and doc.key.startswith(prefix)
+                and not os.path.lexists(os.path.join(real, doc.key[len(prefix) :]))]
+        for doc in gone:  # by key: removing one may shorten the labels of the others
+            self.store.remove_document(doc.key)
         return [doc.name for doc in gone]
 
     def _fail(self, report: IngestReport, path: Path, reason: str, index: int, total: int,

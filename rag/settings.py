@@ -85,6 +85,8 @@ class StoreSettings(BaseModel):
     # The collections' prefix; None: one derived from the index folder (each --index folder is its own index)
     milvus_collection: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
     milvus_timeout: float = Field(10.0, gt=0)  # seconds per request before the server counts as unreachable
+    # This machine's name in document identities (rag/index/identity.py); None: /etc/machine-id, else the host name
+    host_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class RetrievalSettings(BaseModel):

@@ -4,8 +4,10 @@
 implements the same members. The contract every implementation keeps (``tests/test_store.py`` runs it against each
 through the ``store_factory`` fixture):
 - Documents in and out: ``put_document`` stores a file's chunks with their vectors, replacing an earlier version of
-  the same file (its absolute path is its identity); ``remove_document`` deletes by label or path; ``documents``,
-  ``document`` and ``document_at`` read them back. Each write is all or nothing, and happens inside ``writer()``.
+  the same file (its identity is its key, ``rag.index.identity.document_key``: the same on every machine, whatever
+  path or link it was read through; the document keeps the local path it was last read from);
+  ``remove_document`` deletes by label, key or path; ``documents``, ``document`` and ``document_at`` read them
+  back. An index written before keys (plain absolute paths) reads as this host's files. Each write is all or nothing, and happens inside ``writer()``.
 - Search: ``search_dense`` (cosine similarity of unit vectors) and ``search_sparse`` (BM25 over the stems of
   ``rag.index.keyword.tokenize``) return ``(chunk id, score)``, best first; ``chunks`` turns ids into rows.
 - Term statistics: ``idf`` of stemmed terms over the chunks (the evidence signal's word weights).
@@ -51,7 +53,7 @@ class Index(Protocol):
         ...
 
     def document_at(self, path: str | Path) -> DocumentInfo | None:
-        """The document read from the file at ``path`` (its identity)."""
+        """The document of the file at ``path`` (through its key; a key is taken as it is)."""
         ...
 
     def chunk_count(self) -> int:
@@ -101,7 +103,7 @@ class Index(Protocol):
         ...
 
     def remove_document(self, name: str) -> bool:
-        """Delete a document (by label, or by its file's absolute path); False if there is none."""
+        """Delete a document (by label, key, or the path of its file); False if there is none."""
         ...
 
     def close(self) -> None:

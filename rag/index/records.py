@@ -25,7 +25,7 @@ class NoIndexError(StoreError):
 class DocumentInfo:
     id: int
     name: str  # its label: short, unique in the index (its path relative to the folder it was ingested from)
-    path: str | None  # its identity: the absolute path of the file it was read from
+    path: str | None  # the local path the last writer read its file from (another host's, for a file of another)
     kind: str
     sha256: str
     size: int
@@ -35,6 +35,7 @@ class DocumentInfo:
     added_at: str
     updated_at: str
     base: str | None = None  # the shortest label it may have (the label grows when another document shares it)
+    key: str | None = None  # its identity, the same on every machine (rag.index.identity.document_key)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ Why this shape:
   term statistics and the chunks' rows), so a concurrent write is either wholly seen or not at all, and a reader
   never gets an id deleted before its read began.
 - One writer at a time: ``Store.writer()`` holds a file lock for the whole ingest or removal.
-- Documents are identified by their file's absolute path and shown under a short unique label (``rag.index.labels``).
+- Documents are identified by their file's key (``rag.index.identity``: the same on every machine), keep the local
+  path the last writer read them from, and are shown under a short unique label (``rag.index.labels``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -31,8 +32,8 @@ from rag.index import schema
 from rag.index.base import Index
 from rag.index.schema import has_index, recorded_embed_model
 from rag.index.dense import DenseIndex, DensePolicy, snapshot_meta
+from rag.index.identity import document_key, is_key
 from rag.index.keyword import KeywordIndex, idf, tokenize
-from rag.index.labels import unique_labels
 from rag.index.records import ChunkRecord, DocumentInfo, NewChunk, NoIndexError, StoreError, Stored, indexed_text
 
 __all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "NoIndexError", "Store", "StoreError", "Stored",
@@ -40,7 +41,7 @@ __all__ = ["ChunkRecord", "DensePolicy", "DocumentInfo", "NewChunk", "NoIndexErr
 
 _DOCUMENT_COLUMNS = (
     "d.id, d.name, d.path, d.kind, d.sha256, d.size, d.pages,"
-    " (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id), d.recipe, d.added_at, d.updated_at, d.base"
+    " (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.id), d.recipe, d.added_at, d.updated_at, d.base, d.key"
 )
 
 
@@ -131,11 +132,10 @@ class Store:
         return found[0] if found else None
 
     def document_at(self, path: str | Path) -> DocumentInfo | None:
-        """The document read from the file at ``path`` (its identity)."""
+        """The document of the file at ``path`` (or of a key), wherever it was read from."""
+        key = str(path) if is_key(str(path)) else document_key(path)
         with self._mutex:
-            row = self._db.execute(
-                f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.path = ?", (os.path.abspath(path),)
-            ).fetchone()
+            row = self._db.execute(f"SELECT {_DOCUMENT_COLUMNS} FROM documents d WHERE d.key = ?", (key,)).fetchone()
         return DocumentInfo(*row) if row else None
 
     def chunks(self, ids: Sequence[int]) -> list[ChunkRecord]:
@@ -268,21 +268,22 @@ class Store:
         recipe: str,
         chunks: Sequence[NewChunk],
     ) -> Stored:
-        """Store the document read from ``path`` and its chunks, replacing an earlier version of the same file.
-        ``base`` is the shortest label it may have (its path relative to the folder it was ingested from)."""
+        """Store the document read from ``path`` and its chunks, replacing an earlier version of the same file (the
+        same key, read from any path). ``base`` is the shortest label it may have (its path relative to the folder
+        it was ingested from)."""
         self._require_writer()
-        path = os.path.abspath(path)
+        key, path = document_key(path), os.path.abspath(path)
         vectors = np.vstack([c.vector for c in chunks]).astype(np.float32) if chunks else np.zeros((0, self.dim))
         with self._mutex:
             with self._change():
-                old = self._db.execute("SELECT id, added_at FROM documents WHERE path = ?", (path,)).fetchone()
+                old = self._db.execute("SELECT id, added_at FROM documents WHERE key = ?", (key,)).fetchone()
                 if old:
-                    self._delete_rows(old[0])
+                    schema.delete_document(self._db, old[0])
                 now = _now()
                 doc_id = self._db.execute(
-                    "INSERT INTO documents(name, path, base, kind, sha256, size, pages, recipe, added_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    ("\0" + path, path, base, kind, sha256, size, pages, recipe, old[1] if old else now, now),
+                    "INSERT INTO documents(name, path, key, base, kind, sha256, size, pages, recipe, added_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    ("\0" + key, path, key, base, kind, sha256, size, pages, recipe, old[1] if old else now, now),
                 ).lastrowid
                 stems = [tokenize(indexed_text(c.text, c.context)) for c in chunks]
                 self._db.executemany(
@@ -295,24 +296,25 @@ class Store:
                     ],
                 )
                 self._keyword.add_document(doc_id)
-                self._count(len(chunks), sum(len(words) for words in stems))
-                label = self._relabel(path)
+                schema.count(self._db, len(chunks), sum(len(words) for words in stems))
+                label = schema.relabel(self._db, PurePosixPath(base).name)[key]
         return Stored(label, old is not None)
 
     def remove_document(self, name: str) -> bool:
-        """Delete a document (by label, or by its file's absolute path) with its chunks, vectors and postings.
+        """Delete a document (by label, key, or the path of its file) with its chunks, vectors and postings.
         False if there is none."""
         self._require_writer()
+        key = name if is_key(name) else document_key(name)
         with self._mutex:
             row = self._db.execute(
-                "SELECT id, path FROM documents WHERE name = ? OR path = ? ORDER BY name = ? DESC LIMIT 1",
-                (name, name, name),
+                "SELECT id, base FROM documents WHERE name = ? OR key = ? ORDER BY name = ? DESC LIMIT 1",
+                (name, key, name),
             ).fetchone()
             if row is None:
                 return False
             with self._change():
-                self._delete_rows(row[0])
-                self._relabel(row[1])
+                schema.delete_document(self._db, row[0])
+                schema.relabel(self._db, PurePosixPath(row[1] or "").name)
         return True
 
     @contextmanager
@@ -330,38 +332,6 @@ class Store:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-
-    def _count(self, chunks: int, tokens: int) -> None:
-        """Keep the chunk and keyword-token totals (BM25's collection statistics) in step with the rows."""
-        self._db.executemany(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = ?",
-            [(chunks, "chunks"), (tokens, "keyword_tokens")],
-        )
-
-    def _delete_rows(self, doc_id: int) -> None:
-        """Delete a document's rows, their postings, and record their ids as tombstones for the dense snapshot."""
-        tokens = self._keyword.remove_document(doc_id)
-        ids = self._db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()
-        self._db.executemany("INSERT OR IGNORE INTO tombstones(chunk_id) VALUES (?)", ids)
-        self._db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
-        self._db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
-        self._count(-len(ids), -tokens)
-
-    def _relabel(self, path: str) -> str:
-        """Give the documents whose file has the same name as ``path``'s short labels that differ; returns the
-        label of ``path`` (or "" when it is no longer stored)."""
-        file_name = Path(path).name
-        pattern = "%/" + file_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._db.execute(
-            "SELECT id, path, base, name FROM documents WHERE path = ? OR path LIKE ? ESCAPE '\\'",
-            (path, pattern),
-        ).fetchall()
-        labels = unique_labels({p: base for _, p, base, _ in rows})
-        changed = [(doc_id, labels[p]) for doc_id, p, _, name in rows if labels[p] != name]
-        # in two steps, so that two documents can swap labels without clashing on the unique column
-        self._db.executemany("UPDATE documents SET name = ? WHERE id = ?", ((f"\0{i}", i) for i, _ in changed))
-        self._db.executemany("UPDATE documents SET name = ? WHERE id = ?", ((n, i) for i, n in changed))
-        return labels.get(path, "")
 
 
 def open_store(index_dir: Path, *, create: bool = True, scratch: bool = False) -> Index:

@@ -27,6 +27,7 @@ from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import Ingestor, file_sha256, is_text_name
 from ingest.report import Failure, IngestReport, ProgressCallback
 from rag.errors import EmbeddingError, StoreError, UploadError
+from rag.index.identity import local_path
 from rag.index.records import DocumentInfo
 from rag.index.base import Index
 from rag.settings import PROJECT_ROOT, Settings, get_settings
@@ -148,10 +149,9 @@ class Library:
         for item in [*report.failed, *report.notes]:  # name the file as the user knows it
             item.path = by_path.get(item.path, item.path)
         report.failed[:0] = refused
-        for failed in report.failed:  # a file that could not be ingested is not kept
-            path = next((s.path for s in saved if s.original == failed.path), None)
-            if path is not None and not self.store.document_at(path):
-                path.unlink(missing_ok=True)
+        for kept in saved:  # a file that is no document (it failed, or its bytes are another upload's) is not kept
+            if not self.store.document_at(kept.path):
+                kept.path.unlink(missing_ok=True)
         return report
 
     def page_pdf(self, name: str, page: int) -> bytes | None:
@@ -160,10 +160,11 @@ class Library:
         None when there is nothing trustworthy to show: not a PDF, no such page, or the file is gone or has changed
         since it was indexed (the page would not be the one the passage was read from)."""
         doc = self.store.document(name)
-        if doc is None or doc.kind != "pdf" or not doc.path:
+        path = _here(doc) if doc is not None else None
+        if doc is None or doc.kind != "pdf" or path is None:
             return None
         try:
-            data = Path(doc.path).read_bytes()
+            data = path.read_bytes()
         except OSError:
             return None
         if hashlib.sha256(data).hexdigest() != doc.sha256:
@@ -207,10 +208,10 @@ class Library:
 
     def reindex(self, on_progress: ProgressCallback | None = None) -> IngestReport:
         """Read every document again from its file and rebuild its chunks and vectors."""
-        docs = self.store.documents()
-        present = {Path(d.path): d.base or Path(d.path).name for d in docs if d.path and Path(d.path).is_file()}
+        docs = [(d, path) for d in self.store.documents() if (path := _here(d)) is not None]  # another host's: not here
+        present = {path: d.base or path.name for d, path in docs if path.is_file()}
         missing = [Failure(d.name, "its file is no longer on disk; delete it or upload it again", "FileNotFoundError")
-                   for d in docs if not d.path or not Path(d.path).is_file()]
+                   for d, path in docs if not path.is_file()]
         try:
             report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
                 list(present), bases=present, force=True
@@ -219,6 +220,13 @@ class Library:
             report = IngestReport(failed=[Failure(str(path), str(exc), "StoreError") for path in present])
         report.failed[:0] = missing
         return report
+
+
+def _here(doc: DocumentInfo) -> Path | None:
+    """Where this host reads a document's file: its key's path here (None for a file of another host, or on a
+    share not mounted here); the path it was read from for a document without a key."""
+    path = local_path(doc.key) if doc.key else doc.path
+    return Path(path) if path else None
 
 
 def _write_aside(folder: Path, data: bytes) -> Path:

@@ -47,7 +47,8 @@ def schemas(c: Any, dim: int) -> list[tuple[str, Any, Any]]:
                     params={"bm25_k1": 1.5, "bm25_b": 0.75})
 
     docs = c.create_schema(auto_id=False)
-    docs.add_field("path", DataType.VARCHAR, is_primary=True, max_length=4096)
+    docs.add_field("path", DataType.VARCHAR, is_primary=True, max_length=4096)  # the key (rag.index.identity)
+    docs.add_field("source", DataType.VARCHAR, max_length=4096, nullable=True)  # the last writer's local path
     for name in ("doc_id", "version", "size", "chunks", "tokens"):
         docs.add_field(name, DataType.INT64)
     docs.add_field("pages", DataType.INT64, nullable=True)

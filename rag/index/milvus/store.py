@@ -8,7 +8,8 @@ Three collections per index, named ``PREFIX_chunks``, ``PREFIX_docs`` and ``PREF
   full-text search, whose ``Function(BM25)`` fills a sparse field, then text, context, page, section, offsets,
   ordinal and sha256. Milvus tokenizes the stems only by splitting them again, so its BM25 sees the very terms the
   embedded store's FTS5 sees.
-- docs: one row per document, keyed by its file's absolute path: the document's id, its *current version*, label,
+- docs: one row per document, keyed by its file's key (``rag.index.identity``; ``rag.index.milvus.keys``), with the
+  local path the last writer read it from, the document's id, its *current version*, label,
   base, kind, sha256, size, pages, recipe, times, and its chunk and token counts (BM25's collection statistics).
 - meta: the embedding model and dimension (an index refuses vectors of another model), the generation (bumped by
   every committed change), the writer's lease, and the writes in flight.
@@ -32,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from rag.index.identity import document_key, is_key
 from rag.index.keyword import bm25, idf, tokenize
+from rag.index.milvus import keys
 from rag.index.milvus.common import _CHUNK_FIELDS, _DOC_FIELDS, _MAX_LIMIT, _PLACEHOLDER, T, _quote, schemas
 from rag.index.milvus.writer import MilvusWriter
 from rag.index.records import ChunkRecord, DocumentInfo, NoIndexError, StoreError
@@ -53,7 +56,7 @@ class _Snapshot:
     """The documents as one read saw them: which version of each is current, and BM25's collection statistics."""
 
     generation: int
-    rows: dict[str, dict[str, Any]]  # path -> docs row
+    rows: dict[str, dict[str, Any]]  # key -> docs row (rag.index.milvus.keys.by_key)
     versions: dict[int, int] = field(default_factory=dict)  # doc_id -> current version
     by_id: dict[int, dict[str, Any]] = field(default_factory=dict)
     chunks: int = 0
@@ -109,6 +112,9 @@ class MilvusStore(MilvusWriter):
                 raise NoIndexError(self.dir)
             self._create_collections()
         self._check_model()
+        fields = self._call("opening the index", self._client.describe_collection, self._docs_name)["fields"]
+        self._sourced = any(f["name"] == "source" for f in fields)  # not in a collection of the previous release
+        self._doc_fields = [*_DOC_FIELDS, "source"] if self._sourced else list(_DOC_FIELDS)
 
     # --- talking to the server -----------------------------------------------------------------------------------
 
@@ -172,6 +178,7 @@ class MilvusStore(MilvusWriter):
         if self._meta("model") is None:
             self._set_meta("model", json.dumps({"embed_model": self.embed_model, "dim": self.dim}))
             self._set_meta("generation", "0")
+            self._set_meta("identity", keys.KEYED)
 
     def _meta(self, key: str) -> str | None:
         rows = self._query(self._meta_name, f"key == {_quote(key)}", ["value"], "reading the index's state")
@@ -215,11 +222,11 @@ class MilvusStore(MilvusWriter):
             cached = self._snapshot_cache
         if cached is not None and cached.generation == generation and not self._writing:
             return cached
-        rows = self._query(self._docs_name, "doc_id > 0", _DOC_FIELDS, "reading the documents")
+        rows = self._query(self._docs_name, "doc_id > 0", self._doc_fields, "reading the documents")
         if len(rows) >= _MAX_LIMIT:
-            rows = [r for page in self._query_all(self._docs_name, "doc_id > 0", _DOC_FIELDS, "reading the documents")
-                    for r in page]
-        snapshot = _Snapshot(generation, {row["path"]: row for row in rows})
+            rows = [r for page in self._query_all(self._docs_name, "doc_id > 0", self._doc_fields,
+                                                  "reading the documents") for r in page]
+        snapshot = _Snapshot(generation, keys.by_key(rows))
         with self._cache_lock:
             self._snapshot_cache = snapshot
         return snapshot
@@ -243,8 +250,9 @@ class MilvusStore(MilvusWriter):
 
     @staticmethod
     def _info(row: dict[str, Any]) -> DocumentInfo:
-        return DocumentInfo(row["doc_id"], row["name"], row["path"], row["kind"], row["sha256"], row["size"],
-                            row["pages"], row["chunks"], row["recipe"], row["added_at"], row["updated_at"], row["base"])
+        return DocumentInfo(row["doc_id"], row["name"], row["source"], row["kind"], row["sha256"], row["size"],
+                            row["pages"], row["chunks"], row["recipe"], row["added_at"], row["updated_at"], row["base"],
+                            row["key"])
 
     def documents(self, name: str | None = None) -> list[DocumentInfo]:
         """All documents by label, or the one labelled ``name`` (an empty list if there is none)."""
@@ -257,7 +265,7 @@ class MilvusStore(MilvusWriter):
         return found[0] if found else None
 
     def document_at(self, path: str | Path) -> DocumentInfo | None:
-        row = self._view().rows.get(os.path.abspath(path))
+        row = self._view().rows.get(str(path) if is_key(str(path)) else document_key(path))
         return self._info(row) if row else None
 
     def chunk_count(self) -> int:

@@ -31,14 +31,15 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.index.identity import document_key, is_key
 from rag.index.keyword import tokenize
-from rag.index.labels import unique_labels
-from rag.index.milvus.common import _DOC_FIELDS, _PLACEHOLDER, _quote
+from rag.index.milvus import keys
+from rag.index.milvus.common import _quote
 from rag.index.records import NewChunk, StoreError, Stored, indexed_text
 
 if TYPE_CHECKING:
@@ -154,6 +155,7 @@ class MilvusWriter:
         self._writing, self._writer_thread = 1, threading.get_ident()
         try:
             self._finish_interrupted_writes()
+            keys.upgrade(self)  # an index of the previous release: its rows keyed by plain paths
             self._sweep_retired()
             yield self  # type: ignore[misc]
         finally:
@@ -212,17 +214,15 @@ class MilvusWriter:
     def _bump(self) -> None:
         self._set_meta("generation", str(self._generation() + 1))
 
-    def _relabelled(self, file_name: str, path: str, row: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """The docs rows whose labels change when ``row`` (for ``path``; None: removed) joins the documents with the
-        same file name, ``row`` first (with its label) when given."""
-        same = {r["path"]: r for r in self._query(self._docs_name, f"file_name == {_quote(file_name)}", _DOC_FIELDS,
-                                                  "reading the documents")}
-        same.pop(path, None)
-        if row is not None:
-            same[path] = row
-        labels = unique_labels({p: r["base"] for p, r in same.items()})
-        changed = [{**r, "name": labels[p]} for p, r in same.items() if p != path and labels[p] != r["name"]]
-        return ([{**row, "name": labels[path]}] if row is not None else []) + changed
+    def _relabelled(self, file_name: str, key: str, row: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The docs rows (as written) whose labels change when ``row`` (for ``key``; None: removed) joins the
+        documents with the same file name, ``row`` first (with its label) when given."""
+        same = keys.by_key(self._query(self._docs_name, f"file_name == {_quote(file_name)}", self._doc_fields,
+                                       "reading the documents"))
+        same.pop(key, None)
+        changed = keys.relabel([*same.values(), *([row] if row is not None else [])])
+        first = [r for r in changed if row is not None and r["key"] == key] or ([row] if row is not None else [])
+        return [keys.docs_row(r, self._sourced) for r in first + [r for r in changed if r["key"] != key]]
 
     def put_document(
         self,
@@ -239,8 +239,8 @@ class MilvusWriter:
         """Store the document read from ``path`` and its chunks, replacing an earlier version of the same file:
         the new version's chunks first, then the document's row names it, then the old version's chunks go."""
         self._require_writer()
-        path = os.path.abspath(path)
-        old = self._query(self._docs_name, f"path == {_quote(path)}", _DOC_FIELDS, "reading the documents")
+        key, path = document_key(path), os.path.abspath(path)
+        old = self._query(self._docs_name, f"path == {_quote(key)}", self._doc_fields, "reading the documents")
         previous = old[0] if old else None
         doc_id = previous["doc_id"] if previous else _new_id()
         version = _new_id()
@@ -259,14 +259,13 @@ class MilvusWriter:
             self._call("writing chunks", self._client.insert, self._chunks_name, rows[start : start + _INSERT_ROWS],
                        timeout=self._timeout)
         now = _now()
-        row = {"path": path, "doc_id": doc_id, "version": version, "name": base, "base": base,
-               "file_name": Path(path).name, "kind": kind, "sha256": sha256, "size": size, "pages": pages,
+        row = {"key": key, "source": path, "doc_id": doc_id, "version": version, "name": base, "base": base,
+               "file_name": PurePosixPath(base).name, "kind": kind, "sha256": sha256, "size": size, "pages": pages,
                "recipe": recipe, "added_at": previous["added_at"] if previous else now, "updated_at": now,
                "chunks": len(rows), "tokens": sum(len(words) for words in stems)}
-        changed = self._relabelled(Path(path).name, path, row)
+        changed = self._relabelled(row["file_name"], key, row)
         # the switch: one upsert names the new version (and gives the labels it changes)
-        self._call("writing the document", self._client.upsert, self._docs_name,
-                   [{**r, "placeholder": _PLACEHOLDER} for r in changed], timeout=self._timeout)
+        self._call("writing the document", self._client.upsert, self._docs_name, changed, timeout=self._timeout)
         if previous:
             self._retire(doc_id, previous["version"])
         self._call("writing the index's state", self._client.delete, self._meta_name,
@@ -275,9 +274,10 @@ class MilvusWriter:
         return Stored(changed[0]["name"], previous is not None)
 
     def remove_document(self, name: str) -> bool:
-        """Delete a document (by label, or by its file's absolute path) with its chunks. False if there is none."""
+        """Delete a document (by label, key, or the path of its file) with its chunks. False if there is none."""
         self._require_writer()
-        rows = self._query(self._docs_name, f"name == {_quote(name)} or path == {_quote(name)}", _DOC_FIELDS,
+        key = name if is_key(name) else document_key(name)
+        rows = self._query(self._docs_name, f"name == {_quote(name)} or path == {_quote(key)}", self._doc_fields,
                            "reading the documents")
         if not rows:
             return False
@@ -288,8 +288,7 @@ class MilvusWriter:
                    filter=f"path == {_quote(row['path'])}", timeout=self._timeout)
         changed = self._relabelled(row["file_name"], row["path"], None)
         if changed:
-            self._call("relabelling documents", self._client.upsert, self._docs_name,
-                       [{**r, "placeholder": _PLACEHOLDER} for r in changed], timeout=self._timeout)
+            self._call("relabelling documents", self._client.upsert, self._docs_name, changed, timeout=self._timeout)
         self._retire(row["doc_id"], row["version"])
         self._call("writing the index's state", self._client.delete, self._meta_name,
                    filter=f"key == {_quote(pending)}", timeout=self._timeout)
