@@ -46,6 +46,7 @@ class ScriptedServer:
     requests: list[dict] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     piece_delay: float = 0.0  # seconds between streamed pieces: a slow model, to stop an answer midway
+    models_asked: int = 0  # GET /v1/models requests served (health checks)
 
     @property
     def base_url(self) -> str:
@@ -91,6 +92,8 @@ def _make_handler(server: ScriptedServer) -> type[http.server.BaseHTTPRequestHan
 
         def do_GET(self) -> None:
             if self.path.rstrip("/").endswith("/v1/models"):
+                with server.lock:
+                    server.models_asked += 1
                 self._json(200, {"object": "list", "data": [
                     {"id": SCRIPTED_MODEL, "object": "model", "created": 0, "owned_by": "test",
                      "max_model_len": server.context_window}]})

@@ -302,3 +302,33 @@ def test_schemathesis_finds_no_server_error_and_every_response_matches_the_schem
                 failures.append(f"{op.method.upper()} {op.path}: {str(exc)[:1500]}")
         assert server.health()["status"] == "ok"
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_model_server_is_asked_once_for_a_run_of_questions_and_a_dead_one_answers_503(
+    tmp_path: Path, scripted_server
+) -> None:
+    """Before a question the API checks the chat model (a vLLM server: ``GET /v1/models``), so a dead server is a
+    503 before any stream starts; one that answered within seconds is not asked again (that round trip was most of
+    the API's cost on vLLM's time to first token), and a failed check is not remembered."""
+    from fastapi.testclient import TestClient
+
+    from rag.api.app import create_app
+    from rag.api.state import ServerState
+
+    server = ServerState.open(scripted_server.settings(index_dir=tmp_path / "index"))
+    scripted_server.models_asked = 0
+    assert server.model_check()[0] and server.model_check()[0] and server.model_check()[0]
+    assert scripted_server.models_asked == 1
+    server.close()
+
+    dead_url = f"http://127.0.0.1:{free_port()}/v1"
+    settings = scripted_server.settings(index_dir=tmp_path / "index", llm_url=dead_url, llm_timeout=2.0)
+    dead = ServerState.open(settings)
+    assert not dead.model_check()[0] and not dead.model_check()[0], "a failure is asked again, not cached"
+    with TestClient(create_app(settings, dead)) as client:
+        reply = client.post("/v1/chat/completions", json={"model": "rag", "stream": True,
+                                                          "messages": [{"role": "user", "content": QUESTION}]})
+    assert reply.status_code == 503, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "model_unavailable" and "127.0.0.1" in error["message"]
+    dead.close()

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
@@ -79,7 +80,7 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
                        param="model")
     question, history = question_and_history(body.messages)
     settings = request_settings(server.settings, body)
-    ok, detail = server.llm.health()
+    ok, detail = await run_in_threadpool(server.model_check)  # never block the event loop on the model server
     if not ok:
         raise APIError(503, f"the chat model is unavailable: {detail}", "model_unavailable")
     try:

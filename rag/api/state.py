@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -22,6 +23,9 @@ class ServerState:
     uploads: Gate  # ingest requests (one at a time: the index has one writer)
     _llm: LLM | None = None
     _llm_lock: threading.Lock = field(default_factory=threading.Lock)
+    _model_ok_at: float = -1e9  # when the model server last answered the check (monotonic seconds)
+
+    MODEL_CHECK_SECONDS = 5.0  # a model that answered this recently is not asked again before a question
 
     @classmethod
     def open(cls, settings: Settings) -> ServerState:
@@ -35,6 +39,17 @@ class ServerState:
             if self._llm is None:
                 self._llm = get_llm(self.settings)
             return self._llm
+
+    def model_check(self) -> tuple[bool, str]:
+        """``(ok, detail)`` of the chat model before a question: asked of the model server (one ``GET /v1/models``
+        for vLLM) unless it answered within ``MODEL_CHECK_SECONDS``, so a stream of questions does not pay a round
+        trip each; a failed check is asked again next time, so a server that comes back is seen at once. Blocking:
+        call it from a worker thread."""
+        if time.monotonic() - self._model_ok_at < self.MODEL_CHECK_SECONDS:
+            return True, ""
+        ok, detail = self.llm.health()
+        self._model_ok_at = time.monotonic() if ok else -1e9
+        return ok, detail
 
     def close(self) -> None:
         self.service.close()
