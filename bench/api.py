@@ -59,7 +59,7 @@ class Timing:
 @dataclass
 class Row:
     backend: str
-    what: str  # "in-process", "API", or "API, N clients"
+    what: str  # "in-process, warm pairs", "API, warm pairs", or "API, N clients at once"
     requests: int
     errors: int = 0
     retries: int = 0
@@ -139,8 +139,8 @@ def overhead(backend: str, service: Service, llm: LLM, api: ApiServer, model: st
                 remote.append(ask_api(client, model, question))
     wall_local = sum(t.last_s for t in local)
     wall_remote = sum(t.last_s for t in remote)
-    rows = [summarise(backend, "in-process", local, 0, wall_local), summarise(backend, "API, 1 client", remote, 0,
-                                                                               wall_remote)]
+    rows = [summarise(backend, "in-process, warm pairs", local, 0, wall_local),
+            summarise(backend, "API, warm pairs", remote, 0, wall_remote)]
     diffs = [r.first_s - lo.first_s for lo, r in zip(local, remote, strict=True)]
     rows[1].notes.append(f"API overhead on the first token: median {1000 * statistics.median(diffs):+.0f} ms "
                          f"(paired, {len(diffs)} asks; p50 {1000 * (rows[1].first_p50 - rows[0].first_p50):+.0f} ms)")
@@ -180,7 +180,7 @@ def clients(backend: str, api: ApiServer, model: str, n: int, per_client: int) -
         t.join()
     wall = time.perf_counter() - started
     done.set()
-    row = summarise(backend, f"API, {n} clients", timings, len(errors), wall)
+    row = summarise(backend, f"API, {n} client{'' if n == 1 else 's'} at once", timings, len(errors), wall)
     row.rss_mb = peak[0]
     if errors:
         row.notes.append(f"first error: {errors[0][:200]}")

@@ -41,5 +41,5 @@ else
     for stamp in .venv/.installed data/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf .venv-vllm/bin/python; do
         [ -e "$stamp" ] && echo "  $stamp ready after $(( $(stat -c %Y "$stamp") - started )) s"
     done
-    grep -E "^=+ .*(passed|failed)" "$WORK/log" | tail -1
+    grep -E "^=+ .*(passed|failed|error)" "$WORK/log"  # one line per pytest run: without vLLM, then vLLM
 fi
