@@ -9,7 +9,8 @@
 ``collect`` runs the default model (``qwen2.5-coder-1.5b``) with the shipped settings (greedy, ``show``) through
 ``Answerer.run``, as ``python -m rag.ask`` would answer, with ``ask_twice`` on so every record also has the second
 decoding's ``agreement`` (and what it cost); it writes one record per question to
-``test-artifacts/verifier-<half>.jsonl`` (features, the old checks' verdict, the label), appending and skipping
+``bench/verifier-records/verifier-<half>.jsonl`` (features, the old checks' verdict, the label; kept in the
+repository, since labelled answers cost model time and a new machine starts empty), appending and skipping
 questions already there, so fitting and evaluating never re-run the model. Half A questions are taken spread over
 its articles (every fifth first); half B's first 60 are exactly ``bench/answer.py -n 60``'s, then more, spread.
 
@@ -45,7 +46,7 @@ from rag.answer.grounding import number_values  # noqa: E402
 from rag.index.keyword import tokenize  # noqa: E402
 from rag.retrieval.evaluate import Question, load_questions  # noqa: E402
 
-ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS = ROOT / "bench" / "verifier-records"
 SECOND_SET = ROOT / "tests" / "data" / "verifier-set"
 SAMPLE = ROOT / "data" / "sample"
 MODEL = "qwen2.5-coder-1.5b"

@@ -393,6 +393,10 @@ def test_passages_of_one_file_are_told_apart_by_their_heading_on_the_page_and_in
     exported = to_markdown(Conversation(title="Tea", messages=at.session_state["messages"]))
     assert "guide.md › Green tea" in exported and "guide.md › Black tea" in exported
     assert "handbook.pdf, page 2 › Opening hours" in exported
+    from rag.answer.result import source_label
+
+    assert source_label("tea-brewing-guide.md", section="Tea brewing guide") == "tea-brewing-guide.md", \
+        "a heading that only repeats the file's name adds nothing"
 
 
 def test_the_page_leads_with_the_documents_and_keeps_its_choices_across_a_reload(app_env: Path) -> None:

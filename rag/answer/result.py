@@ -35,12 +35,20 @@ def source_label(source: str, page: int | None = None, kind: str | None = None, 
     for the prompt (which names no section: the model's input stays as measured), the command line, the page and
     the export."""
     label = f"{source}, {page_unit(kind)} {page}" if page else source
-    if section and section.strip():
+    if section and section.strip() and not _names_the_file(section, source):
         heading = " ".join(section.split())
         if len(heading) > SECTION_CHARS:
             heading = heading[:SECTION_CHARS].rsplit(" ", 1)[0] + "…"
         label += f" › {heading}"
     return label
+
+
+def _names_the_file(heading: str, source: str) -> bool:
+    """Whether a heading only repeats the file's name ("Tea brewing guide" in tea-brewing-guide.md): no news."""
+    def words(text: str) -> str:
+        return " ".join("".join(ch if ch.isalnum() else " " for ch in text.lower()).split())
+
+    return words(heading) == words(source.rsplit("/", 1)[-1].rsplit(".", 1)[0])
 
 
 def kind_of(source: str) -> str | None:
