@@ -43,6 +43,10 @@ from rag.answer.answerer import Delta, Finished  # noqa: E402
 from rag.llm import LLM, get_llm  # noqa: E402
 from rag.service import Service  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+
+# The model the settings choose, read before the test helpers load: tests/conftest.py makes the small model the
+# default of the test processes it is imported into.
+DEFAULT_MODEL = Settings().embedded_model
 from tests.fixtures_api import ApiServer, serve_api  # noqa: E402 - the API as the tests start it
 
 SAMPLE = ROOT / "data" / "sample"
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_embedded:
             env = {"RAG_INDEX_DIR": str(work / "embedded" / "index"), "RAG_LLM": "embedded",
                    "RAG_API_CONCURRENCY": "1", "RAG_API_QUEUE": "8",
-                   "RAG_EMBEDDED_MODEL": args.model or Settings().embedded_model}
+                   "RAG_EMBEDDED_MODEL": args.model or DEFAULT_MODEL}
             rows += run_backend("embedded", env, args, work)
         if args.start_vllm or args.vllm_url:
             if args.start_vllm:
