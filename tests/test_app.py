@@ -433,3 +433,36 @@ def test_the_answer_says_what_is_happening_and_which_passages_are_read(app_env: 
     at.chat_input[0].set_value("Which composer wrote the opera Tosca?").run()
     refused = assistant_messages(at)[-1]
     assert any(e.label == "No passage of your documents holds an answer" for e in refused.status)
+
+
+def test_an_answer_begun_ahead_is_read_in_order_fails_where_it_is_read_and_ends_when_closed() -> None:
+    """``ui.chat.Ahead``: the page begins an answer in a worker thread, then reads its events."""
+    from ui.chat import Ahead
+
+    ahead = Ahead(iter(range(5)))
+    assert ahead.ready(10) and ahead.ready(10), "waiting for the first event keeps it for the reader"
+    assert list(ahead) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield "Retrieved"
+        raise RuntimeError("the model failed")
+
+    read: list[str] = []
+    with pytest.raises(RuntimeError, match="the model failed"):
+        read.extend(Ahead(failing()))
+    assert read == ["Retrieved"], "the error comes after what was made before it"
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield "Delta"
+                time.sleep(0.01)
+        finally:
+            closed.set()  # the answer's own finally: the model is freed
+
+    stopped = Ahead(endless())
+    assert stopped.ready(10)
+    stopped.close()  # the reader stopped the answer
+    assert closed.wait(10), "the worker ended the answer"
