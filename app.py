@@ -9,10 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from rag.answer.safe_markdown import answer_markdown
-from rag.settings import Settings
 from ui.chat import answer_question, render_answer
 from ui.prefs import KEPT, load_prefs, prefs_path, save_prefs
-from ui.resources import cached_conversations, cached_llm, cached_service, warmed_llm
+from ui.resources import cached_conversations, cached_llm, cached_service, environment_settings, warmed_llm
 from ui.sidebar import (
     FILE_TYPES,
     add_files,
@@ -30,7 +29,7 @@ from ui.sidebar import (
 st.set_page_config(page_title="Ask your documents", layout="wide")
 
 def main() -> None:
-    environment = Settings()  # read on every run, so RAG_* changes apply without a restart
+    environment = environment_settings()  # read again when a RAG_* variable changed: no restart needed
     prefs = prefs_path(environment.conversations_path)
     kept = st.session_state.setdefault("kept_choices", load_prefs(prefs))  # this page's choices of an earlier visit
     base = with_kept_choices(environment, kept)

@@ -199,8 +199,14 @@ class Settings(PathSettings, SplitSettings, EmbedSettings, IngestSettings, Store
 
     def changed(self, **updates: object) -> Settings:
         """These settings with ``updates`` applied and validated like the environment is (a bad value raises
-        ``pydantic.ValidationError``): the one way the page and the command-line options change a setting."""
-        return type(self).model_validate({**self.model_dump(), **updates})
+        ``pydantic.ValidationError``): the one way the page and the command-line options change a setting.
+
+        Every field is given, so the environment is not read again (``model_validate`` on a ``BaseSettings`` reads
+        every source, and given values win anyway): 0.05 ms instead of 5, and the page changes its settings four
+        times a run, before each answer."""
+        changed = type(self).__new__(type(self))
+        BaseModel.__init__(changed, **{**self.model_dump(), **updates})
+        return changed
 
 
 def bounds(field: str) -> tuple[float | None, float | None]:

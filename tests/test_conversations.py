@@ -8,6 +8,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
+from rag.answer.safe_markdown import text_markdown
 from rag.conversations import Conversation, ConversationStore, file_name, title_for, to_markdown
 
 
@@ -134,6 +135,20 @@ def test_markdown_export_has_questions_answers_and_sources() -> None:
     assert "\\[1\\] **atlas.pdf, page 2**\n\n> Passage about What is the capital of Freedonia?" in text
     assert "*Not found in your documents.*" in text and "#### Closest passages" in text
     assert "> The ferry leaves at seven." in text and "notes.txt**" in text
+
+
+def test_an_upload_note_exports_as_written_and_stays_inert() -> None:
+    """The page escapes a note's file names for Streamlit ("lighthouse\\-handbook.pdf", "10\\:00"); the export
+    writes them as they are, and a crafted name still makes no link, image or HTML in a Markdown viewer."""
+    crafted = "![x](http://evil.example/i) <img src=x> 10:00.pdf"
+    note = "\n".join(["**Documents: 1 added, 1 failed**", f"- {text_markdown('lighthouse-handbook.pdf')}: added",
+                      f"- {text_markdown(crafted)}: not added: {text_markdown('damaged: no pages')}"])
+    text = to_markdown(Conversation(id="x", title="Added lighthouse-handbook.pdf", messages=[
+        {"role": "assistant", "kind": "upload", "content": note, "files": ["lighthouse-handbook.pdf"]}]))
+    assert "**Documents: 1 added, 1 failed**\n- lighthouse-handbook.pdf: added\n" in text, text
+    assert "10:00.pdf: not added: damaged: no pages" in text, text
+    html = MarkdownIt("commonmark").render(text)
+    assert "<img" not in html and "<a " not in html and "<li>lighthouse-handbook.pdf: added</li>" in html, html
 
 
 def test_markdown_export_keeps_the_note_of_an_unconfirmed_answer() -> None:

@@ -48,6 +48,17 @@ def test_a_changed_setting_is_validated_against_the_declared_limits() -> None:
         base.changed(retrieval_mode="fuzzy")
 
 
+def test_a_changed_setting_keeps_the_others_and_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``changed`` gives every field, so a variable set since the settings were read changes nothing (the page's
+    settings come from the environment once a run, then change several times: 5 ms each when the environment was
+    read again)."""
+    base = Settings(temperature=0.4)
+    monkeypatch.setenv("RAG_TOP_K", "9")
+    changed = base.changed(retrieval_mode="keyword")
+    assert (changed.top_k, changed.temperature, changed.retrieval_mode) == (base.top_k, 0.4, "keyword")
+    assert type(changed) is Settings and changed == base.changed(retrieval_mode="keyword")
+
+
 @pytest.mark.parametrize("command", [["rag.search", "tea"], ["rag.eval", str(PROJECT_ROOT / "tests")],
                                      ["rag.ask", "tea?"]])
 def test_every_command_refuses_a_k_over_the_one_declared_bound(command: list[str], tmp_path: Path) -> None:

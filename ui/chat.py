@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import streamlit as st
 
-from rag.answer.answerer import Answer, Delta, Finished, Retrieved
+from rag.answer.answerer import Answer, Delta, Event, Finished, Retrieved
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult, Citation, Step
 from rag.answer.result import source_label
@@ -123,23 +125,92 @@ def history_for_model(messages: list[dict]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages if m.get("kind") in ("question", "answer")]
 
 
+class Ahead:
+    """An answer's events made in a worker thread from the moment the question is asked, so that retrieval and the
+    model's first token are under way while the page draws the question and its status line (``bench/page.py``
+    measures the time to the first word); the page reads them in order. ``close`` (when the reader stops the
+    answer, or the page fails) ends the worker at its next event, and the answer's own ``finally`` frees the
+    model."""
+
+    _END, _NONE = object(), object()
+
+    def __init__(self, events: Iterator[Event]) -> None:
+        self._events: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._next: object = self._NONE  # an event taken by ``ready``, not yet read
+        self._stop = threading.Event()
+        threading.Thread(target=self._work, args=(events,), name="answer-ahead", daemon=True).start()
+
+    def _work(self, events: Iterator[Event]) -> None:
+        try:
+            for event in events:
+                self._events.put(event)
+                if self._stop.is_set():
+                    break
+        except BaseException as exc:  # noqa: BLE001 - raised again in the page's thread, where it is shown
+            self._events.put(exc)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+            self._events.put(self._END)
+
+    def ready(self, timeout: float) -> bool:
+        """Whether the next event is here, waiting up to ``timeout`` seconds for it."""
+        if self._next is self._NONE:
+            try:
+                self._next = self._events.get(timeout=timeout)
+            except queue.Empty:
+                return False
+        return True
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            item = self._events.get() if self._next is self._NONE else self._next
+            self._next = self._NONE
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 def answer_question(question: str, settings: Settings, library: Service, asked: Callable[[], None]) -> None:
-    """Show the question, call ``asked`` (the app saves the conversation there, so a question whose answer is
-    stopped, or left for another conversation, is not lost), then answer it as it streams."""
+    """Show the question and answer it as it streams; call ``asked`` once meanwhile (the app saves the conversation
+    and lists it there, so a question whose answer is stopped, or left for another conversation, is not lost). A
+    plain answer is begun first (``Ahead``): the model works while the page draws, and ``asked`` waits for the
+    first word when that comes at once (``run_answer``)."""
     history = history_for_model(st.session_state.messages)
-    st.session_state.messages.append({"role": "user", "kind": "question", "content": question})
-    with st.chat_message("user"):
-        st.markdown(answer_markdown(question))
-    message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
-               "id": len(st.session_state.messages)}
-    st.session_state.messages.append(message)  # "stopped" until the answer is complete
-    asked()
     llm = cached_llm(settings.llm, settings.llm_url, settings.chat_model, settings.llm_api_key)
-    with st.chat_message("assistant"):
-        if st.session_state.get("agent_mode"):
-            run_agent(question, history, settings, library, llm, message)
-        else:
-            run_answer(question, history, settings, library, llm, message)
+    agent = bool(st.session_state.get("agent_mode"))
+    started = time.perf_counter()
+    ahead = None if agent else Ahead(library.configured(settings).ask(question, history, llm))
+    listed: list[bool] = []
+
+    def list_once() -> None:
+        if not listed:
+            listed.append(True)
+            asked()
+
+    try:
+        st.session_state.messages.append({"role": "user", "kind": "question", "content": question})
+        with st.chat_message("user"):
+            st.markdown(answer_markdown(question))
+        message = {"role": "assistant", "kind": "answer", "content": "", "answer": None, "stopped": True,
+                   "id": len(st.session_state.messages)}
+        st.session_state.messages.append(message)  # "stopped" until the answer is complete
+        with st.chat_message("assistant"):
+            if ahead is None:
+                list_once()
+                run_agent(question, history, settings, library, llm, message)
+            else:
+                run_answer(ahead, started, settings, library, message, list_once)
+    finally:
+        if ahead is not None:
+            ahead.close()
+        list_once()
 
 
 def reading_label(retrieved: Retrieved, settings: Settings) -> str:
@@ -150,11 +221,17 @@ def reading_label(retrieved: Retrieved, settings: Settings) -> str:
     return f"Reading {plural(len(hits), 'passage')} of {text_markdown(files)}…"
 
 
-def run_answer(question: str, history: list, settings: Settings, library: Service, llm: LLM, message: dict) -> None:
+# How long the page waits for the first word before it lists the conversation: a model with the prompt at hand
+# answers within this, and the word then comes first; a slower one has the conversation listed while it reads.
+FIRST_WORD_WAIT_S = 0.3
+
+
+def run_answer(ahead: Ahead, started: float, settings: Settings, library: Service, message: dict,
+               asked: Callable[[], None]) -> None:
     """The answer with what is happening shown as it happens: searching, which passages of which files the model
-    reads, writing (with the seconds so far), and the time it took."""
-    started = time.perf_counter()
-    events = library.configured(settings).ask(question, history, llm)
+    reads, writing (with the seconds so far), and the time it took (from ``started``, when it was asked). ``asked``
+    is called once the first word is on screen, or after ``FIRST_WORD_WAIT_S`` without one."""
+    events = iter(ahead)
     status = st.status("Searching your documents…", expanded=False)
     retrieved = next(events)
     assert isinstance(retrieved, Retrieved)
@@ -170,21 +247,24 @@ def run_answer(question: str, history: list, settings: Settings, library: Servic
 
     shown = st.empty()  # the growing answer, made safe to render at every step (not st.write_stream)
     if retrieved.refused:
+        asked()
         list(deltas())
         status.update(label="No passage of your documents holds an answer", state="complete")
     else:
         status.update(label=reading_label(retrieved, settings))
-        with status:  # the sources, as soon as they are known
-            for hit in retrieved.hits[: settings.top_k]:
-                c = hit.chunk
-                st.caption(text_markdown(source_label(c.source, c.page, c.kind, c.section)))
-        shown_at = 0.0
+        for hit in retrieved.hits[: settings.top_k]:  # the sources, as soon as they are known (not "with status":
+            c = hit.chunk  # leaving a running status sleeps 50 ms, and the first word would wait for it)
+            status.caption(text_markdown(source_label(c.source, c.page, c.kind, c.section)))
+        if not ahead.ready(FIRST_WORD_WAIT_S):
+            asked()
+        shown_at = None
         for _ in deltas():
             shown.markdown(answer_markdown(message["content"]))
             elapsed = time.perf_counter() - started
-            if elapsed - shown_at >= 1:  # the label once a second, not once a token
+            if shown_at is None or elapsed - shown_at >= 1:  # at the first word, then once a second
                 status.update(label=f"Writing the answer… {elapsed:.0f} s")
                 shown_at = elapsed
+            asked()
         status.update(label=f"Answered in {time.perf_counter() - started:.1f} s", state="complete")
     answer = done[0]
     if answer.refused_by == "check":  # withheld: the note says what the model wrote and why it is not the answer

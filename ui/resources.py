@@ -3,6 +3,7 @@ kept conversations."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -13,6 +14,17 @@ from rag.conversations import ConversationStore
 from rag.llm import LLM, get_llm
 from rag.service import Service
 from rag.settings import Settings
+
+
+def environment_settings() -> Settings:
+    """The settings the environment gives, read again whenever a ``RAG_*`` variable changed (so a change applies
+    without a restart), not on every run: reading them takes about 5 ms, on the way to every answer."""
+    return _settings_of(tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith("RAG_"))))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _settings_of(environment: tuple[tuple[str, str], ...]) -> Settings:  # noqa: ARG001 - the cache's key
+    return Settings()
 
 
 @st.cache_resource(show_spinner="Opening the index…")

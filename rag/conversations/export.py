@@ -34,8 +34,32 @@ def to_markdown(conversation: Conversation) -> str:
         elif kind == "answer":
             lines += _answer(message)
         else:
-            lines += [message.get("content", ""), ""]  # the app's own note, escaped when written
+            lines += [file_note(message.get("content", "")), ""]  # the app's own note (an upload's result)
     return "\n".join(lines).rstrip() + "\n"
+
+
+_PAGE_ESCAPE = re.compile(r"\\([\\`*_{}\[\]<>#+|~$:!()&-])")  # what text_markdown escapes for the page
+_PAGE_SPAN = re.compile(r"(?<!\\)(`+) (.+?) \1(?!`)")  # and an address it puts in a code span
+
+
+def file_note(note: str) -> str:
+    """The page's note on added files (``ui.sidebar.upload_note``: a bold summary, then ``- name: result`` lines,
+    every name and reason escaped for the page, where ``:`` and ``-`` also start emoji codes and colours) as the
+    export writes text: "- lighthouse-handbook.pdf: added", not "lighthouse\\-handbook.pdf". A line of another
+    shape is kept as it was written (escaped for the page, so just as safe)."""
+
+    def as_written(page_text: str) -> str:
+        return file_markdown(_PAGE_ESCAPE.sub(r"\1", _PAGE_SPAN.sub(r"\2", page_text)))
+
+    lines = []
+    for line in note.split("\n"):
+        if line.startswith("- "):
+            lines.append("- " + as_written(line[2:]))
+        elif line.startswith("**") and line.endswith("**") and not line.endswith("\\**") and len(line) > 4:
+            lines.append(f"**{as_written(line[2:-2])}**")
+        else:
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def _answer(message: dict[str, Any]) -> list[str]:
