@@ -25,8 +25,8 @@ with sync_playwright() as p:
     box = page.locator('[data-testid="stChatInputTextArea"]')
     box.fill(QUESTION)
     box.press("Enter")
-    first = page.locator('[data-testid="stExpander"]').first
-    first.wait_for()
+    page.get_by_text("Answered in").first.wait_for()  # the status line once the answer is complete
+    first = page.locator('[data-testid="stExpander"]').filter(has_text="[1]").first  # the first source
     first.locator("summary").click()
     time.sleep(1.0)
     page.screenshot(path=str(OUT))

@@ -217,7 +217,7 @@ def reading_label(retrieved: Retrieved, settings: Settings) -> str:
     """What the model is given, in words: "Reading 3 passages of tea-guide.md and report.pdf (page 2)…"."""
     hits = retrieved.hits[: settings.top_k]
     where = list(dict.fromkeys(source_label(h.chunk.source, h.chunk.page, h.chunk.kind) for h in hits))
-    files = ", ".join(where[:3]) + (f" and {plural(len(where) - 3, 'more')}" if len(where) > 3 else "")
+    files = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
     return f"Reading {plural(len(hits), 'passage')} of {text_markdown(files)}…"
 
 
