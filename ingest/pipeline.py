@@ -177,9 +177,10 @@ class Ingestor:
         for path, base in found.items():
             keyed.setdefault(document_key(path, table=table, host=host), (path, base))
         files = dict(keyed.values())
+        keys = {path: key for key, (path, _) in keyed.items()}
         self._total = len(files)
         with self._writer(files):
-            jobs = self._files_to_read(files, force, report)
+            jobs = self._files_to_read(files, keys, force, report)
             ahead = PARSE_AHEAD_FILES if self.settings.parse_ahead else 0
             window: list[_Ready] = []
             for job, parsed in zip(jobs, parse_in_order([j.path for j in jobs], self.split_config(), ahead=ahead),
@@ -230,7 +231,8 @@ class Ingestor:
     def _progress(self, job: _Job, stage: Stage, done: int = 0, chunks: int = 0, message: str = "") -> None:
         self.on_progress(Progress(job.path, job.index, self._total, stage, done, chunks, message))
 
-    def _files_to_read(self, files: dict[Path, str], force: bool, report: IngestReport) -> list[_Job]:
+    def _files_to_read(self, files: dict[Path, str], keys: dict[Path, str], force: bool,
+                       report: IngestReport) -> list[_Job]:
         """The files that are new or changed (or all, with ``force``); unchanged ones are reported as such, and so
         are the later names of content already met in this run (their own earlier documents are removed)."""
         jobs: list[_Job] = []
@@ -244,7 +246,7 @@ class Ingestor:
                 failure = failure_reason(exc)
                 self._fail(report, path, failure.reason, index, len(files), failure.kind)
                 continue
-            existing = self.store.document_at(path)
+            existing = self.store.document_at(keys[path])  # the key made above: the mounts are not read again
             if sha in first:
                 if existing and self.store.remove_document(existing.key or str(path)):
                     report.removed.append(existing.name)
