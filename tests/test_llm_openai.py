@@ -119,6 +119,7 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
+@pytest.mark.vllm
 def test_unknown_model_names_the_served_ones(vllm_server: VllmServer) -> None:
     llm = _llm(vllm_server, model="no-such-model")
     with pytest.raises(LLMModelNotFound) as caught:
