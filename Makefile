@@ -91,8 +91,8 @@ milvus: setup
 test:
 	@mkdir -p test-artifacts
 	@scripts/vllm.sh --setup-only > test-artifacts/vllm-setup.log 2>&1 & vllm=$$!; status=0; \
-	$(MAKE) --no-print-directory setup && $(BIN)/python -m pytest -m "not vllm" || status=$$?; \
-	if wait $$vllm; then $(BIN)/python -m pytest -m vllm || status=$$?; \
+	$(MAKE) --no-print-directory setup && $(BIN)/python -m pytest -m "not vllm" --durations=30 || status=$$?; \
+	if wait $$vllm; then $(BIN)/python -m pytest -m vllm --durations=10 || status=$$?; \
 	else echo "scripts/vllm.sh --setup-only failed (test-artifacts/vllm-setup.log):"; \
 		tail -n 30 test-artifacts/vllm-setup.log; status=1; fi; \
 	exit $$status
