@@ -110,7 +110,7 @@ def pdfium_text(data: bytes) -> list[str]:
     return [texts.get(number, "") for number in range(1, max(texts, default=0) + 1)]
 
 
-def _pdfium_pages(data: bytes, expected: int | None) -> tuple[dict[int, str], list[tuple[int, int, str]]]:
+def _pdfium_pages(data: bytes, expected: int | None) -> tuple[dict[int, str], list[tuple[int, str]]]:
     """Page number -> PDFium's text, for the pages it reads, and the outline; empty when it cannot open the file or
     counts other pages than pypdf (``expected``): then pypdf reads them all, so page numbers never shift."""
     import pypdfium2
@@ -141,18 +141,18 @@ def _pdfium_pages(data: bytes, expected: int | None) -> tuple[dict[int, str], li
 _MAX_OUTLINE = 5000  # bookmarks read at most (a hostile file can hold millions)
 
 
-def _outline(document: Any, pages: int) -> list[tuple[int, int, str]]:
-    """The bookmarks that point at a page, in the outline's order: (page number, depth, title)."""
+def _outline(document: Any, pages: int) -> list[tuple[int, str]]:
+    """The bookmarks that point at a page, in the outline's order: (page number, title)."""
     import pypdfium2
 
-    entries: list[tuple[int, int, str]] = []
+    entries: list[tuple[int, str]] = []
     try:
         for bookmark in document.get_toc(max_depth=8):
             destination = bookmark.get_dest()
             index = destination.get_index() if destination is not None else None
             title = " ".join((bookmark.get_title() or "").split())
             if index is not None and 0 <= index < pages and _WORDS.search(title):
-                entries.append((index + 1, bookmark.level, title[:_MAX_TITLE]))
+                entries.append((index + 1, title[:_MAX_TITLE]))
             if len(entries) >= _MAX_OUTLINE:
                 break
     except (pypdfium2.PdfiumError, ValueError, OSError):  # a damaged outline only costs the sections
@@ -163,43 +163,37 @@ def _outline(document: Any, pages: int) -> list[tuple[int, int, str]]:
 _WORDS = re.compile(r"\w+")
 
 
-def _sectioned(pages: dict[int, str], outline: list[tuple[int, int, str]]) -> list[Record]:
+def _sectioned(pages: dict[int, str], outline: list[tuple[int, str]]) -> list[Record]:
     """The pages as records, each page cut where the outline's sections begin on it (found by their titles at the
-    start of a line), each part with the section it belongs to; a title not found begins where the last one did."""
-    starting: dict[int, list[tuple[int, str]]] = {}
-    for page, level, title in outline:
-        starting.setdefault(page, []).append((level, title))
-    path: list[tuple[int, str]] = []
+    start of a line), each part with the title of the section it belongs to: the deepest outline entry in force
+    (its parents' titles too made the indexed context longer and found fewer pages: docs/benchmarks.md, "Pages of
+    real PDFs"). A title not found in the text is taken to begin where the last one did."""
+    starting: dict[int, list[str]] = {}
+    for page, title in outline:
+        starting.setdefault(page, []).append(title)
+    section: str | None = None
     records: list[Record] = []
     for number in sorted(set(pages) | set(starting)):
         text = pages.get(number, "")
-        cuts: list[tuple[int, str | None]] = [(0, _label(path))]
-        for level, title in starting.get(number, []):
-            while path and path[-1][0] >= level:
-                path.pop()
-            path.append((level, title))
-            found = _find_title(title, text, cuts[-1][0])
-            cuts.append((cuts[-1][0] if found is None else found, _label(path)))
-        parts = [(begin, end, section) for (begin, section), (end, _) in zip(cuts, [*cuts[1:], (len(text), None)])]
+        cuts: list[tuple[int, str | None]] = [(0, section)]
+        for section in starting.get(number, []):  # the last one stays in force for the pages after
+            found = _find_title(section, text, cuts[-1][0])
+            cuts.append((cuts[-1][0] if found is None else found, section))
+        parts = [(begin, end, name) for (begin, name), (end, _) in zip(cuts, [*cuts[1:], (len(text), None)])]
         merged: list[tuple[int, int, str | None]] = []
-        for begin, end, section in parts:
+        for begin, end, name in parts:
             if merged and len(text[merged[-1][0]:merged[-1][1]].strip()) < _MIN_PART:
                 begin = merged.pop()[0]  # a heading alone (or a page number before it) goes with what follows
-            merged.append((begin, end, section))
-        for begin, end, section in merged:
+            merged.append((begin, end, name))
+        for begin, end, name in merged:
             part = text[begin:end]
             if part.strip():
                 lead = len(part) - len(part.lstrip())
-                records.append(Record(text=part.strip(), page=number, section=section, offset=begin + lead))
+                records.append(Record(text=part.strip(), page=number, section=name, offset=begin + lead))
     return records
 
 
 _MIN_PART = 80  # characters: a shorter stretch before the next heading is not a section of its own
-
-
-def _label(path: list[tuple[int, str]]) -> str | None:
-    """A section's name: its title after its parent's ("Set-show › Decimalsign")."""
-    return " › ".join(title for _, title in path[-2:]) or None
 
 
 def _find_title(title: str, text: str, start: int) -> int | None:
