@@ -26,7 +26,8 @@ CROP_MARGIN = 0.2
 # Each crop is then cleaned of a scan's grain (sensor noise, JPEG's blocks and ringing) by non-local means, this
 # strong (0: not at all). On a degraded 150-dpi scan the grain, drawn twice as large by the 300-dpi rendering, falls
 # into the narrow gaps between words, and the recogniser reads through them ("OnOctober61973,yriaandEgypt").
-# bench/ocr.py: word accuracy on degraded 150-dpi scans 0.716 -> see docs/benchmarks.md; about 35 ms a line.
+# bench/ocr.py: word accuracy on degraded 150-dpi scans 0.776 -> 0.990 (six pages), the other scans within two
+# words of about 1,900; about 35 ms a line (docs/benchmarks.md, "Grainy scans").
 DENOISE = 12
 
 
