@@ -1,14 +1,15 @@
 """OCR benchmark: RapidOCR (shipped) against Tesseract (the classic engine, Debian's tesseract-ocr) on the same
 scanned pages, in one run; characters and words.
 
-    .venv/bin/python bench/ocr.py [--pages 6] [--dpi 150 200 300] [--margins 0 0.1]
+    .venv/bin/python bench/ocr.py [--pages 6] [--dpi 150 200 300] [--margins 0 0.1] [--denoise 0 12]
 
 Pages: real text (paragraphs of the xquad-dev Wikipedia articles) typeset at 11 pt on A4 (DejaVu Serif and DejaVu
 Sans in turn) at each scan resolution, saved by Pillow as an image-only PDF: "clean" as typeset, "degraded" made to
 look scanned (a 0.4 degree skew, a little blur and noise, JPEG at quality 70). Each engine reads each page as the
 loader does: the page drawn by PDFium at the loader's RENDER_DPI. RapidOCR runs once per ``--margins`` value (the
 margin of paper added around each line's crop, as a fraction of its height: 0 is the engine as it comes, the
-shipped value is ingest.loaders.ocr.CROP_MARGIN).
+shipped value is ingest.loaders.ocr.CROP_MARGIN) and ``--denoise`` value (the strength of the non-local-means
+cleaning of each crop, 0 for none; the shipped value is ingest.loaders.ocr.DENOISE).
 Character accuracy is 1 - (edit distance / length of the true text), both with their whitespace collapsed; word
 accuracy is 1 - word error rate (edit distance over whitespace-separated words / number of true words), so a
 dropped space costs two words, as it does to keyword search. Time is per page (median), model loading excluded,
@@ -164,6 +165,8 @@ def main() -> int:
     p.add_argument("--dpi", type=int, nargs="+", default=[150, 200, 300], help="scan resolutions")
     p.add_argument("--margins", type=float, nargs="+", default=[0.0, ocr.CROP_MARGIN],
                    help="RapidOCR's crop margins to compare (0: the engine as it comes)")
+    p.add_argument("--denoise", type=float, nargs="+", default=[0.0, ocr.DENOISE],
+                   help="strengths of the crops' denoising to compare (0: none)")
     args = p.parse_args()
 
     truths = page_texts(args.docs, args.pages)
@@ -176,10 +179,12 @@ def main() -> int:
             images = rendered(as_pdf(pictures, dpi))
             state = "degraded" if degraded else "clean"
             for margin in args.margins:
-                ocr.CROP_MARGIN = margin
-                label = "as it comes" if margin == 0 else f"crop margin {margin:g}"
-                rows.append(measure(f"RapidOCR (PP-OCRv4), {label}, {dpi}-dpi scan, {state}",
-                                    lambda im: ocr.read_image(im, engine), images, truths))
+                for denoise in args.denoise:
+                    ocr.CROP_MARGIN, ocr.DENOISE = margin, denoise
+                    label = "as it comes" if margin == denoise == 0 else ", ".join(
+                        [f"crop margin {margin:g}"] * bool(margin) + [f"denoised {denoise:g}"] * bool(denoise))
+                    rows.append(measure(f"RapidOCR (PP-OCRv4), {label}, {dpi}-dpi scan, {state}",
+                                        lambda im: ocr.read_image(im, engine), images, truths))
             if shutil.which("tesseract"):
                 rows.append(measure(f"reference: Tesseract 5 (eng), {dpi}-dpi scan, {state}", tesseract, images,
                                     truths))

@@ -31,7 +31,8 @@ from rag.index.identity import Mount, document_key, host_id, mount_table
 from rag.index.records import NewChunk, indexed_text, sha256_text
 from rag.settings import Settings, get_settings
 
-SPLITTER_VERSION = 2  # 2: compound hyphens kept at line breaks, PDF chunks indexed with the title
+SPLITTER_VERSION = 3  # 2: compound hyphens kept at line breaks, PDF chunks indexed with the title; 3: PDF pages cut
+# into their outline's sections, each chunk indexed with its document's title and its section
 PARSE_AHEAD_FILES = 8  # files read in advance: enough to fill the next window while this one embeds
 
 
@@ -103,9 +104,12 @@ def file_sha256(path: Path) -> str:
 
 
 def chunk_context(chunk: Chunk, settings: Settings, title: str | None = None) -> str | None:
-    """The heading indexed with a chunk, or the document's title where it has none (a PDF page), so a passage deep
-    in a section still matches the section's subject, and a page of a paper still matches the paper's name."""
+    """The document's title and the heading a chunk sits under (either where the other is missing), indexed with
+    it, so a passage deep in a section still matches the section's subject, and a page of a paper or a manual
+    still matches the document's name."""
     context = chunk.section or title
+    if title and chunk.section and title not in chunk.section:
+        context = f"{title} › {chunk.section}"
     if not settings.heading_context or not context or chunk.text.lstrip("# ").startswith(context):
         return None
     return context

@@ -52,6 +52,47 @@ def test_pdf_one_record_per_page_with_page_numbers(tmp_path: Path) -> None:
     ]
 
 
+def test_pdf_pages_are_cut_into_the_sections_of_their_outline(tmp_path: Path) -> None:
+    """The outline (bookmarks) names the section of every stretch of text: a page that carries on a section keeps
+    its name, a section that starts mid-page starts a record there, and a title the text does not show is taken
+    to start where the last one did. The XeTeX logo's reversed E reads as a plain E."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_font("sans", fname="/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    pdf.set_font("sans", size=11)
+
+    def write(text: str) -> None:
+        pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+
+    pdf.add_page()
+    pdf.start_section("1 Families")
+    write("1 Families\nEach response distribution admits a variety of link functions, listed here for the binomial "
+          "and gaussian families.")
+    pdf.add_page()
+    write("poisson identity, log, sqrt\nquasi logit, probit, cloglog, identity, inverse, log")
+    pdf.start_section("The glm() function", level=1)
+    write("1.1 The glm() function\nThe R function to fit a generalized linear model is glm(), typeset with "
+          "X\u018eLATEX.")
+    pdf.add_page()
+    pdf.start_section("2 Not printed on the page")
+    write("Nonlinear least squares and maximum likelihood models fit what glm() cannot fit.")
+    path = tmp_path / "outline.pdf"
+    pdf.output(str(path))
+
+    doc = load_document(path)
+    assert [(r.page, r.section, r.text.split("\n")[0]) for r in doc.records] == [
+        (1, "1 Families", "1 Families"),
+        (2, "1 Families", "poisson identity, log, sqrt"),
+        (2, "The glm() function", "1.1 The glm() function"),
+        (3, "2 Not printed on the page", "Nonlinear least squares and maximum likelihood models fit what glm() "
+                                         "cannot fit."),
+    ]
+    assert "typeset with XELATEX" in doc.records[2].text
+    second = doc.records[2]
+    assert second.offset > 0 and doc.records[1].offset == 0
+
+
 def test_pdf_encrypted_with_empty_password_opens(tmp_path: Path) -> None:
     path = make_encrypted_pdf(tmp_path / "open.pdf", ["Readable although encrypted."], password="")
     assert load_document(path).records[0].text == "Readable although encrypted."

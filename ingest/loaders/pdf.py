@@ -7,7 +7,9 @@ password-protected file apart (the error names the cause), decrypting files with
 title, and the font sizes of page 1 (the heading). A page PDFium cannot read is read by pypdf instead.
 
 The document's title (its metadata, or else the largest type on page 1) is kept, so every chunk can be indexed
-with it: a question naming the paper finds it even when the passage never repeats the title.
+with it: a question naming the paper finds it even when the passage never repeats the title. The PDF's outline
+(bookmarks) gives each stretch of a page its section, so a chunk is indexed with the heading it sits under even on
+the fifth page of that section.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ _MAX_TITLE = 200
 
 def load_pdf(path: Path, data: bytes) -> LoadedDocument:
     pages, metadata_title = _open(data)
-    fast = _pdfium_pages(data, len(pages))
+    fast, outline = _pdfium_pages(data, len(pages))
     raw: dict[int, str] = {}
     warnings: list[str] = []
     heading: str | None = None
@@ -58,7 +60,7 @@ def load_pdf(path: Path, data: bytes) -> LoadedDocument:
         for number, text in read.items():
             texts[number] = normalize_text(text, ocr_words)
             ocr_pages += [number] if texts[number] else []
-    records = [Record(text=texts[n], page=n) for n in sorted(texts) if texts[n]]
+    records = _sectioned(texts, outline)
     if not records:
         raise LoadError(
             f"no text in {len(pages)} page(s), not even by OCR: the pages hold no readable writing"
@@ -104,23 +106,23 @@ def _open(data: bytes) -> tuple[list[Any], str | None]:
 
 def pdfium_text(data: bytes) -> list[str]:
     """The text layer of every page, read by PDFium (empty for a page it cannot read)."""
-    texts = _pdfium_pages(data, None)
+    texts, _ = _pdfium_pages(data, None)
     return [texts.get(number, "") for number in range(1, max(texts, default=0) + 1)]
 
 
-def _pdfium_pages(data: bytes, expected: int | None) -> dict[int, str]:
-    """Page number -> PDFium's text, for the pages it reads; empty when it cannot open the file or counts other pages
-    than pypdf (``expected``): then pypdf reads them all, so page numbers never shift."""
+def _pdfium_pages(data: bytes, expected: int | None) -> tuple[dict[int, str], list[tuple[int, str]]]:
+    """Page number -> PDFium's text, for the pages it reads, and the outline; empty when it cannot open the file or
+    counts other pages than pypdf (``expected``): then pypdf reads them all, so page numbers never shift."""
     import pypdfium2
 
     try:
         document = pypdfium2.PdfDocument(data)
     except pypdfium2.PdfiumError:
-        return {}
+        return {}, []
     texts: dict[int, str] = {}
     try:
         if expected is not None and len(document) != expected:
-            return {}
+            return {}, []
         for index in range(len(document)):
             try:
                 page = document[index]
@@ -130,9 +132,81 @@ def _pdfium_pages(data: bytes, expected: int | None) -> dict[int, str]:
                 page.close()
             except pypdfium2.PdfiumError:
                 continue
+        outline = _outline(document, len(document))
     finally:
         document.close()
-    return texts
+    return texts, outline
+
+
+_MAX_OUTLINE = 5000  # bookmarks read at most (a hostile file can hold millions)
+
+
+def _outline(document: Any, pages: int) -> list[tuple[int, str]]:
+    """The bookmarks that point at a page, in the outline's order: (page number, title)."""
+    import pypdfium2
+
+    entries: list[tuple[int, str]] = []
+    try:
+        for bookmark in document.get_toc(max_depth=8):
+            destination = bookmark.get_dest()
+            index = destination.get_index() if destination is not None else None
+            title = " ".join((bookmark.get_title() or "").split())
+            if index is not None and 0 <= index < pages and _WORDS.search(title):
+                entries.append((index + 1, title[:_MAX_TITLE]))
+            if len(entries) >= _MAX_OUTLINE:
+                break
+    except (pypdfium2.PdfiumError, ValueError, OSError):  # a damaged outline only costs the sections
+        return []
+    return entries
+
+
+_WORDS = re.compile(r"\w+")
+
+
+def _sectioned(pages: dict[int, str], outline: list[tuple[int, str]]) -> list[Record]:
+    """The pages as records, each page cut where the outline's sections begin on it (found by their titles at the
+    start of a line), each part with the title of the section it belongs to: the deepest outline entry in force
+    (its parents' titles too made the indexed context longer and found fewer pages: docs/benchmarks.md, "Pages of
+    real PDFs"). A title not found in the text is taken to begin where the last one did."""
+    starting: dict[int, list[str]] = {}
+    for page, title in outline:
+        starting.setdefault(page, []).append(title)
+    section: str | None = None
+    records: list[Record] = []
+    for number in sorted(set(pages) | set(starting)):
+        text = pages.get(number, "")
+        cuts: list[tuple[int, str | None]] = [(0, section)]
+        for section in starting.get(number, []):  # the last one stays in force for the pages after
+            found = _find_title(section, text, cuts[-1][0])
+            cuts.append((cuts[-1][0] if found is None else found, section))
+        parts = [(begin, end, name) for (begin, name), (end, _) in zip(cuts, [*cuts[1:], (len(text), None)])]
+        merged: list[tuple[int, int, str | None]] = []
+        for begin, end, name in parts:
+            if merged and len(text[merged[-1][0]:merged[-1][1]].strip()) < _MIN_PART:
+                begin = merged.pop()[0]  # a heading alone (or a page number before it) goes with what follows
+            merged.append((begin, end, name))
+        for begin, end, name in merged:
+            part = text[begin:end]
+            if part.strip():
+                lead = len(part) - len(part.lstrip())
+                records.append(Record(text=part.strip(), page=number, section=name, offset=begin + lead))
+    return records
+
+
+_MIN_PART = 80  # characters: a shorter stretch before the next heading is not a section of its own
+
+
+def _find_title(title: str, text: str, start: int) -> int | None:
+    """Where a heading begins in a page's text, from ``start``: a line that holds the title alone (any case, after
+    its number), or else a line that opens with it as written (a run-in heading: "Xticlabels Axis tick labels...")."""
+    words = [re.escape(word) for word in _WORDS.findall(title)]
+    if not words:
+        return None
+    body = r"\W*".join(words)
+    number = r"[^\w\n]*(?:\d+(?:\.\d+)*\.?[ \t]+)?"  # the outline may leave out the heading's number ("11.6.2 ")
+    alone = re.compile(rf"(?m)^{number}{body}[^\w\n]*$", re.IGNORECASE).search(text, start)
+    match = alone or re.compile(rf"(?m)^{number}{body}(?!\w)").search(text, start)
+    return match.start() if match else None
 
 
 # PDFium writes a hyphen it judged to break a word at a line's end as U+FFFE (U+0002 in older builds) and drops the
@@ -143,8 +217,12 @@ _PDFIUM_HYPHEN = re.compile("[\u0002\ufffe][ \t\r\n]*")
 _UNMAPPED = re.compile("[\u0000\u0001\u0003-\u0008\u000e-\u001f]")
 
 
+# The XeTeX logo sets its E reversed (U+018E): "XƎLATEX" is the word XeLaTeX.
+_XETEX = re.compile("X\u018e(?=TEX|LATEX)", re.IGNORECASE)
+
+
 def _pdfium_clean(text: str) -> str:
-    return _UNMAPPED.sub("", _PDFIUM_HYPHEN.sub("-\n", text))
+    return _XETEX.sub("XE", _UNMAPPED.sub("", _PDFIUM_HYPHEN.sub("-\n", text)))
 
 
 def _text_and_heading(page: Any) -> tuple[str, str | None]:
