@@ -3,8 +3,10 @@
     .venv/bin/python bench/verifier.py collect --half a --minutes 15 -n 320     # tuning half: fitting data
     .venv/bin/python bench/verifier.py collect --half b --minutes 10 -n 60      # held out: the 60 of bench/answer.py -n 60 first
     .venv/bin/python bench/verifier.py collect --set second                     # questions no fitting saw (tests/data/verifier-set)
+    .venv/bin/python bench/verifier.py backfill --half a                        # passages of records that lack them
     .venv/bin/python bench/verifier.py fit                                      # -> rag/answer/calibrators/<model>.json
     .venv/bin/python bench/verifier.py evaluate                                 # half B and the second set only
+    .venv/bin/python bench/verifier.py collect --half a --model smollm2-135m    # ... and so on for another model
 
 ``collect`` runs the default model (``qwen2.5-coder-1.5b``) with the shipped settings (greedy, ``show``) through
 ``Answerer.run``, as ``python -m rag.ask`` would answer, with ``ask_twice`` on so every record also has the second
@@ -49,7 +51,14 @@ from rag.retrieval.evaluate import Question, load_questions  # noqa: E402
 ARTIFACTS = ROOT / "bench" / "verifier-records"
 SECOND_SET = ROOT / "tests" / "data" / "verifier-set"
 SAMPLE = ROOT / "data" / "sample"
-MODEL = "qwen2.5-coder-1.5b"
+MODEL = "qwen2.5-coder-1.5b"  # the default model; --model another embedded one (SmolLM2)
+
+
+def records(set_name: str, model: str = MODEL) -> Path:
+    """Where a model's labelled answers to one set (a, b, second) are kept: the default model's keep the names
+    they always had."""
+    prefix = "verifier" if model == MODEL else f"verifier-{model}"
+    return ARTIFACTS / f"{prefix}-{set_name}.jsonl"
 
 
 def substance_f1(answer: str, reference: str) -> float:
@@ -92,7 +101,9 @@ def record(q: Question, answer: Answer, model_sha: str) -> dict[str, object]:
             "checks": answer.rule_checks, "p_correct": answer.p_correct, "unverified": list(answer.grounding.missing) if answer.grounding else [],
             "features": answer.features.to_json() if answer.features else None,
             "second_reply": answer.second_reply, "second_seconds": round(answer.second_seconds, 3),
-            "seconds": round(answer.seconds, 3), "model": answer.model, "model_sha256": model_sha}
+            "seconds": round(answer.seconds, 3), "model": answer.model, "model_sha256": model_sha,
+            # the passages shown with it, so a new feature can be tried on these records without the model
+            "citations": [{"n": c.n, "cited": c.cited, "text": c.text} for c in answer.citations]}
 
 
 def ask(answerer: Answerer, question: str) -> Answer:
@@ -102,7 +113,7 @@ def ask(answerer: Answerer, question: str) -> Answer:
     raise AssertionError("run() always ends with Finished")
 
 
-def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes: float) -> None:
+def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes: float, model: str = MODEL) -> None:
     from rag.eval import ingest_dataset
     from rag.index.store import open_store
     from rag.llm import EmbeddedLLM
@@ -113,14 +124,14 @@ def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes
     done = {json.loads(line)["id"] for line in out.open()} if out.exists() else set()
     todo = [q for q in questions[:n] if q.id not in done]
     settings = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded", "unverified_answers": "show",
-                                             "embedded_model": MODEL})
+                                             "embedded_model": model})
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(Path(tmp) / "index")
         ingest_dataset(dataset, store)
-        llm = EmbeddedLLM(model_name=MODEL, n_threads=settings.llm_threads)
+        llm = EmbeddedLLM(model_name=model, n_threads=settings.llm_threads)
         answerer = Answerer(Retriever(store, settings=settings), llm, settings, ask_twice=True)
         ask(answerer, questions[0].question)  # warm-up: the model loads, the prompt head is evaluated
-        sha = get_model(MODEL).sha256
+        sha = get_model(model).sha256
         started = time.monotonic()
         with out.open("a") as handle:
             for i, q in enumerate(todo, start=1):
@@ -133,6 +144,42 @@ def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes
                 print(f"{out.name} {len(done) + i}: {row['label'] or row['verdict']}: {str(row['answer'])[:70]!r}",
                       file=sys.stderr)
         store.close()
+
+
+def backfill(dataset: Path, path: Path, model: str = MODEL) -> None:
+    """Give records written before they kept their passages (``citations``) the passages the model was given, rebuilt:
+    retrieval and the prompt's passage budget are deterministic, and the answer's ``[n]`` say which it cited. Marked
+    ``"citations_rebuilt": true``. Needs the model's tokenizer (the model loads), never a generation."""
+    from rag.answer.citations import cited_numbers
+    from rag.eval import ingest_dataset
+    from rag.index.store import open_store
+    from rag.llm import EmbeddedLLM
+    from rag.retrieval.retriever import Retriever
+    from rag.settings import Settings
+
+    rows = [json.loads(line) for line in path.open() if line.strip()]
+    todo = [r for r in rows if "citations" not in r]
+    if not todo:
+        print(f"{path.name}: every record has its passages")
+        return
+    settings = Settings().model_copy(update={"llm": "embedded", "embedded_model": model})
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "index")
+        ingest_dataset(dataset, store)
+        answerer = Answerer(Retriever(store, settings=settings), EmbeddedLLM(model_name=model), settings)
+        for r in todo:
+            retrieval = answerer.retriever.retrieve(r["question"], settings.top_k)
+            passages = []
+            if r["label"] is not None:  # a refusal cites nothing the features read
+                _, passages = answerer._messages(r["question"], [], retrieval.relevant(settings.min_relative_score))
+            _, cited = cited_numbers(r["answer"], {p.n for p in passages})
+            r["citations"] = [{"n": p.n, "cited": p.n in cited, "text": p.text} for p in passages]
+            r["citations_rebuilt"] = True
+        store.close()
+    new = path.with_suffix(".jsonl.new")
+    new.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    new.replace(path)
+    print(f"{path.name}: passages rebuilt for {len(todo)} records")
 
 
 def second_set(tmp: Path) -> Path:
@@ -156,34 +203,45 @@ def main() -> None:
     c.add_argument("--minutes", type=float, default=15.0, help="stop asking after this long")
     c.add_argument("--skip", type=int, default=0, help="start this far into the order (a second process on the same half)")
     c.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
+    c.add_argument("--model", default=MODEL, help=f"the embedded model to answer with ({MODEL})")
+    r = sub.add_parser("backfill", help="rebuild the passages of records written before they kept them")
+    r.add_argument("--half", choices=["a", "b"])
+    r.add_argument("--set", choices=["second"], dest="other")
+    r.add_argument("--model", default=MODEL)
+    r.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
     f = sub.add_parser("fit", help="fit the calibrator on half A's records")
-    f.add_argument("--records", type=Path, default=ARTIFACTS / "verifier-a.jsonl")
+    f.add_argument("--model", default=MODEL, help=f"the embedded model whose answers to fit on ({MODEL})")
+    f.add_argument("--records", type=Path, help="half A's records (default: the model's)")
     e = sub.add_parser("evaluate", help="half B and the second set: new calibrator against the old checks")
-    e.add_argument("--records", type=Path, nargs="*",
-                   default=[ARTIFACTS / "verifier-b.jsonl", ARTIFACTS / "verifier-second.jsonl"])
+    e.add_argument("--model", default=MODEL, help=f"the embedded model whose calibrator to judge ({MODEL})")
+    e.add_argument("--records", type=Path, nargs="*", help="held-out records (default: the model's half B and second set)")
     args = p.parse_args()
     ARTIFACTS.mkdir(exist_ok=True)
-    if args.command == "collect":
+    if args.command in ("collect", "backfill"):
         if bool(args.half) == bool(args.other):
-            p.error("collect needs --half a|b or --set second")
+            p.error(f"{args.command} needs --half a|b or --set second")
         with tempfile.TemporaryDirectory() as tmp:
             if args.half:
                 halves = {"a": Path(tmp) / "half-a", "b": Path(tmp) / "half-b"}
                 split(args.dataset, halves["a"], halves["b"])
                 dataset = halves[args.half]
                 questions = ordered_questions(args.half, load_questions(dataset))
-                out = ARTIFACTS / f"verifier-{args.half}.jsonl"
+                out = records(args.half, args.model)
             else:
                 dataset = second_set(Path(tmp))
                 questions = load_questions(dataset)
-                out = ARTIFACTS / "verifier-second.jsonl"
-            collect(dataset, out, questions[args.skip :], args.n - args.skip, args.minutes)
+                out = records("second", args.model)
+            if args.command == "backfill":
+                backfill(dataset, out, args.model)
+            else:
+                collect(dataset, out, questions[args.skip :], args.n - args.skip, args.minutes, args.model)
     elif args.command == "fit":
         from verifier_fit import fit
-        fit(args.records)
+        fit(args.records or records("a", args.model), args.model)
     else:
         from verifier_fit import evaluate
-        evaluate(args.records)
+        evaluate(args.records or [p for p in (records("b", args.model), records("second", args.model)) if p.exists()],
+                 args.model)
 
 
 if __name__ == "__main__":

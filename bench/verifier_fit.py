@@ -30,7 +30,25 @@ MODEL = "qwen2.5-coder-1.5b"
 
 
 def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.open() if line.strip()]
+    return completed([json.loads(line) for line in path.open() if line.strip()])
+
+
+def completed(rows: list[dict]) -> list[dict]:
+    """Records with the features added after they were written, computed by ``rag.answer.features``'s own functions
+    from what the record keeps (its answer, question and passages; ``bench/verifier.py backfill`` rebuilds the
+    passages of records older than that)."""
+    from rag.answer.features import repeats_question, verbatim_share
+
+    for r in rows:
+        f = r["features"]
+        if f is None:
+            continue
+        if f.get("verbatim") is None and r.get("citations") is not None:
+            passages = [c["text"] for c in r["citations"]]
+            f["verbatim"] = verbatim_share(r["answer"], [c["text"] for c in r["citations"] if c["cited"]] or passages)
+        if f.get("repeats_question") is None:
+            f["repeats_question"] = float(repeats_question(r["question"], r["answer"]))
+    return rows
 
 
 def matrix(rows: list[dict], names: list[str]) -> np.ndarray:
@@ -45,12 +63,13 @@ def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
     from sklearn.preprocessing import StandardScaler
 
     without = [n for n in names if n != "agreement"]
-    few = ["p_min", "p_log_mean", "grounded", "supported", "type_mismatch", "distance", "evidence", "agreement"]
+    few = ["p_min", "p_log_mean", "grounded", "supported", "type_mismatch", "distance", "evidence", "verbatim",
+           "repeats_question", "agreement"]
     out: dict[str, tuple[object, list[str]]] = {}
     for c in (0.1, 0.3, 1.0):  # few answers, few wrong: a handful of the strongest signals, fewer weights to fit
-        out[f"logistic C={c} 8 features"] = (make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)),
-                                             few)
-        out[f"logistic C={c} 7 features without agreement"] = (make_pipeline(
+        out[f"logistic C={c} {len(few)} features"] = (make_pipeline(
+            StandardScaler(), LogisticRegression(C=c, max_iter=2000)), few)
+        out[f"logistic C={c} {len(few) - 1} features without agreement"] = (make_pipeline(
             StandardScaler(), LogisticRegression(C=c, max_iter=2000)), few[:-1])
     for tag, feats in (("", names), (" without agreement", without)):
         for c in (0.1, 0.3, 1.0):
@@ -59,6 +78,10 @@ def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
         for depth, n in ((1, 100), (2, 60), (3, 40)):
             out[f"trees depth={depth} n={n}{tag}"] = (GradientBoostingClassifier(
                 n_estimators=n, max_depth=depth, learning_rate=0.1, subsample=1.0, random_state=0), feats)
+        # slower, shrunk and bagged: fewer wrong answers than features would otherwise be learned by heart
+        out[f"trees depth=2 n=150 slow{tag}"] = (GradientBoostingClassifier(
+            n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8, min_samples_leaf=8, random_state=0),
+            feats)
     return out
 
 
@@ -91,10 +114,11 @@ def choose_threshold(p: np.ndarray, y: np.ndarray) -> tuple[float, float, float]
     return best
 
 
-def export(model: object, names: list[str], impute: np.ndarray, threshold: float, fit_info: dict) -> dict:
+def export(model: object, names: list[str], impute: np.ndarray, threshold: float, fit_info: dict,
+           model_name: str = MODEL) -> dict:
     from rag.llm.models import get_model
 
-    data: dict = {"format": 1, "model": MODEL, "gguf_sha256": get_model(MODEL).sha256, "backend": "embedded",
+    data: dict = {"format": 1, "model": model_name, "gguf_sha256": get_model(model_name).sha256, "backend": "embedded",
                   "features": names, "impute": [round(float(v), 6) for v in impute],
                   "threshold": round(threshold, 4), "fit": fit_info}
     if hasattr(model, "estimators_"):  # gradient-boosted trees
@@ -116,7 +140,7 @@ def export(model: object, names: list[str], impute: np.ndarray, threshold: float
     return data
 
 
-def fit(records: Path) -> None:
+def fit(records: Path, model_name: str = MODEL) -> None:
     from rag.answer.calibrator import CALIBRATORS, Calibrator
     from rag.answer.features import NAMES, Features
 
@@ -148,24 +172,24 @@ def fit(records: Path) -> None:
             "cv_auc": {k: round(v[0], 4) for k, v in results.items()},
             "threshold_out_of_fold": {"wrong_flagged": round(wrong, 3), "right_flagged": round(right, 3)},
             "second_reply_seconds_mean": round(float(np.mean(seconds)), 2)}
-    data = export(model, feats, impute, threshold, info)
+    data = export(model, feats, impute, threshold, info, model_name)
     calibrator = Calibrator.from_json(data)
     ours = np.array([calibrator.p_correct(Features(**{**{n: None for n in NAMES}, **r["features"]})) for r in rows])
     theirs = model.predict_proba(x)[:, 1]
     assert np.allclose(ours, theirs, atol=1e-4), float(np.abs(ours - theirs).max())  # numpy reads it as sklearn does
     CALIBRATORS.mkdir(exist_ok=True)
-    out = CALIBRATORS / f"{MODEL}.json"
+    out = CALIBRATORS / f"{model_name}.json"
     out.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes)")
 
 
-def evaluate(paths: list[Path]) -> None:
+def evaluate(paths: list[Path], model_name: str = MODEL) -> None:
     from sklearn.metrics import roc_auc_score
 
     from rag.answer.calibrator import CALIBRATORS, load
     from rag.answer.features import NAMES, Features
 
-    calibrator = load(CALIBRATORS / f"{MODEL}.json")
+    calibrator = load(CALIBRATORS / f"{model_name}.json")
     print(f"calibrator: {calibrator.kind}, threshold {calibrator.threshold}, features {len(calibrator.features)}")
     series = []
     for path in paths:
@@ -197,10 +221,10 @@ def evaluate(paths: list[Path]) -> None:
             print(f"(least token probability alone: AUC {roc_auc_score(y, p_min):.2f}; second reply "
                   f"{np.mean([r.get('second_seconds', 0) for r in answered]):.1f} s on average in this run)")
         series.append((path.stem.removeprefix("verifier-"), p, y))
-    reliability(series, calibrator.threshold)
+    reliability(series, calibrator.threshold, model_name)
 
 
-def reliability(series: list[tuple[str, np.ndarray, np.ndarray]], threshold: float) -> None:
+def reliability(series: list[tuple[str, np.ndarray, np.ndarray]], threshold: float, model_name: str = MODEL) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,10 +247,11 @@ def reliability(series: list[tuple[str, np.ndarray, np.ndarray]], threshold: flo
     ax.axvline(threshold, color="tab:red", linewidth=0.8, label=f"threshold {threshold:.2f}")
     ax.set_xlabel("p_correct (mean in each fifth of [0, 1])")
     ax.set_ylabel("share of answers right")
-    ax.set_title("Answer calibrator, held-out answers\n(Qwen2.5-Coder-1.5B; numbers: answers per bin)", fontsize=9)
+    ax.set_title(f"Answer calibrator, held-out answers\n({model_name}; numbers: answers per bin)", fontsize=9)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(PLOT)
-    print(f"\nwrote {PLOT.relative_to(ROOT)}")
+    plot = PLOT if model_name == MODEL else PLOT.with_name(f"verifier-reliability-{model_name}.png")
+    fig.savefig(plot)
+    print(f"\nwrote {plot.relative_to(ROOT)}")

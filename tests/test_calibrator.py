@@ -69,6 +69,15 @@ def test_features_of_a_known_answer() -> None:
     invented = features_of("Who was the first keeper of the lighthouse?", "Margit Olesen [1].")
     assert invented.grounded == 0 and invented.missing_terms == 2 and invented.agreement is None
     assert math.isnan(invented.vector()[NAMES.index("agreement")]), "not asked: missing, not zero"
+    assert right.verbatim == 1 and invented.verbatim == 0, "copied from the passage, or not in it at all"
+    assert right.repeats_question == 0
+
+
+def test_an_answer_in_other_words_or_repeating_the_question() -> None:
+    mixed = features_of("How tall is the lighthouse?", "The tower has 38 metres of height [1].")
+    assert mixed.verbatim == pytest.approx(2 / 6), "'38 metres' is the longest run the passage holds word for word"
+    echo = features_of("Who kept the Cape Merrow lighthouse first?", "The Cape Merrow lighthouse [1].")
+    assert echo.repeats_question == 1 and echo.verbatim == 1, "copied, but only what the question already says"
 
 
 def test_the_shipped_calibrator_loads_and_gives_a_probability() -> None:

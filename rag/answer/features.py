@@ -14,6 +14,11 @@ three checks' results (``grounding``, ``support``, ``confidence``), the evidence
 - ``distance``: in the passage sentence holding the answer's words, how many words lie between the answer and the
   nearest of the question's rare words (``DISTANCE_CAP`` when the sentence holds none of them or no sentence holds
   the answer): a small model's wrong answers are often a real name from the far end of the right sentence;
+- ``verbatim``: the longest run of the answer's words (lower case, punctuation and a leading article dropped) that a
+  cited passage holds word for word, as a share of its words: extractive answers are copied from a passage, and a
+  small model's wrong ones are often its own phrasing or a mix of two places;
+- ``repeats_question``: 1 when every content word of the answer is already in the question ("Who was the Normans'
+  main enemy in Italy, the Byzantine Empire and Armenia?" answered "the Byzantine Empire and Armenia");
 - ``agreement``: asked again with one closing line asking for the bare answer (``second_reply``; the KV cache keeps
   the passages, so it costs one short generation), the share of the second reply's content words that the first
   answer has. None when not asked: it costs time and is computed only when the model's calibrator uses it.
@@ -77,6 +82,9 @@ class Features:
     type_mismatch: float
     distance: float
     agreement: float | None = None
+    # added after the first calibrator (records without them read None, and a calibrator imputes them)
+    verbatim: float | None = None
+    repeats_question: float | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -160,6 +168,34 @@ def word_distance(question: str, answer: str, passages: Sequence[str],
     return -best[1] if best else DISTANCE_CAP
 
 
+_LEADING = re.compile(r"^(the|a|an|in|on|at|by|of|to|from|about|around|approximately)\s+")
+
+
+def _plain_words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s]", " ", text.lower()).split()
+
+
+def verbatim_share(answer: str, passages: Sequence[str]) -> float:
+    """The longest run of the answer's words found word for word in one of the passages, over the answer's words."""
+    words = _plain_words(_LEADING.sub("", " ".join(_plain_words(answer_text(answer)))))
+    if not words:
+        return 0.0
+    texts = [f" {' '.join(_plain_words(p))} " for p in passages]
+    best = 0
+    for i in range(len(words)):
+        for j in range(len(words), i + best, -1):  # the longest run from i first; shorter ones cannot beat best
+            if any(f" {' '.join(words[i:j])} " in t for t in texts):
+                best = j - i
+                break
+    return best / len(words)
+
+
+def repeats_question(question: str, answer: str) -> bool:
+    """Whether every content word of the answer is already in the question (and it has some)."""
+    content = tokenize(answer_text(answer))
+    return bool(content) and set(content) <= set(tokenize(question))
+
+
 def agreement(first: str, second: str) -> float:
     """The share of the second reply's content words the first answer has (1 when the second says nothing)."""
     said = set(tokenize(answer_text(first)))
@@ -202,4 +238,6 @@ def answer_features(*, question: str, answer: str, passages: Sequence[str], cite
         type_mismatch=float(kind is not None and not type_matches(kind, text)),
         distance=word_distance(question, text, passages, idf),
         agreement=agreement(answer, second_reply) if second_reply is not None else None,
+        verbatim=verbatim_share(answer, [p for p, c in zip(passages, cited, strict=False) if c.cited] or passages),
+        repeats_question=float(repeats_question(question, text)),
     )
