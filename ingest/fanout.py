@@ -189,8 +189,12 @@ class FanOut:
         run, and check every worker's model; a ``ClusterError`` names the address that cannot be used."""
         import dask
         from distributed import Client
+        from distributed.utils import silence_logging_cmgr
 
         with ExitStack() as stack:
+            # Dask's own log lines (tracebacks while it reconnects, a worker restarted) would bury the progress bars
+            # and the report: the run says what went wrong itself.
+            stack.enter_context(silence_logging_cmgr(logging.CRITICAL))
             # A file's bytes travel in its task (Dask warns about tasks over 10 MB: a PDF is often larger).
             stack.enter_context(dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GiB"}))
             threads = 0
@@ -268,21 +272,24 @@ class FanOut:
 
     def _outcome(self, future: Future, alone: bool) -> Embedded | ParseFailure | None:
         """A finished task's outcome; None when its worker died under it and the file should run again alone."""
+        from concurrent.futures import CancelledError
+
         from distributed import KilledWorker
 
-        if future.status == "finished":
-            return future.result()
-        if future.status == "cancelled":
-            raise ClusterError(f"the Dask scheduler at {self.address} stopped answering; the files stored so far are "
-                               "kept, run the same command again for the rest")
-        error = future.exception()
-        if isinstance(error, KilledWorker):
+        try:
+            return future.result()  # also a result lost with its worker after it finished: Dask computes it again
+        except KilledWorker:
             return CRASHED if alone else None
-        self._raise(error, None)
+        except CancelledError:
+            raise ClusterError(f"the Dask scheduler at {self.address} stopped answering; the files stored so far are "
+                               "kept, run the same command again for the rest") from None
+        except Exception as error:  # noqa: BLE001 - the task itself never raises for a file: the worker is wrong
+            self._raise(error, None)
 
     def _raise(self, error: BaseException, worker: str | None) -> NoReturn:
         if isinstance(error, EmbeddingError):
-            raise EmbeddingError(str(error))
+            raise EmbeddingError(str(error)) from None
         where = f"worker {worker}" if worker else "a worker"
         raise ClusterError(f"{where} of the Dask cluster at {self.address} cannot run ingest tasks "
-                           f"({type(error).__name__}: {error}); start workers in the project's folder and environment")
+                           f"({type(error).__name__}: {error}); start workers in the project's folder and environment"
+                           ) from None
