@@ -47,9 +47,9 @@ if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster, Worker
 
 IN_FLIGHT_PER_THREAD = 2  # files out per worker thread: one read, one waiting with its bytes already there
-# Set in each worker process before it starts: Dask's own defaults less MALLOC_TRIM_THRESHOLD_, which makes glibc
-# unmap every large buffer when it is freed; OCR allocates and frees page images all the time, and ran 1.6 times
-# slower with it (a scanned PDF: 13.1 s against 8.3 s on this machine).
+# The environment of a local cluster's workers: Dask's own defaults for its workers less MALLOC_TRIM_THRESHOLD_,
+# which makes glibc unmap every large buffer when it is freed; OCR allocates and frees page images all the time,
+# and ran 1.6 times slower with it (a scanned PDF: 13.1 s against 8.3 s on this machine).
 WORKER_ENVIRON = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 CRASHED = ParseFailure("a worker process stopped twice while reading this file (it crashed or ran out of memory)",
                        "WorkerCrashed")
@@ -66,11 +66,10 @@ class WorkerSpec:
     weights: str | None  # fingerprint of the model's weights; None when a server embeds
 
     @classmethod
-    def of(cls, settings: Settings, embedder: Embedder, threads: int = 0) -> WorkerSpec:
-        shaping = {name: getattr(settings, name) for name in [*SplitSettings.model_fields, *EmbedSettings.model_fields]}
+    def of(cls, settings: Settings, embedder: Embedder) -> WorkerSpec:
+        shaping = {name: getattr(settings, name) for name in [*SplitSettings.model_fields, *EmbedSettings.model_fields]
+                   if name != "embed_threads"}  # threads are each worker machine's own (its RAG_EMBED_THREADS)
         shaping["embed_backend"] = embedder.backend  # the index's model decides (an older index: float32)
-        if threads:
-            shaping["embed_threads"] = threads
         weights = None if embedder.backend == "openai" else fingerprint(embedder.path)
         return cls(tuple(sorted(shaping.items())), embedder.name, embedder.dim, weights)
 
@@ -157,17 +156,26 @@ def read_and_embed(path: str, data: bytes, spec: WorkerSpec) -> Embedded | Parse
 
 
 @contextmanager
-def local_cluster(workers: int) -> Iterator[LocalCluster]:
+def local_cluster(workers: int, settings: Settings | None = None) -> Iterator[LocalCluster]:
     """A scheduler and ``workers`` one-thread worker processes on 127.0.0.1, closed on leaving. A worker that dies
-    fails its files at once (``allowed_failures=0``): ``FanOut`` decides which file killed it."""
+    fails its files at once (``allowed_failures=0``): ``FanOut`` decides which file killed it.
+
+    The cores are shared out: ONNX Runtime (the embedding model, and the OCR engine) would start a thread per core
+    in every worker, and N workers would then run N threads a core, spinning against each other (on 2 cores, 2
+    workers took 60 % more CPU time for the same scanned pages). ``settings``' own thread counts win."""
     import dask
     from distributed import LocalCluster
 
-    # The workers are spawned interpreters: never the page's app.py again; each nanny reads its environment now.
-    with plain_main(), dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}):
+    settings = settings or get_settings()
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    environ = {**WORKER_ENVIRON, "RAG_EMBED_THREADS": str(settings.embed_threads or share),
+               "RAG_OCR_THREADS": str(settings.ocr_threads or share)}
+    # The workers are spawned interpreters: never the page's app.py again. Their environment is given to each as it
+    # starts (the nanny's env), none of it set in this process, as Dask's pre-spawn environment would be.
+    with plain_main(), dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                scheduler_port=0, dashboard_address=None, silence_logs=logging.CRITICAL,
-                               scheduler_kwargs={"allowed_failures": 0})
+                               scheduler_kwargs={"allowed_failures": 0}, env=environ)
     try:
         yield cluster
     finally:
@@ -197,12 +205,9 @@ class FanOut:
             stack.enter_context(silence_logging_cmgr(logging.CRITICAL))
             # A file's bytes travel in its task (Dask warns about tasks over 10 MB: a PDF is often larger).
             stack.enter_context(dask.config.set({"distributed.admin.large-graph-warning-threshold": "2GiB"}))
-            threads = 0
             address = settings.ingest_cluster
             if not address:
-                address = stack.enter_context(local_cluster(settings.ingest_workers)).scheduler_address
-                # ONNX Runtime would start a thread per core in every worker: share the cores between them.
-                threads = settings.embed_threads or max(1, (os.cpu_count() or 1) // settings.ingest_workers)
+                address = stack.enter_context(local_cluster(settings.ingest_workers, settings)).scheduler_address
             timeout = settings.ingest_cluster_timeout
             try:
                 client = stack.enter_context(Client(address, timeout=timeout, set_as_default=False))
@@ -213,7 +218,7 @@ class FanOut:
             except TimeoutError:
                 raise ClusterError(f"the Dask scheduler at {address} has no workers after {timeout:g} s (start "
                                    f"some with `dask worker {address}` in the project's environment)") from None
-            fan = cls(client, address, WorkerSpec.of(settings, embedder, threads))
+            fan = cls(client, address, WorkerSpec.of(settings, embedder))
             fan.check_workers()
             yield fan
 

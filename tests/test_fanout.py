@@ -156,6 +156,23 @@ def test_a_worker_that_cannot_make_the_index_vectors_stops_the_run(tmp_path: Pat
         _ingest(docs, tmp_path / "index", other, _on(cluster))
 
 
+def _worker_environ() -> dict[str, str | None]:
+    return {key: os.environ.get(key) for key in ("RAG_EMBED_THREADS", "RAG_OCR_THREADS", "MALLOC_TRIM_THRESHOLD_")}
+
+
+def test_the_local_cluster_shares_the_cores_and_leaves_this_process_alone(cluster: LocalCluster) -> None:
+    """Each worker's ONNX Runtime threads are its share of the cores, and glibc's trim threshold is not set (see
+    ingest.fanout.local_cluster); Dask's nannies set those in this process's environment too, which is put back."""
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    settings = get_settings()
+    expected = {"RAG_EMBED_THREADS": str(settings.embed_threads or share),
+                "RAG_OCR_THREADS": str(settings.ocr_threads or share), "MALLOC_TRIM_THRESHOLD_": None}
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        assert list(client.run(_worker_environ).values()) == [expected, expected]
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+    assert os.environ.get("RAG_OCR_THREADS") == (str(settings.ocr_threads) if settings.ocr_threads else None)
+
+
 def test_cli_cluster_option_reaches_a_scheduler_started_elsewhere(tmp_path: Path, embedder: Embedder,
                                                                   cluster: LocalCluster, run_cli) -> None:
     docs = _corpus(tmp_path / "docs")
