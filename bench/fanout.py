@@ -1,6 +1,6 @@
 """Fan-out ingest against one process on a folder with scanned pages: whole processes taking turns.
 
-    .venv/bin/python bench/fanout.py [--runs 1] [--workers 2] [--dpi 150] [--scanned 6] [--text 6]
+    .venv/bin/python bench/fanout.py [--runs 1] [--workers 2] [--dpi 150] [--scanned 6] [--text 6] [--unshared]
 
 Corpus (in a temporary folder): ``--scanned`` PDFs of 2 image-only pages each (paragraphs of the xquad-dev
 articles typeset on A4 and saved by Pillow at ``--dpi``, as bench/ocr.py makes them: 12 pages by default), and
@@ -8,8 +8,9 @@ articles typeset on A4 and saved by Pillow at ``--dpi``, as bench/ocr.py makes t
 and the same with ``--workers N`` (a local Dask cluster started and stopped by the command), in turns, the order
 swapped every round, each into a fresh index. Seconds are wall time from start to exit (interpreter, imports, model
 load, the cluster's start, OCR, embedding, writing); CPU seconds are those of the process and all its children;
-the load average is printed beside them (other jobs share the cores). Then the indexes are compared: the same
-documents, the same chunks, vectors within 1e-5.
+the load average is printed beside them (other jobs share the cores). ``--unshared`` adds the workers with a
+thread per core each for the model and OCR (ONNX Runtime's default; the local cluster shares the cores out).
+Then the indexes are compared: the same documents, the same chunks, vectors within 1e-5.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def main() -> int:
     p.add_argument("--dpi", type=int, default=150, help="scan resolution of the image-only pages (default 150)")
     p.add_argument("--scanned", type=int, default=6, help=f"scanned PDFs of {PAGES_PER_FILE} pages (default 6)")
     p.add_argument("--text", type=int, default=6, help="text PDFs (default 6)")
+    p.add_argument("--unshared", action="store_true", help="also the workers with a thread per core each")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         corpus = Path(tmp) / "corpus"
@@ -91,15 +93,20 @@ def main() -> int:
         print(f"corpus: {args.scanned} scanned PDFs ({args.scanned * PAGES_PER_FILE} image-only pages at {args.dpi} "
               f"dpi) and {args.text} text PDFs; {os.cpu_count()} cores", flush=True)
         print(f"before: {uptime()}", flush=True)
-        sides = {"one process": [], f"--workers {args.workers}": []}
+        fan = ["--workers", str(args.workers)]
+        cores = str(os.cpu_count() or 1)
+        variants = {"one process": ([], {}), f"--workers {args.workers}": (fan, {})}
+        if args.unshared:
+            variants[f"--workers {args.workers}, a thread per core each"] = (
+                fan, {"RAG_EMBED_THREADS": cores, "RAG_OCR_THREADS": cores})
+        sides: dict[str, list] = {side: [] for side in variants}
         for run in range(args.runs):
             order = list(sides) if run % 2 == 0 else list(sides)[::-1]
             for side in order:
                 index = Path(tmp) / f"{side.replace(' ', '_')}-{run}"
-                command = ingest_command(corpus, index) + ([] if side == "one process" else
-                                                           ["--workers", str(args.workers)])
+                options, env = variants[side]
                 cpu = cpu_seconds()
-                seconds, peak_mb, _ = timed(command)
+                seconds, peak_mb, _ = timed(ingest_command(corpus, index) + options, env)
                 sides[side].append((seconds, cpu_seconds() - cpu, peak_mb, index))
                 print(f"  run {run + 1}, {side}: {seconds:.1f} s, {sides[side][-1][1]:.1f} CPU s", flush=True)
         print(f"after: {uptime()}")
@@ -109,7 +116,7 @@ def main() -> int:
             print(f"| {side} | {statistics.median(r[0] for r in runs):.1f} | "
                   f"{statistics.median(r[1] for r in runs):.1f} | {max(r[2] for r in runs):.0f} | "
                   f"{', '.join(f'{r[0]:.1f}' for r in runs)} |")
-        one, fanned = (statistics.median(r[0] for r in runs) for runs in sides.values())
+        one, fanned = (statistics.median(r[0] for r in sides[side]) for side in list(sides)[:2])
         print(f"\nratio one process / --workers {args.workers}: {one / fanned:.2f}")
         reference = index_contents(sides["one process"][0][3])
         for side, runs in sides.items():
