@@ -1,4 +1,5 @@
-"""``python -m ingest PATH... [--index DIR] [--json]``, ``--remove NAME...``, ``--list``.
+"""``python -m ingest PATH... [--index DIR] [--json] [--workers N | --cluster tcp://HOST:PORT]``, ``--remove NAME...``,
+``--list``.
 
 Exit status: 0 when nothing failed, 1 when some files failed (the rest are still ingested), 2 on bad usage.
 """
@@ -12,8 +13,8 @@ from tqdm import tqdm
 
 from ingest.report import IngestReport, Progress
 from rag.answer.result import page_unit
-from rag.cli import parser, print_json, run, say
-from rag.errors import EmbeddingError, StoreError
+from rag.cli import parser, print_json, run, say, settings_with
+from rag.errors import ClusterError, EmbeddingError, StoreError
 from rag.service import Service
 
 
@@ -68,12 +69,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders to ingest")
     p.add_argument("--remove", nargs="+", metavar="NAME", help="delete documents by label (as --list shows) or path")
     p.add_argument("--list", action="store_true", help="list the documents in the index")
+    fan = p.add_mutually_exclusive_group()
+    fan.add_argument("--workers", type=int, metavar="N", help="read and embed on a local Dask cluster of N one-thread "
+                     "worker processes, started and stopped by this command (default: $RAG_INGEST_WORKERS or 0: here)")
+    fan.add_argument("--cluster", metavar="tcp://HOST:PORT", help="read and embed on the workers of a running Dask "
+                     "scheduler (default: $RAG_INGEST_CLUSTER)")
     args = p.parse_args(argv)
     modes = sum([bool(args.paths), bool(args.remove), args.list])
     if modes != 1:
         p.error("give PATH... to ingest, or --remove NAME..., or --list (one of them)")
+    if (args.workers is not None or args.cluster) and not args.paths:
+        p.error("--workers and --cluster go with PATH... (they read and embed files)")
+    settings = settings_with(p, ingest_workers=args.workers, ingest_cluster=args.cluster)
+    if args.workers is not None:  # the option wins over a scheduler named in the environment
+        settings = settings.changed(ingest_cluster=None)
 
-    service = Service.for_command(args, read_only=args.list, create=bool(args.paths))  # only adding makes an index
+    # only adding makes an index
+    service = Service.for_command(args, settings, read_only=args.list, create=bool(args.paths))
 
     if args.list:
         docs = service.documents()
@@ -93,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The same deletion as the page's: the documents leave the index, and their copies in the upload folder go.
         report = service.delete(args.remove) if args.remove else service.add(args.paths, on_progress=bars)
-    except (StoreError, EmbeddingError) as exc:  # the index is busy, or the embeddings server stopped answering
+    # the index is busy, the embeddings server stopped answering, or the ingest cluster cannot be reached
+    except (StoreError, EmbeddingError, ClusterError) as exc:
         bars.close()
         say(f"error: {exc}")
         return 1

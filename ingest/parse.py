@@ -25,7 +25,8 @@ from pathlib import Path
 
 from ingest.loaders import LoadedDocument, LoadError, load_document
 from ingest.split import Chunk, Splitter
-from rag.index.embedder import load_tokenizer
+from rag.index.embedder import Embedder, load_tokenizer
+from rag.settings import SplitSettings
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class SplitConfig:
     chunk_tokens: int
     overlap: int
     max_tokens: int
+
+    @classmethod
+    def of(cls, embedder: Embedder, settings: SplitSettings) -> SplitConfig:
+        """How ``settings`` split text for ``embedder``'s model (its tokenizer, its limit)."""
+        return cls(embedder.path, settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
 
 
 @dataclass(frozen=True)
@@ -126,10 +132,10 @@ _MAIN_SWAP = threading.Lock()
 
 
 @contextmanager
-def _plain_main() -> Iterator[None]:
-    """While the parser process starts, a bare ``__main__``: a spawned interpreter re-imports the parent's main
-    module, and under Streamlit (and its AppTest) that is app.py, which would run the whole app again in the parser
-    process (or crash it). The parser needs nothing from the main module."""
+def plain_main() -> Iterator[None]:
+    """While the parser process (or the workers of ``ingest.fanout``'s local cluster) start, a bare ``__main__``: a
+    spawned interpreter re-imports the parent's main module, and under Streamlit (and its AppTest) that is app.py,
+    which would run the whole app again in the parser process (or crash it). Neither needs the main module."""
     with _MAIN_SWAP:
         main = sys.modules.get("__main__")
         sys.modules["__main__"] = types.ModuleType("__main__")
@@ -150,7 +156,7 @@ def _parse_in_a_process(paths: list[Path], config: SplitConfig, ahead: int,
         running: deque[tuple[Path, Future[Parsed | ParseFailure]]] = deque()
         try:
             try:
-                with _plain_main():  # the one worker is spawned by its first task
+                with plain_main():  # the one worker is spawned by its first task
                     pool.submit(os.getpid).result()
             except (RuntimeError, OSError, BrokenProcessPool):
                 # No process can start here (say, a script that spawns without a main guard): read here instead.

@@ -2,8 +2,10 @@
 
 Files are read and split one step ahead, in a separate process (``ingest.parse``), while the chunks of the files
 before them are embedded; chunks are embedded in windows that span files, in batches of similar length
-(``ingest.batching``); then each file is stored in its own transaction. A file that fails is reported with its
-reason and never stops the others; what is already stored stays.
+(``ingest.batching``); then each file is stored in its own transaction. With ``ingest_workers`` or
+``ingest_cluster`` set, workers of a Dask cluster read and embed the files instead (``ingest.fanout``), and this
+process stores them as they come back. A file that fails is reported with its reason and never stops the others;
+what is already stored stays.
 """
 
 from __future__ import annotations
@@ -115,6 +117,12 @@ def chunk_context(chunk: Chunk, settings: Settings, title: str | None = None) ->
     return context
 
 
+def indexed_texts(chunks: list[Chunk], settings: Settings, title: str | None) -> tuple[list[str | None], list[str]]:
+    """Each chunk's context (``chunk_context``) and the text embedded and indexed for it: the chunk with that line."""
+    contexts = [chunk_context(c, settings, title) for c in chunks]
+    return contexts, [indexed_text(c.text, ctx) for c, ctx in zip(chunks, contexts, strict=True)]
+
+
 @dataclass(frozen=True)
 class _Job:
     """A file to read: it is new, changed, or re-indexed."""
@@ -155,8 +163,7 @@ class Ingestor:
         self._total = 0  # files in the current run, for progress
 
     def split_config(self) -> SplitConfig:
-        return SplitConfig(self.embedder.path, self.settings.chunk_tokens, self.settings.chunk_overlap,
-                           self.embedder.max_tokens)
+        return SplitConfig.of(self.embedder, self.settings)
 
     def ingest(
         self, paths: Iterable[Path], *, bases: dict[Path, str] | None = None, force: bool = False
@@ -185,18 +192,10 @@ class Ingestor:
         self._total = len(files)
         with self._writer(files):
             jobs = self._files_to_read(files, keys, force, report)
-            ahead = PARSE_AHEAD_FILES if self.settings.parse_ahead else 0
-            window: list[_Ready] = []
-            for job, parsed in zip(jobs, parse_in_order([j.path for j in jobs], self.split_config(), ahead=ahead),
-                                   strict=True):
-                if isinstance(parsed, ParseFailure):
-                    self._fail(report, job.path, parsed.reason, job.index, self._total, parsed.kind)
-                    continue
-                window.append(self._ready(job, parsed))
-                if sum(len(ready.texts) for ready in window) >= self.settings.embed_window:
-                    self._embed_and_store(window, report)
-                    window = []
-            self._embed_and_store(window, report)
+            if jobs and (self.settings.ingest_cluster or self.settings.ingest_workers):
+                self._fan_out(jobs, report)
+            else:
+                self._read_and_embed(jobs, report)
             for folder in (p for p in paths if p.is_dir()):
                 report.removed.extend(self._remove_missing(folder, table, host))
         report.seconds = time.perf_counter() - started
@@ -267,9 +266,39 @@ class Ingestor:
             jobs.append(_Job(path, base, index, sha))
         return jobs
 
+    def _read_and_embed(self, jobs: list[_Job], report: IngestReport) -> None:
+        """Here, in this process: files read one step ahead (``ingest.parse``), chunks embedded in windows."""
+        ahead = PARSE_AHEAD_FILES if self.settings.parse_ahead else 0
+        window: list[_Ready] = []
+        for job, parsed in zip(jobs, parse_in_order([j.path for j in jobs], self.split_config(), ahead=ahead),
+                               strict=True):
+            if isinstance(parsed, ParseFailure):
+                self._fail(report, job.path, parsed.reason, job.index, self._total, parsed.kind)
+                continue
+            window.append(self._ready(job, parsed))
+            if sum(len(ready.texts) for ready in window) >= self.settings.embed_window:
+                self._embed_and_store(window, report)
+                window = []
+        self._embed_and_store(window, report)
+
+    def _fan_out(self, jobs: list[_Job], report: IngestReport) -> None:
+        """On the workers of a Dask cluster (``ingest.fanout``): each file read and embedded there, then stored
+        here as it comes back, in its own transaction, as above. Only this process writes."""
+        from ingest.fanout import FanOut  # dask loads only for a run that fans out
+
+        with FanOut.open(self.settings, self.embedder) as cluster:
+            for n, outcome in cluster.read_and_embed([job.path for job in jobs]):
+                job = jobs[n]
+                if isinstance(outcome, ParseFailure):
+                    self._fail(report, job.path, outcome.reason, job.index, self._total, outcome.kind)
+                    continue
+                ready = _Ready(job, outcome.document, outcome.chunks, outcome.contexts, outcome.texts)
+                self._progress(job, "parsed", 0, len(ready.texts), f"{len(ready.texts)} chunks")
+                self._progress(job, "embedding", len(ready.texts), len(ready.texts))
+                self._store(ready, list(outcome.vectors), report)
+
     def _ready(self, job: _Job, parsed: Parsed) -> _Ready:
-        contexts = [chunk_context(c, self.settings, parsed.document.title) for c in parsed.chunks]
-        texts = [indexed_text(c.text, ctx) for c, ctx in zip(parsed.chunks, contexts, strict=True)]
+        contexts, texts = indexed_texts(parsed.chunks, self.settings, parsed.document.title)
         self._progress(job, "parsed", 0, len(texts), f"{len(texts)} chunks")
         return _Ready(job, parsed.document, parsed.chunks, contexts, texts)
 

@@ -15,8 +15,8 @@ a ``RuntimeError``; ``UploadError``, ``DatasetError``, ``ToolInputError`` and ``
 from __future__ import annotations
 
 __all__ = [
-    "CalculatorError", "DatasetError", "EmbeddingError", "LLMError", "LoadError", "RagError", "StoreError",
-    "ToolInputError", "UploadError",
+    "CalculatorError", "ClusterError", "DatasetError", "EmbeddingError", "LLMError", "LoadError", "RagError",
+    "StoreError", "ToolInputError", "UploadError",
 ]
 
 
@@ -32,6 +32,11 @@ class EmbeddingError(RagError):
     """The embedding model could not make vectors (its server is unreachable or answered wrongly): a network or
     model failure, not a storage one. Without vectors the index can be neither searched nor written, so it stops a
     command rather than failing every file one after the other."""
+
+
+class ClusterError(RagError):
+    """The cluster a fanned-out ingest runs on cannot be used (no scheduler answers at its address, it has no workers,
+    a worker cannot run the ingest tasks): like the index being busy, it stops the run, not one file."""
 
 
 class LLMError(RagError, RuntimeError):

@@ -66,6 +66,11 @@ class IngestSettings(BaseModel):
     parse_ahead: bool = True  # read and split the next files in a separate process while the current ones embed
     write_wait_seconds: float = Field(120.0, gt=0)  # an ingest waits this long for another one to finish
     max_upload_mb: int = Field(50, ge=1)  # per file; `make run` hands it to Streamlit (server.maxUploadSize)
+    ocr_threads: int = Field(0, ge=0)  # ONNX Runtime threads of the OCR engine (scanned pages); 0: one per core
+    # Fan-out (ingest/fanout.py): workers of a Dask cluster read, OCR and embed the files, this process writes them.
+    ingest_workers: int = Field(0, ge=0, le=64)  # a local cluster of this many one-thread processes per run; 0: none
+    ingest_cluster: str | None = Field(None, pattern=r"^tcp://[^\s/]+:\d+$")  # an existing scheduler (wins over workers)
+    ingest_cluster_timeout: float = Field(10.0, gt=0, le=600)  # seconds to reach the scheduler and one of its workers
 
 
 class DenseIndexSettings(BaseModel):

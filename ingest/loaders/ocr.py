@@ -101,7 +101,11 @@ def _engine() -> Any:
             return [_denoised(_with_margin(crop, CROP_MARGIN), DENOISE)
                     for crop in super().get_crop_img_list(img, dt_boxes)]
 
-    return _MarginedRapidOCR(max_side_len=10_000, det_limit_type="max", det_limit_side_len=1280)
+    from rag.settings import get_settings
+
+    threads = get_settings().ocr_threads  # 0: ONNX Runtime's own choice, a thread per core
+    return _MarginedRapidOCR(max_side_len=10_000, det_limit_type="max", det_limit_side_len=1280,
+                             **({"intra_op_num_threads": threads} if threads else {}))
 
 
 def _with_margin(crop: Any, margin: float) -> Any:
