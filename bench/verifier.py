@@ -102,6 +102,7 @@ def record(q: Question, answer: Answer, model_sha: str) -> dict[str, object]:
             "features": answer.features.to_json() if answer.features else None,
             "second_reply": answer.second_reply, "second_seconds": round(answer.second_seconds, 3),
             "seconds": round(answer.seconds, 3), "model": answer.model, "model_sha256": model_sha,
+            "recited": True,  # its citations went through rag.answer.citations.recite (older records: see completed())
             # the passages shown with it, so a new feature can be tried on these records without the model
             "citations": [{"n": c.n, "cited": c.cited, "text": c.text} for c in answer.citations]}
 

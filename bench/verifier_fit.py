@@ -37,12 +37,23 @@ def completed(rows: list[dict]) -> list[dict]:
     """Records with the features added after they were written, computed by ``rag.answer.features``'s own functions
     from what the record keeps (its answer, question and passages; ``bench/verifier.py backfill`` rebuilds the
     passages of records older than that)."""
+    from rag.answer.citations import recite
     from rag.answer.features import repeats_question, verbatim_share
+    from rag.answer.grounding import check_grounding
 
     for r in rows:
         f = r["features"]
         if f is None:
             continue
+        if not r.get("recited") and r.get("citations") is not None:  # written before citations were mended
+            passages = {c["n"]: c["text"] for c in r["citations"]}
+            cited = recite(r["answer"], passages, [c["n"] for c in r["citations"] if c["cited"]], r["question"])
+            for c in r["citations"]:
+                c["cited"] = c["n"] in cited
+            grounding = check_grounding(r["answer"], [passages[n] for n in cited] or passages.values(), r["question"])
+            f["grounded"], f["missing_terms"] = float(grounding.verified), float(len(grounding.missing))
+            f["cited_count"], f["verbatim"] = float(len(cited)), None  # verbatim: again, below, over these
+            r["unverified"], r["recited"] = list(grounding.missing), True
         if f.get("verbatim") is None and r.get("citations") is not None:
             passages = [c["text"] for c in r["citations"]]
             f["verbatim"] = verbatim_share(r["answer"], [c["text"] for c in r["citations"] if c["cited"]] or passages)
@@ -104,12 +115,17 @@ def out_of_fold(model: object, x: np.ndarray, y: np.ndarray, repeats: int = 4) -
     return float(np.mean(aucs)), first
 
 
-def choose_threshold(p: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """(threshold, wrong flagged, right flagged): most wrong flagged with at most MAX_RIGHT_FLAGGED right flagged."""
+def choose_threshold(p: np.ndarray, y: np.ndarray, flagged: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(threshold, wrong flagged, right flagged): the highest threshold that flags at most MAX_RIGHT_FLAGGED of the
+    right answers, so the most wrong ones flagged for that budget (where several thresholds flag the same wrong
+    answers of the fitting data, the highest leaves the most room for new data's); ``flagged``: answers flagged
+    whatever their probability (a name or number no cited passage holds)."""
     best = (0.0, 0.0, 0.0)
+    always = np.zeros(len(p), dtype=bool) if flagged is None else flagged
     for t in np.unique(np.round(p, 3)):
-        wrong, right = float(np.mean(p[y == 0] < t)), float(np.mean(p[y == 1] < t))
-        if right <= MAX_RIGHT_FLAGGED and wrong > best[1]:
+        flag = (p < t) | always
+        wrong, right = float(np.mean(flag[y == 0])), float(np.mean(flag[y == 1]))
+        if right <= MAX_RIGHT_FLAGGED:
             best = (float(t), wrong, right)
     return best
 
@@ -162,7 +178,8 @@ def fit(records: Path, model_name: str = MODEL) -> None:
     best_linear = max((k for k in results if k.startswith("logistic")), key=lambda k: results[k][0])
     winner = best_trees if results[best_trees][0] > results[best_linear][0] + TREES_MARGIN else best_linear
     auc, oof, model, feats, impute, x = results[winner]
-    threshold, wrong, right = choose_threshold(oof, y)
+    ungrounded = np.array([r["features"].get("grounded") == 0 for r in rows])
+    threshold, wrong, right = choose_threshold(oof, y, ungrounded)
     print(f"chosen: {winner} (CV AUC {auc:.3f}); threshold {threshold:.3f} flags {wrong:.0%} of wrong and "
           f"{right:.0%} of right answers out of fold")
     model.fit(x, y)
@@ -201,7 +218,8 @@ def evaluate(paths: list[Path], model_name: str = MODEL) -> None:
                       for r in answered])
         old_ok = np.array([r["old_verified"] for r in answered], dtype=int)
         p_min = np.array([r["features"]["p_min"] or 0.0 for r in answered])
-        new_flag, old_flag = p < calibrator.threshold, old_ok == 0
+        ungrounded = np.array([r["features"].get("grounded") == 0 for r in answered])
+        new_flag, old_flag = (p < calibrator.threshold) | ungrounded, old_ok == 0  # as Answer.verified decides
         wrong, right = y == 0, y == 1
         refused = n - len(answered)
         print(f"\n{path.name}: {n} questions, {int(right.sum())} right, {int(wrong.sum())} wrong, {refused} refused "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer.answerer import WITHHELD, Answerer
+from rag.answer.answerer import WITHHELD, Answer, Answerer
 from rag.answer.calibrator import CALIBRATORS, REASONS, Calibrator, calibrator_for, load
 from rag.answer.confidence import Confidence
 from rag.answer.features import NAMES, Cited, Features, answer_features, question_type
@@ -122,6 +122,24 @@ def test_the_note_speaks_plainly() -> None:
     verified = answer_note(AnswerResult(answer="Agnes Holloway [1].", p_correct=0.93, calibrated=True))
     assert verified is not None and verified.kind == "verified" and "probab" not in verified.markdown.lower()
     assert answer_note(AnswerResult(answer="Agnes Holloway [1].")) is None, "rules passed: no claim of checked"
+
+
+def test_a_name_no_cited_passage_holds_is_never_checked_whatever_the_probability() -> None:
+    calibrator = load(SHIPPED)
+    question = "Who was the first keeper of the lighthouse?"
+    answer = Answer(question=question, query=question, answer="Clara Diaz [1].", refused=False, citations=[],
+                    evidence=judge(0.6, 0.8), backend="embedded", model=QWEN_GGUF, seconds=1.0,
+                    grounding=check_grounding("Clara Diaz [1].", [PASSAGE], question),
+                    features=features_of(question, "Agnes Holloway [1].", second="Agnes Holloway"),
+                    calibrator=calibrator, p_correct=0.99)
+    assert answer.grounding is not None and answer.grounding.missing == ("Clara", "Diaz")
+    assert not answer.verified, "a probability over the threshold does not vouch for a name in no passage"
+    assert answer.checks == [], "the calibrator found nothing against it: the missing name is the note's reason"
+    note = answer_note(answer.result())
+    assert note is not None and note.kind == "unconfirmed" and "Clara" in note.markdown
+    grounded = dataclasses.replace(answer, answer="Agnes Holloway [1].",
+                                   grounding=check_grounding("Agnes Holloway [1].", [PASSAGE], question))
+    assert grounded.verified and answer_note(grounded.result()).kind == "verified"  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rag.agent.provenance import unobserved_numbers
+from rag.answer.citations import recite
 from rag.answer.grounding import check_grounding
 
 PASSAGE = ("Tesla died on 7 January 1943 in New York. In 1960 the General Conference on Weights and Measures named "
@@ -51,3 +52,15 @@ def test_numbers_the_agent_did_not_observe() -> None:
     assert unobserved_numbers("round(88.5, 2)", seen) == ["88.5"]
     epidemics = ["thirty-seven epidemics between 1701 and 1750, and an additional thirty-one between 1751 and 1800"]
     assert unobserved_numbers("37 + 31", epidemics) == [], "compound number words count"
+
+
+def test_a_misnumbered_citation_is_mended_and_an_invented_name_is_not() -> None:
+    passages = {1: "John Elway was 38 when he played in Super Bowl XXXIII for the Broncos.",
+                2: "Peyton Manning became the oldest quarterback to start a Super Bowl at age 39.",
+                3: "The Broncos beat the Patriots 20-18 in the AFC Championship Game."}
+    question = "Who was the oldest quarterback before Manning?"
+    assert recite("John Elway [2].", passages, [2], question) == [2, 1], "the passage holding the name is cited"
+    assert recite("John Elway played for the Broncos [1].", passages, [1], question) == [1], "nothing lacking"
+    assert recite("Clara Diaz [2].", passages, [2], question) == [2], "a name in no passage stays unsupported"
+    assert recite("John Elway, 20-18 [2].", passages, [2], question) == [2, 1, 3], "each passage that adds a term"
+    assert recite("John Elway.", passages, [], question) == [], "no citation: every passage is the source already"

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rag.answer.calibrator import Calibrator, calibrator_for
-from rag.answer.citations import cited_numbers, make_citations
+from rag.answer.citations import cited_numbers, make_citations, recite
 from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.features import SECOND_REPLY_LINE, Cited, Features, answer_features
@@ -82,10 +82,11 @@ class Answer:
 
     @property
     def verified(self) -> bool:
-        """Calibrated: p_correct reaches the calibrator's threshold. Otherwise (no calibrator for this model, or an
-        answer that failed before it was scored) every rule-based check passed."""
+        """Calibrated: p_correct reaches the calibrator's threshold and every name and number of the answer is in
+        a passage it cites (no probability makes a name that no passage holds checked). Otherwise (no calibrator for
+        this model, or an answer that failed before it was scored) every rule-based check passed."""
         if self.calibrator is not None and self.p_correct is not None:
-            return self.p_correct >= self.calibrator.threshold
+            return self.p_correct >= self.calibrator.threshold and (self.grounding is None or self.grounding.verified)
         return self.rules_verified
 
     @property
@@ -99,7 +100,7 @@ class Answer:
         """Why the answer is not verified, for people (the grounding check's terms are listed apart): the reason
         that weighed most against it when calibrated, the failed rule-based checks otherwise."""
         if self.calibrator is not None and self.p_correct is not None and self.features is not None:
-            return [] if self.verified else [self.calibrator.reason(self.features)]
+            return [] if self.p_correct >= self.calibrator.threshold else [self.calibrator.reason(self.features)]
         return self.rule_checks
 
     @property
@@ -247,6 +248,7 @@ class Answerer:
         if _REFUSAL.search(text):
             yield finish(text, "model", self._citations(passages, query, set(), query))
             return
+        cited = recite(text, {p.n: p.text for p in passages}, cited, question)  # a mis-numbered citation
         by_number = {p.n: p for p in passages}
         ordered = [by_number[n] for n in cited] or passages  # nothing cited: list the sources consulted
         checked = self._check(text, passages, cited, question, generation.token_probs)

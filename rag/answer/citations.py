@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rag.answer.context import Passage
+from rag.answer.grounding import check_grounding
 from rag.answer.result import Citation
 from rag.index.keyword import tokenize
 
@@ -30,6 +31,32 @@ def cited_numbers(answer: str, valid: set[int]) -> tuple[str, list[int]]:
     cleaned = _MARKER.sub(keep, answer)
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)  # " ." left where a marker was dropped
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), order
+
+
+def recite(answer: str, passages: dict[int, str], cited: list[int], question: str = "") -> list[int]:
+    """The cited passage numbers, then any passage the model was given but did not cite that holds a name or number
+    of the answer that the cited ones lack (in passage order, while some are still missing).
+
+    A small model often numbers its citation wrong: it answers "John Elway [2]" from passage [1]. Of 555 answers
+    to xquad-dev (bench/verifier-records, halves A and B), the cited passages lacked a name or number of 52; in 47
+    of them a passage the model was given but did not cite held it (36 of those 47 answers were right), and in 5 no
+    passage did (all 5 wrong). Checked against the cited passages alone, *Not found in your sources* fired mostly
+    on right answers. Citing the passage that holds the words shows the reader where they are, and leaves the
+    note to what no passage says."""
+    if not cited:
+        return cited
+    missing = set(check_grounding(answer, [passages[n] for n in cited], question).missing)
+    out = list(cited)
+    for n, text in passages.items():
+        if not missing:
+            break
+        if n in out:
+            continue
+        still = set(check_grounding(answer, [*(passages[m] for m in out), text], question).missing)
+        if len(still) < len(missing):
+            out.append(n)
+            missing = still
+    return out
 
 
 def split_sentences(text: str) -> list[str]:
