@@ -133,7 +133,7 @@ def test_a_follow_up_to_an_unanswerable_question_is_searched_alone(xquad_index: 
     assert isinstance(retrieved, Retrieved) and retrieved.refused, retrieved.query
 
 
-def test_an_answer_citing_the_wrong_passage_also_lists_the_others_it_was_given(
+def test_an_answer_citing_the_wrong_passage_also_cites_the_one_that_says_it(
     xquad_index: Store, embedder: Embedder, scripted_server: ScriptedServer
 ) -> None:
     # A scripted model: small models do mis-number their citations, but not on demand. Three passages, all given.
@@ -143,12 +143,20 @@ def test_an_answer_citing_the_wrong_passage_also_lists_the_others_it_was_given(
     retrieved = next(events)
     assert isinstance(retrieved, Retrieved) and not retrieved.refused and len(retrieved.hits) == 3
     wrong = next(n for n, hit in enumerate(retrieved.hits, start=1) if "1943" not in hit.chunk.text)
+    right = next(n for n, hit in enumerate(retrieved.hits, start=1) if "1943" in hit.chunk.text)
     scripted_server.play(f"Tesla died in 1943 [{wrong}].")
     answer = next(e.answer for e in events if isinstance(e, Finished))
-    assert not answer.verified and answer.grounding and "1943" in answer.grounding.missing
-    assert [c.n for c in answer.citations if c.cited] == [wrong]
-    assert any(not c.cited and "1943" in c.text for c in answer.citations), "the passage that says it is shown"
-    assert len(answer.citations) == 3
+    assert answer.grounding and answer.grounding.verified, "1943 is in a passage it was given: not 'not found'"
+    assert [c.n for c in answer.citations if c.cited] == [wrong, right], "the passage that says it is cited too"
+    assert any(c.cited and "1943" in c.text for c in answer.citations)
+
+    # A year no passage gives stays unsupported, whatever passage it cites.
+    events = answerer.run("In what year did Nikola Tesla die?")
+    next(events)
+    scripted_server.play(f"Tesla died in 1951 [{wrong}].")
+    answer = next(e.answer for e in events if isinstance(e, Finished))
+    assert not answer.verified and answer.grounding and answer.grounding.missing == ("1951",)
+    assert [c.n for c in answer.citations if c.cited] == [wrong] and len(answer.citations) == 3
 
 
 def test_a_model_that_cannot_load_is_an_answer_with_an_error_not_a_crash(
