@@ -14,7 +14,9 @@ A run (``Ingestor`` opens ``FanOut`` when ``ingest_workers`` or ``ingest_cluster
   their vectors, or the reason the file failed (``ingest.parse.failure_reason``); at most two files per worker
   thread are out at once, so memory stays bounded however large the library;
 - a file whose worker dies under it (``KilledWorker``) is run once more, alone on the cluster; if a worker dies
-  under it again it fails with that reason, and files that only shared a worker with it are stored as usual.
+  under it again it fails with that reason, and files that only shared a worker with it are stored as usual;
+- a cluster left with no worker for ``ingest_cluster_timeout`` seconds (its machines gone) ends the run with a
+  ``ClusterError`` instead of waiting for ever; the files stored so far are kept.
 Only the ingest process writes: it stores each file through the store interface as it comes back (``Ingestor``).
 Unlike the single process, workers embed every chunk of a changed file again (they do not see the index's vectors).
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -36,7 +39,7 @@ import numpy as np
 
 from ingest.loaders import LoadedDocument
 from ingest.parse import ParseFailure, SplitConfig, failure_reason, parse_file, plain_main
-from ingest.pipeline import indexed_texts
+from ingest.pipeline import SPLITTER_VERSION, indexed_texts
 from ingest.split import Chunk
 from rag.errors import ClusterError, EmbeddingError
 from rag.index.embedder import Embedder, make_embedder
@@ -44,9 +47,10 @@ from rag.index.onnx_encoder import fingerprint
 from rag.settings import EmbedSettings, Settings, SplitSettings, get_settings
 
 if TYPE_CHECKING:
-    from distributed import Client, Future, LocalCluster, Worker
+    from distributed import Client, Future, LocalCluster, Worker, as_completed
 
 IN_FLIGHT_PER_THREAD = 2  # files out per worker thread: one read, one waiting with its bytes already there
+WAIT_STEP = 2.0  # seconds between looks at the cluster while no file comes back
 # The environment of a local cluster's workers: Dask's own defaults for its workers less MALLOC_TRIM_THRESHOLD_,
 # which makes glibc unmap every large buffer when it is freed; OCR allocates and frees page images all the time,
 # and ran 1.6 times slower with it (a scanned PDF: 13.1 s against 8.3 s on this machine).
@@ -64,6 +68,7 @@ class WorkerSpec:
     model: str
     dim: int
     weights: str | None  # fingerprint of the model's weights; None when a server embeds
+    splitter: int  # the ingest process's SPLITTER_VERSION: a worker with other code would cut other chunks
 
     @classmethod
     def of(cls, settings: Settings, embedder: Embedder) -> WorkerSpec:
@@ -71,7 +76,7 @@ class WorkerSpec:
                    if name != "embed_threads"}  # threads are each worker machine's own (its RAG_EMBED_THREADS)
         shaping["embed_backend"] = embedder.backend  # the index's model decides (an older index: float32)
         weights = None if embedder.backend == "openai" else fingerprint(embedder.path)
-        return cls(tuple(sorted(shaping.items())), embedder.name, embedder.dim, weights)
+        return cls(tuple(sorted(shaping.items())), embedder.name, embedder.dim, weights, SPLITTER_VERSION)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,9 @@ def worker_model(spec: WorkerSpec) -> tuple[Settings, Embedder]:
     """This worker's settings and loaded model for ``spec`` (once per process), or an ``EmbeddingError`` that says
     why it cannot make the vectors the index holds."""
     where = _worker_name()
+    if spec.splitter != SPLITTER_VERSION:  # its chunks would be stored under this process's recipe, never redone
+        raise ValueError(f"worker {where} cuts chunks with the project's splitter version {SPLITTER_VERSION}, this "
+                         f"ingest with version {spec.splitter}: run the same version of the project there")
     try:
         settings = get_settings().changed(**dict(spec.settings))
         embedder = make_embedder(settings)
@@ -138,7 +146,10 @@ def read_and_embed(path: str, data: bytes, spec: WorkerSpec) -> Embedded | Parse
     worker = _this_worker()  # its own folder: Dask clears it after the worker, also after a crash (/tmp would not)
     with tempfile.TemporaryDirectory(prefix="rag-fanout-", dir=worker.local_directory if worker else None) as folder:
         copy = Path(folder) / Path(path).name
-        copy.write_bytes(data)
+        try:
+            copy.write_bytes(data)
+        except OSError as exc:  # the worker's disk is full, say: this file fails here, not the run
+            return failure_reason(exc)
         parsed = parse_file(copy, SplitConfig.of(embedder, settings))
     if isinstance(parsed, ParseFailure):
         return parsed
@@ -185,10 +196,12 @@ def local_cluster(workers: int, settings: Settings | None = None) -> Iterator[Lo
 class FanOut:
     """The cluster one ingest run reads and embeds on."""
 
-    def __init__(self, client: Client, address: str, spec: WorkerSpec) -> None:
+    def __init__(self, client: Client, address: str, spec: WorkerSpec, timeout: float = 10.0) -> None:
         self.client = client
         self.address = address
         self.spec = spec
+        self.timeout = timeout  # seconds without a worker before the run gives up
+        self.workerless_since: float | None = None
 
     @classmethod
     @contextmanager
@@ -218,7 +231,7 @@ class FanOut:
             except TimeoutError:
                 raise ClusterError(f"the Dask scheduler at {address} has no workers after {timeout:g} s (start "
                                    f"some with `dask worker {address}` in the project's environment)") from None
-            fan = cls(client, address, WorkerSpec.of(settings, embedder))
+            fan = cls(client, address, WorkerSpec.of(settings, embedder), timeout)
             fan.check_workers()
             yield fan
 
@@ -228,12 +241,46 @@ class FanOut:
         checks = {worker: self.client.submit(check_worker, self.spec, workers=[worker], pure=False)
                   for worker in sorted(self.client.scheduler_info()["workers"])}
         for worker, check in checks.items():
-            if (error := check.exception()) is not None:
+            try:
+                error = check.exception(timeout=self.timeout + 120)  # the model loads: seconds, not minutes
+            except TimeoutError:
+                raise ClusterError(f"worker {worker} of the Dask cluster at {self.address} did not load the embedding "
+                                   "model (it left the cluster, or is stuck)") from None
+            if error is not None:
                 self._raise(error, worker)
 
+    def workers(self) -> dict[str, dict]:
+        """The cluster's workers now (they may join or leave during a run)."""
+        try:
+            return self.client.scheduler_info()["workers"]
+        except Exception:  # noqa: BLE001 - Dask's comm errors differ by version: the scheduler is gone either way
+            raise self._stopped() from None
+
     def threads(self) -> int:
-        """Worker threads in the cluster now (workers may join or leave during a run)."""
-        return max(1, sum(w["nthreads"] for w in self.client.scheduler_info()["workers"].values()))
+        """Worker threads in the cluster now."""
+        return max(1, sum(w["nthreads"] for w in self.workers().values()))
+
+    def first_done(self, finished: as_completed) -> Future:
+        """The next future ``finished`` has ready, while the cluster has workers (``still_workers``)."""
+        looked = time.monotonic()
+        while not finished.has_ready():
+            time.sleep(0.05)
+            if time.monotonic() - looked >= WAIT_STEP:
+                self.still_workers()
+                looked = time.monotonic()
+        return next(finished)
+
+    def still_workers(self) -> None:
+        """A ``ClusterError`` once the cluster has had no worker for ``timeout`` seconds: its tasks would otherwise
+        wait for ever for a machine that is gone."""
+        now = time.monotonic()
+        if self.workers():
+            self.workerless_since = None
+        elif self.workerless_since is None:
+            self.workerless_since = now
+        elif now - self.workerless_since > self.timeout:
+            raise ClusterError(f"the Dask cluster at {self.address} has had no workers for {self.timeout:g} s; the "
+                               "files stored so far are kept, run the same command again for the rest")
 
     def read_and_embed(self, paths: Sequence[Path]) -> Iterator[tuple[int, Embedded | ParseFailure]]:
         """Each file's outcome with its position in ``paths``, as the workers finish them (not in order)."""
@@ -261,12 +308,14 @@ class FanOut:
                     alone.add(n := suspects.popleft())
                     if unread := submit(n):
                         yield n, unread
-                limit = IN_FLIGHT_PER_THREAD * self.threads() if todo and not suspects else 0
+                # nothing new goes out beside a suspect running alone, nor while suspects wait for their turn
+                lone = not suspects and not alone.intersection(running.values())
+                limit = IN_FLIGHT_PER_THREAD * self.threads() if todo and lone else 0
                 while todo and len(running) < limit:
                     if unread := submit(n := todo.popleft()):
                         yield n, unread
                 if running:
-                    n = running.pop(future := next(finished))
+                    n = running.pop(future := self.first_done(finished))
                     outcome = self._outcome(future, n in alone)
                     if outcome is None:
                         suspects.append(n)
@@ -282,14 +331,23 @@ class FanOut:
         from distributed import KilledWorker
 
         try:
-            return future.result()  # also a result lost with its worker after it finished: Dask computes it again
+            while True:  # a result lost with its worker after it finished is computed again: on a worker left
+                try:
+                    return future.result(timeout=WAIT_STEP)
+                except TimeoutError:
+                    self.still_workers()
         except KilledWorker:
             return CRASHED if alone else None
         except CancelledError:
-            raise ClusterError(f"the Dask scheduler at {self.address} stopped answering; the files stored so far are "
-                               "kept, run the same command again for the rest") from None
+            raise self._stopped() from None
+        except ClusterError:
+            raise
         except Exception as error:  # noqa: BLE001 - the task itself never raises for a file: the worker is wrong
             self._raise(error, None)
+
+    def _stopped(self) -> ClusterError:
+        return ClusterError(f"the Dask scheduler at {self.address} stopped answering; the files stored so far are "
+                            "kept, run the same command again for the rest")
 
     def _raise(self, error: BaseException, worker: str | None) -> NoReturn:
         if isinstance(error, EmbeddingError):

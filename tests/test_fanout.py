@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +18,12 @@ from distributed import Client, LocalCluster, WorkerPlugin
 from ingest.fanout import local_cluster
 from ingest.pipeline import Ingestor
 from ingest.report import IngestReport
-from rag.errors import EmbeddingError
+from rag.errors import ClusterError, EmbeddingError
 from rag.index.embedder import Embedder, OnnxEmbedder
 from rag.index.records import indexed_text, sha256_text
 from rag.index.store import Store
 from rag.settings import Settings, get_settings
+from tests.conftest import ROOT
 from tests.documents import make_docx
 from tests.pdfs import make_pdf, make_scanned_pdf
 from tests.stores import chunk_ids
@@ -140,6 +143,66 @@ def test_a_file_that_kills_its_worker_fails_alone(tmp_path: Path, embedder: Embe
     assert len(report.added) == 5
 
 
+def test_two_files_that_kill_their_workers_each_fail_and_no_other_file_with_them(
+        tmp_path: Path, embedder: Embedder, cluster: LocalCluster) -> None:
+    """Each crashing file fails with its own reason and every other file is stored, whichever files shared a
+    worker with a crash (each suspect runs again alone, and nothing new goes out beside it)."""
+    docs = _corpus(tmp_path / "docs")
+    for n in range(6):
+        (docs / f"more-{n}.txt").write_text(f"Harbour note {n}: the ferry {n} leaves at {n + 6} o'clock.\n")
+    (docs / "a-boom.crash").write_text("this file ends whichever worker reads it")
+    (docs / "z-boom.crash").write_text("and so does this one")
+    with Client(cluster.scheduler_address, set_as_default=False) as client:
+        client.register_plugin(CrashOn(), name="crash-on")
+        try:
+            report = _ingest(docs, tmp_path / "index", embedder, _on(cluster))
+        finally:
+            client.unregister_worker_plugin("crash-on")
+    assert sorted((Path(f.path).name, f.type) for f in report.failed) == [("a-boom.crash", "WorkerCrashed"),
+                                                                         ("z-boom.crash", "WorkerCrashed")]
+    assert len(report.added) == 11
+
+
+class LeaveOn(WorkerPlugin):
+    """Test-only: a loader for ``.leave`` files that ends the worker process at once. The worker runs without a
+    nanny, as ``dask worker --no-nanny`` on another machine: nothing starts it again, as for a machine switched
+    off (a fake: no real file switches a machine off)."""
+
+    def setup(self, worker: object) -> None:
+        import ingest.loaders
+
+        ingest.loaders._LOADERS[".leave"] = lambda path, data: os._exit(17)
+
+
+def test_a_cluster_left_without_workers_ends_the_run_with_the_files_so_far_kept(tmp_path: Path,
+                                                                                embedder: Embedder) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a-notes.txt").write_text("The lighthouse keeper feeds three cats named Tom, Ada and Lin.\n")
+    (docs / "b-switch-off.leave").write_text("this file switches the only worker's machine off")
+    with LocalCluster(n_workers=0, host="127.0.0.1", scheduler_port=0, dashboard_address=None) as lonely, \
+            Client(lonely.scheduler_address, set_as_default=False) as client:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", lonely.scheduler_address, "--no-nanny",
+             "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            client.wait_for_workers(1, timeout=60)
+            client.register_plugin(LeaveOn(), name="leave-on")
+            settings = get_settings().changed(ingest_cluster=lonely.scheduler_address, ingest_cluster_timeout=3)
+            store = Store(tmp_path / "index", embed_model=embedder.name, dim=embedder.dim)
+            try:
+                with pytest.raises(ClusterError, match=r"has had no workers for 3 s; the files stored so far are kept"):
+                    Ingestor(store, embedder=embedder, settings=settings).ingest([docs])
+                assert [d.name for d in store.documents()] in ([], ["a-notes.txt"])  # what came back first is kept
+            finally:
+                store.close()
+            assert worker.wait(timeout=10) == 17, "the worker ended where the file said"
+        finally:
+            worker.kill()
+            worker.wait()
+
+
 def test_a_worker_that_cannot_make_the_index_vectors_stops_the_run(tmp_path: Path, cluster: LocalCluster) -> None:
     """A fake stands in for another model (none other is installed): the int8 model under another name, as an
     index built elsewhere with a model these workers do not have would record it."""
@@ -154,6 +217,19 @@ def test_a_worker_that_cannot_make_the_index_vectors_stops_the_run(tmp_path: Pat
     with pytest.raises(EmbeddingError, match=r"worker tcp://127\.0\.0\.1:\d+ runs the embedding model "
                                              r"all-MiniLM-L6-v2-int8 .* not all-MiniLM-L6-v2-elsewhere"):
         _ingest(docs, tmp_path / "index", other, _on(cluster))
+
+
+def test_a_worker_with_another_version_of_the_chunking_code_is_refused(tmp_path: Path, embedder: Embedder,
+                                                                       cluster: LocalCluster,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its chunks would be stored under this process's recipe and never made again. The version is changed in this
+    process (the workers run the code as it is): the same as a machine whose project is older."""
+    import ingest.fanout
+
+    monkeypatch.setattr(ingest.fanout, "SPLITTER_VERSION", ingest.fanout.SPLITTER_VERSION + 1)
+    with pytest.raises(ClusterError, match=r"worker tcp://127\.0\.0\.1:\d+ cuts chunks with the project's splitter "
+                                           r"version \d+, this ingest with version \d+"):
+        _ingest(_corpus(tmp_path / "docs"), tmp_path / "index", embedder, _on(cluster))
 
 
 def _worker_environ() -> dict[str, str | None]:
@@ -198,7 +274,9 @@ def test_cli_names_the_address_when_no_scheduler_answers(tmp_path: Path, run_cli
 
 def test_cli_workers_option_starts_and_stops_a_local_cluster(tmp_path: Path, embedder: Embedder, run_cli) -> None:
     docs = _corpus(tmp_path / "docs")
-    done = run_cli("ingest", str(docs), "--index", str(tmp_path / "index"), "--workers", "2", "--json")
+    # a scheduler named in the environment that answers nowhere: the option wins over it
+    done = run_cli("ingest", str(docs), "--index", str(tmp_path / "index"), "--workers", "2", "--json",
+                   env={"RAG_INGEST_CLUSTER": f"tcp://127.0.0.1:{_free_port()}", "RAG_INGEST_CLUSTER_TIMEOUT": "2"})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["added"] == 5
     _, chunks, _ = _contents(tmp_path / "index", embedder)

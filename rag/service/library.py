@@ -26,7 +26,7 @@ from pypdf import PdfReader, PdfWriter
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.pipeline import Ingestor, file_sha256, is_text_name
 from ingest.report import Failure, IngestReport, ProgressCallback
-from rag.errors import EmbeddingError, StoreError, UploadError
+from rag.errors import ClusterError, EmbeddingError, StoreError, UploadError
 from rag.index.identity import local_path
 from rag.index.records import DocumentInfo
 from rag.index.base import Index
@@ -143,7 +143,7 @@ class Library:
             report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
                 [s.path for s in saved]
             ) if saved else IngestReport()
-        except (StoreError, EmbeddingError) as exc:  # the index stayed busy, or the embeddings server is down
+        except (StoreError, EmbeddingError, ClusterError) as exc:  # the index stayed busy, a server is down
             report = IngestReport(failed=[Failure(os.path.abspath(s.path), str(exc), type(exc).__name__) for s in saved])
         by_path = {os.path.abspath(s.path): s.original for s in saved}
         for item in [*report.failed, *report.notes]:  # name the file as the user knows it
@@ -216,8 +216,8 @@ class Library:
             report = Ingestor(self.store, settings=self.settings, on_progress=on_progress).ingest(
                 list(present), bases=present, force=True
             )
-        except (StoreError, EmbeddingError) as exc:  # busy index or embeddings server down: nothing was changed
-            report = IngestReport(failed=[Failure(str(path), str(exc), "StoreError") for path in present])
+        except (StoreError, EmbeddingError, ClusterError) as exc:  # busy index, a server down: nothing was changed
+            report = IngestReport(failed=[Failure(str(path), str(exc), type(exc).__name__) for path in present])
         report.failed[:0] = missing
         return report
 
