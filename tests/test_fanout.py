@@ -129,38 +129,26 @@ class CrashOn(WorkerPlugin):
         ingest.loaders._LOADERS[".crash"] = lambda path, data: os._exit(17)
 
 
-def test_a_file_that_kills_its_worker_fails_alone(tmp_path: Path, embedder: Embedder, cluster: LocalCluster) -> None:
-    docs = _corpus(tmp_path / "docs")
-    (docs / "boom.crash").write_text("this file ends whichever worker reads it")
-    with Client(cluster.scheduler_address, set_as_default=False) as client:
-        client.register_plugin(CrashOn(), name="crash-on")
-        try:
-            report = _ingest(docs, tmp_path / "index", embedder, _on(cluster))
-        finally:
-            client.unregister_worker_plugin("crash-on")
-    assert [(Path(f.path).name, f.type) for f in report.failed] == [("boom.crash", "WorkerCrashed")]
-    assert "worker process stopped" in report.failed[0].error
-    assert len(report.added) == 5
-
-
-def test_two_files_that_kill_their_workers_each_fail_and_no_other_file_with_them(
-        tmp_path: Path, embedder: Embedder, cluster: LocalCluster) -> None:
+@pytest.mark.parametrize("crashing, more", [(["boom.crash"], 0), (["a-boom.crash", "z-boom.crash"], 6)],
+                         ids=["one", "two among more files"])
+def test_a_file_that_kills_its_worker_fails_alone(tmp_path: Path, embedder: Embedder, cluster: LocalCluster,
+                                                  crashing: list[str], more: int) -> None:
     """Each crashing file fails with its own reason and every other file is stored, whichever files shared a
     worker with a crash (each suspect runs again alone, and nothing new goes out beside it)."""
     docs = _corpus(tmp_path / "docs")
-    for n in range(6):
+    for n in range(more):
         (docs / f"more-{n}.txt").write_text(f"Harbour note {n}: the ferry {n} leaves at {n + 6} o'clock.\n")
-    (docs / "a-boom.crash").write_text("this file ends whichever worker reads it")
-    (docs / "z-boom.crash").write_text("and so does this one")
+    for name in crashing:
+        (docs / name).write_text(f"{name} ends whichever worker reads it")  # not the same bytes: both are read
     with Client(cluster.scheduler_address, set_as_default=False) as client:
         client.register_plugin(CrashOn(), name="crash-on")
         try:
             report = _ingest(docs, tmp_path / "index", embedder, _on(cluster))
         finally:
             client.unregister_worker_plugin("crash-on")
-    assert sorted((Path(f.path).name, f.type) for f in report.failed) == [("a-boom.crash", "WorkerCrashed"),
-                                                                         ("z-boom.crash", "WorkerCrashed")]
-    assert len(report.added) == 11
+    assert sorted((Path(f.path).name, f.type) for f in report.failed) == [(n, "WorkerCrashed") for n in crashing]
+    assert all("worker process stopped" in f.error for f in report.failed)
+    assert len(report.added) == 5 + more
 
 
 class LeaveOn(WorkerPlugin):
