@@ -190,6 +190,18 @@ def test_onnx_float32_equals_pytorch_and_int8_is_a_different_model(embedder: Emb
     assert np.array_equal(int8.embed_query(texts[0]), int8.embed(texts)[0]), "a text's vector ignores its batch"
 
 
+def test_a_session_per_core_gives_each_text_the_vector_one_session_gives_it() -> None:
+    """Texts dealt out to one single-thread session per core (rag.index.onnx_encoder): each text's vector is the one
+    a single session makes for it alone, bit for bit, in the texts' order, whatever their lengths."""
+    words = " ".join(p.read_text() for p in sorted(XQUAD_DOCS.iterdir())[:3]).split()
+    texts = [" ".join(words[i : i + n]) for i, n in zip(range(0, 40_000, 400), [1, 40, 400, 8, 180, 300, 3] * 14)]
+    one, three = OnnxEmbedder(int8=True, threads=1), OnnxEmbedder(int8=True, threads=3)
+    assert len(one.encoder().sessions) == 1 and len(three.encoder().sessions) == 3
+    alone = np.vstack([one.embed_query(t) for t in texts])
+    assert np.array_equal(three.embed(texts, batch_size=32), alone)
+    assert np.array_equal(three.embed(texts[:1]), alone[:1]) and np.array_equal(one.embed(texts), alone)
+
+
 def test_an_index_refuses_vectors_of_another_variant(tmp_path: Path) -> None:
     int8, float32 = OnnxEmbedder(int8=True), OnnxEmbedder()
     Store(tmp_path, embed_model=int8.name, dim=int8.dim).close()

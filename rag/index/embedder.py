@@ -175,8 +175,7 @@ class OnnxEmbedder(Embedder):
         return OnnxEncoder(self.model_file(), self.tokenizer, self.max_tokens, self.threads)
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
-        encoder = self.encoder()
-        return np.vstack([encoder.encode(text) for text in texts])
+        return self.encoder().encode_many(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.encoder().encode(text)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -107,27 +109,58 @@ def quantize(source: Path, target: Path) -> None:
 
 
 class OnnxEncoder:
-    """Unit-length, mean-pooled sentence vectors from an exported model."""
+    """Unit-length, mean-pooled sentence vectors from an exported model.
+
+    One session of one thread per core (``threads``; 0: the cores), each embedding its share of a batch's texts in a
+    thread of its own, rather than one session whose threads share every text: measured here on 2 cores with the
+    int8 model, 206-238 texts a second against 146-174 (texts of ~230 word pieces), the vectors the same bit for
+    bit, and a short query in 1.4 ms against 2.1 ms. One small text gives a pool of threads little to share, two
+    texts at once keep both cores busy. ONNX Runtime lets several threads run one session each at once (it releases
+    the GIL)."""
 
     def __init__(self, path: Path, tokenizer: Tokenizer, max_tokens: int, threads: int = 0) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        # Idle threads sleep instead of spinning: the parse-ahead process needs the core between batches.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session: InferenceSession = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.sessions: list[InferenceSession] = [
+            ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            for _ in range(threads or os.cpu_count() or 1)]
+        self.session = self.sessions[0]  # for a query, and for anyone running the model directly
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens  # word pieces, without [CLS] and [SEP]
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # each pool thread's own session
 
     def encode(self, text: str) -> np.ndarray:
         """One text, one model call. Measured here (bench/embedders.py --batch-sizes), one text a call beats padded
         batches of 4 to 32 texts even sorted by length (no padding at all), and with int8 weights it keeps a
         text's vector independent of its batch-mates: the activations' scale is computed over the whole input."""
-        ids = self.tokenizer.encode(text).ids  # with [CLS] ... [SEP]
-        if len(ids) > self.max_tokens + 2:  # what sentence-transformers does: cut, keep the closing [SEP]
-            ids = ids[: self.max_tokens + 1] + ids[-1:]
+        return self._run(self.session, self._ids(text))
+
+    def encode_many(self, texts: list[str]) -> np.ndarray:
+        """Each text as ``encode`` makes it; with several sessions, each thread of the pool runs its own session and
+        takes the next text when it is done (texts differ in length: dealing them out in turns would leave a core
+        idle at the end of every batch)."""
+        ids = [self._cut(encoding.ids) for encoding in self.tokenizer.encode_batch(texts)]
+        if len(self.sessions) == 1 or len(ids) < 2:
+            return np.vstack([self._run(self.session, i) for i in ids])
+        if self._pool is None:
+            spare = list(self.sessions)
+            self._pool = ThreadPoolExecutor(len(spare), thread_name_prefix="onnx-encoder",
+                                            initializer=lambda: setattr(self._local, "session", spare.pop()))
+        return np.vstack(list(self._pool.map(lambda i: self._run(self._local.session, i), ids)))
+
+    def _ids(self, text: str) -> list[int]:
+        return self._cut(self.tokenizer.encode(text).ids)  # with [CLS] ... [SEP]
+
+    def _cut(self, ids: list[int]) -> list[int]:
+        """What sentence-transformers does with a long text: cut it, keep the closing [SEP]."""
+        return ids if len(ids) <= self.max_tokens + 2 else ids[: self.max_tokens + 1] + ids[-1:]
+
+    @staticmethod
+    def _run(session: InferenceSession, ids: list[int]) -> np.ndarray:
         n = len(ids)
         feeds = {
             "input_ids": np.asarray([ids], dtype=np.int64),
@@ -135,5 +168,5 @@ class OnnxEncoder:
             "token_type_ids": np.zeros((1, n), dtype=np.int64),
             "position_ids": np.arange(n, dtype=np.int64)[None],
         }
-        vector = self.session.run(None, feeds)[0][0].mean(axis=0)  # mean pooling (one sequence, no padding)
+        vector = session.run(None, feeds)[0][0].mean(axis=0)  # mean pooling (one sequence, no padding)
         return (vector / np.linalg.norm(vector)).astype(np.float32)
