@@ -52,7 +52,7 @@ class EmbedSettings(BaseModel):
     embed_api_key: str = "local-dev-key"
     embed_batch_size: int = Field(32, ge=1)  # texts per PyTorch call or server request (ONNX: one text a call)
     embed_window: int = Field(64, ge=1)  # chunks gathered across files, sorted by length, then embedded
-    embed_threads: int = Field(0, ge=0)  # ONNX Runtime threads; 0: one per core
+    embed_threads: int = Field(0, ge=0)  # texts embedded at once, one ONNX session of one thread each; 0: one per core
 
     @property
     def embedding_backend(self) -> str:
