@@ -115,6 +115,11 @@ def out_of_fold(model: object, x: np.ndarray, y: np.ndarray, repeats: int = 4) -
     return float(np.mean(aucs)), first
 
 
+def ungrounded(rows: list[dict]) -> np.ndarray:
+    """Answers flagged whatever their probability: a name or number that no passage they cite holds."""
+    return np.array([r["features"].get("grounded") == 0 for r in rows])
+
+
 def choose_threshold(p: np.ndarray, y: np.ndarray, flagged: np.ndarray | None = None) -> tuple[float, float, float]:
     """(threshold, wrong flagged, right flagged): the highest threshold that flags at most MAX_RIGHT_FLAGGED of the
     right answers, so the most wrong ones flagged for that budget (where several thresholds flag the same wrong
@@ -178,8 +183,7 @@ def fit(records: Path, model_name: str = MODEL) -> None:
     best_linear = max((k for k in results if k.startswith("logistic")), key=lambda k: results[k][0])
     winner = best_trees if results[best_trees][0] > results[best_linear][0] + TREES_MARGIN else best_linear
     auc, oof, model, feats, impute, x = results[winner]
-    ungrounded = np.array([r["features"].get("grounded") == 0 for r in rows])
-    threshold, wrong, right = choose_threshold(oof, y, ungrounded)
+    threshold, wrong, right = choose_threshold(oof, y, ungrounded(rows))
     print(f"chosen: {winner} (CV AUC {auc:.3f}); threshold {threshold:.3f} flags {wrong:.0%} of wrong and "
           f"{right:.0%} of right answers out of fold")
     model.fit(x, y)
@@ -218,8 +222,7 @@ def evaluate(paths: list[Path], model_name: str = MODEL) -> None:
                       for r in answered])
         old_ok = np.array([r["old_verified"] for r in answered], dtype=int)
         p_min = np.array([r["features"]["p_min"] or 0.0 for r in answered])
-        ungrounded = np.array([r["features"].get("grounded") == 0 for r in answered])
-        new_flag, old_flag = (p < calibrator.threshold) | ungrounded, old_ok == 0  # as Answer.verified decides
+        new_flag, old_flag = (p < calibrator.threshold) | ungrounded(answered), old_ok == 0  # as Answer.verified
         wrong, right = y == 0, y == 1
         refused = n - len(answered)
         print(f"\n{path.name}: {n} questions, {int(right.sum())} right, {int(wrong.sum())} wrong, {refused} refused "
