@@ -93,6 +93,32 @@ def test_pdf_pages_are_cut_into_the_sections_of_their_outline(tmp_path: Path) ->
     assert second.offset > 0 and doc.records[1].offset == 0
 
 
+def test_a_pdf_pdfium_refuses_is_read_by_pypdf(tmp_path: Path) -> None:
+    """PDFium looks for the %PDF header in the first 1,024 bytes; a file a server sent after blank lines is still a
+    PDF, and pypdf reads it: same pages, same text, no warning."""
+    seed = make_pdf(tmp_path / "seed.pdf", ["First page words here.", "Second page words."])
+    padded = tmp_path / "padded.pdf"
+    padded.write_bytes(b"\n" * 2000 + seed.read_bytes())
+    import pypdfium2
+
+    with pytest.raises(pypdfium2.PdfiumError):
+        pypdfium2.PdfDocument(padded.read_bytes())
+    doc = load_document(padded)
+    assert [(r.page, r.text) for r in doc.records] == [(1, "First page words here."), (2, "Second page words.")]
+    assert doc.pages == 2 and doc.warnings == []
+
+
+def test_a_page_the_pdf_lists_but_does_not_hold_is_named_in_a_warning(tmp_path: Path) -> None:
+    """A page tree that counts three pages over two: PDFium reads two and fails on the third, pypdf is asked for it
+    and has none; the two pages are kept and the warning names the missing one."""
+    seed = make_pdf(tmp_path / "seed.pdf", ["First page words here.", "Second page words."])
+    damaged = tmp_path / "count.pdf"
+    damaged.write_bytes(seed.read_bytes().replace(b"/Count 2", b"/Count 3"))
+    doc = load_document(damaged)
+    assert [(r.page, r.text) for r in doc.records] == [(1, "First page words here."), (2, "Second page words.")]
+    assert "page 3: the file lists it but holds no such page" in doc.warnings
+
+
 def test_pdf_encrypted_with_empty_password_opens(tmp_path: Path) -> None:
     path = make_encrypted_pdf(tmp_path / "open.pdf", ["Readable although encrypted."], password="")
     assert load_document(path).records[0].text == "Readable although encrypted."

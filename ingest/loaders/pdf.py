@@ -1,10 +1,11 @@
 """PDF: one record per page with its page number (the text layer, read by PDFium); pages without one are read by OCR.
 
-PDFium (pypdfium2, C++) reads the text layer: bench/pdf_text.py measured it 10 times as fast as pypdf's
-pure-Python content-stream parser on 25 real PDFs (965 pages), with the same words outside formulas
-(docs/benchmarks.md). pypdf still opens the file first, for what it does best: telling a damaged, truncated or
-password-protected file apart (the error names the cause), decrypting files with an empty password, the metadata
-title, and the font sizes of page 1 (the heading). A page PDFium cannot read is read by pypdf instead.
+PDFium (pypdfium2, C++) opens the file and reads it: bench/pdf_text.py measured its text extraction 10 times as fast
+as pypdf's pure-Python content-stream parser on 25 real PDFs (965 pages), with the same words outside formulas
+(docs/benchmarks.md). pypdf opens a file only when PDFium cannot, for what it does best there: telling a damaged,
+truncated or password-protected file apart (the error names the cause), and reading what it can of a file PDFium
+refuses. A page PDFium cannot read is read by pypdf instead. (Opening with pypdf first cost 4 of the 10.6 CPU
+seconds of reading those 25 files: it walks the whole page tree just to count the pages.)
 
 The document's title (its metadata, or else the largest type on page 1) is kept, so every chunk can be indexed
 with it: a question naming the paper finds it even when the passage never repeats the title. The PDF's outline
@@ -18,6 +19,7 @@ import io
 import logging
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,54 +33,118 @@ _NOT_A_TITLE = re.compile(
 _MAX_TITLE = 200
 
 
+@dataclass
+class _Read:
+    """What a PDF reader got from the file: page number -> text layer, for the pages it read."""
+
+    pages: int
+    texts: dict[int, str] = field(default_factory=dict)
+    title: str | None = None  # the metadata title
+    heading: str | None = None  # the largest type on page 1
+    outline: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 def load_pdf(path: Path, data: bytes) -> LoadedDocument:
-    pages, metadata_title = _open(data)
-    fast, outline = _pdfium_pages(data, len(pages))
-    raw: dict[int, str] = {}
-    warnings: list[str] = []
-    heading: str | None = None
-    for number, page in enumerate(pages, start=1):
-        try:
-            if number == 1:
-                text, heading = _text_and_heading(page)
-                raw[number] = fast.get(number, text)
-            else:
-                raw[number] = fast[number] if number in fast else page.extract_text() or ""
-        except Exception as exc:  # noqa: BLE001 - pypdf raises many types on damaged content streams
-            if number in fast:
-                raw[number] = fast[number]
-            else:
-                warnings.append(f"page {number}: the text layer could not be read ({type(exc).__name__})")
-    words = document_words(raw.values())
-    texts = {number: normalize_text(text, words) for number, text in raw.items()}
-    without_text = [n for n in range(1, len(pages) + 1) if not texts.get(n)]
+    _check_bytes(data)
+    read = _read_pdfium(data) or _read_pypdf(data, None)
+    unread = [n for n in range(1, read.pages + 1) if n not in read.texts]
+    if unread:  # PDFium opened the file but failed on some pages: pypdf tries those
+        rescued = _read_pypdf(data, unread, quiet=True)
+        read.texts |= rescued.texts
+        read.warnings += rescued.warnings
+    words = document_words(read.texts.values())
+    texts = {number: normalize_text(text, words) for number, text in read.texts.items()}
+    without_text = [n for n in range(1, read.pages + 1) if not texts.get(n)]
     ocr_pages: list[int] = []
+    warnings = read.warnings
     if without_text:
-        read, ocr_warnings = read_pdf_pages(data, without_text)
+        ocr, ocr_warnings = read_pdf_pages(data, without_text)
         warnings += ocr_warnings
-        ocr_words = words | document_words(read.values())
-        for number, text in read.items():
+        ocr_words = words | document_words(ocr.values())
+        for number, text in ocr.items():
             texts[number] = normalize_text(text, ocr_words)
             ocr_pages += [number] if texts[number] else []
-    records = _sectioned(texts, outline)
+    records = _sectioned(texts, read.outline)
     if not records:
         raise LoadError(
-            f"no text in {len(pages)} page(s), not even by OCR: the pages hold no readable writing"
+            f"no text in {read.pages} page(s), not even by OCR: the pages hold no readable writing"
         )
-    title = _plausible(metadata_title) or (heading if 1 not in ocr_pages else None)
-    return LoadedDocument(path=path, kind="pdf", records=records, pages=len(pages), title=title,
+    title = _plausible(read.title) or (read.heading if 1 not in ocr_pages else None)
+    return LoadedDocument(path=path, kind="pdf", records=records, pages=read.pages, title=title,
                           ocr_pages=ocr_pages, warnings=warnings)
 
 
-def _open(data: bytes) -> tuple[list[Any], str | None]:
-    """The pages and the metadata title, or a LoadError saying why the file cannot be opened."""
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PdfReadError, PyPdfError
-
+def _check_bytes(data: bytes) -> None:
     if not data.lstrip().startswith(b"%PDF"):
         raise LoadError("not a PDF file (it does not start with the %PDF header)")
     if b"%%EOF" not in data[-2048:]:
         raise LoadError("the PDF is truncated or incomplete (no end-of-file marker)")
+
+
+def _read_pdfium(data: bytes) -> _Read | None:
+    """Every page's text, the metadata title, page 1's heading and the outline, read by PDFium; None when PDFium
+    cannot open the file (a password, damage it cannot repair) or finds no page: pypdf then says why."""
+    import pypdfium2
+
+    try:
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError:
+        return None
+    try:
+        if len(document) == 0:
+            return None
+        read = _Read(pages=len(document))
+        for index in range(len(document)):
+            try:
+                page = document[index]
+                textpage = page.get_textpage()
+                read.texts[index + 1] = _pdfium_clean(textpage.get_text_range())
+                if index == 0:
+                    read.heading = _heading(_sized_runs(textpage))
+                textpage.close()
+                page.close()
+            except pypdfium2.PdfiumError:
+                continue
+        try:
+            read.title = document.get_metadata_dict().get("Title") or None
+        except (pypdfium2.PdfiumError, UnicodeDecodeError):  # damaged metadata only costs the title
+            read.title = None
+        read.outline = _outline(document, len(document))
+    finally:
+        document.close()
+    return read
+
+
+def _read_pypdf(data: bytes, only: list[int] | None, quiet: bool = False) -> _Read:
+    """The pages' text read by pypdf (all of them, or ``only`` these numbers), or a LoadError saying why the file
+    cannot be opened (``quiet``: an empty read instead, when PDFium already read the rest)."""
+    try:
+        pages, title = _open(data)
+    except LoadError:
+        if quiet:
+            return _Read(pages=0, warnings=[f"page {n}: the text layer could not be read" for n in only or []])
+        raise
+    read = _Read(pages=len(pages), title=title)
+    for number in only or range(1, len(pages) + 1):
+        if number > len(pages):
+            read.warnings.append(f"page {number}: the file lists it but holds no such page")
+            continue
+        try:
+            if number == 1 and only is None:
+                read.texts[1], read.heading = _text_and_heading(pages[0])
+            else:
+                read.texts[number] = pages[number - 1].extract_text() or ""
+        except Exception as exc:  # noqa: BLE001 - pypdf raises many types on damaged content streams
+            read.warnings.append(f"page {number}: the text layer could not be read ({type(exc).__name__})")
+    return read
+
+
+def _open(data: bytes) -> tuple[list[Any], str | None]:
+    """The pages and the metadata title, read by pypdf, or a LoadError saying why the file cannot be opened."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, PdfReadError, PyPdfError
+
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns about every repaired xref on stderr
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
@@ -106,36 +172,8 @@ def _open(data: bytes) -> tuple[list[Any], str | None]:
 
 def pdfium_text(data: bytes) -> list[str]:
     """The text layer of every page, read by PDFium (empty for a page it cannot read)."""
-    texts, _ = _pdfium_pages(data, None)
-    return [texts.get(number, "") for number in range(1, max(texts, default=0) + 1)]
-
-
-def _pdfium_pages(data: bytes, expected: int | None) -> tuple[dict[int, str], list[tuple[int, str]]]:
-    """Page number -> PDFium's text, for the pages it reads, and the outline; empty when it cannot open the file or
-    counts other pages than pypdf (``expected``): then pypdf reads them all, so page numbers never shift."""
-    import pypdfium2
-
-    try:
-        document = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError:
-        return {}, []
-    texts: dict[int, str] = {}
-    try:
-        if expected is not None and len(document) != expected:
-            return {}, []
-        for index in range(len(document)):
-            try:
-                page = document[index]
-                textpage = page.get_textpage()
-                texts[index + 1] = _pdfium_clean(textpage.get_text_range())
-                textpage.close()
-                page.close()
-            except pypdfium2.PdfiumError:
-                continue
-        outline = _outline(document, len(document))
-    finally:
-        document.close()
-    return texts, outline
+    read = _read_pdfium(data)
+    return [read.texts.get(number, "") for number in range(1, read.pages + 1)] if read else []
 
 
 _MAX_OUTLINE = 5000  # bookmarks read at most (a hostile file can hold millions)
@@ -238,6 +276,39 @@ def _text_and_heading(page: Any) -> tuple[str, str | None]:
 
     text = page.extract_text(visitor_text=visit) or ""
     return text, _heading(runs)
+
+
+def _sized_runs(textpage: Any) -> list[tuple[float, str]]:
+    """The page's text as runs of one type size (the font size times the character's scale on the page), as
+    ``_text_and_heading`` gets them from pypdf; sideways text is left out, and spaces and line breaks PDFium
+    generated join the run they sit in (a title set on two lines stays one heading)."""
+    import pypdfium2.raw as pdfium_c
+
+    runs: list[tuple[float, str]] = []
+    size: float | None = None
+    characters: list[str] = []
+    matrix = pdfium_c.FS_MATRIX()
+    for index in range(min(textpage.count_chars(), _MAX_HEADING_SCAN)):
+        code = pdfium_c.FPDFText_GetUnicode(textpage, index)
+        character = chr(code) if 0 < code < 0x110000 else ""
+        if not character.strip() or pdfium_c.FPDFText_IsGenerated(textpage, index) == 1:
+            characters.append(" " if not character.strip() else character)
+            continue
+        pdfium_c.FPDFText_GetMatrix(textpage, index, matrix)
+        sideways = abs(matrix.b) > abs(matrix.a)  # like arXiv's stamp in the margin
+        here = None if sideways else round(pdfium_c.FPDFText_GetFontSize(textpage, index)
+                                           * math.hypot(matrix.c, matrix.d), 1)
+        if here != size:
+            if size is not None and characters:
+                runs.append((size, "".join(characters)))
+            size, characters = here, []
+        characters.append(character)
+    if size is not None and characters:
+        runs.append((size, "".join(characters)))
+    return runs
+
+
+_MAX_HEADING_SCAN = 20_000  # characters of page 1 looked at for its heading (a page holds a few thousand)
 
 
 def _heading(runs: list[tuple[float, str]]) -> str | None:
