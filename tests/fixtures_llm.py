@@ -278,7 +278,7 @@ def echo_backend() -> Iterator[type]:
         def context_window(self) -> int:
             return 100
 
-        def _generate(self, messages, *, max_tokens, temperature, stop) -> Iterator[str]:  # noqa: ANN001
+        def _generate(self, messages, *, max_tokens, temperature, stop, seed=None) -> Iterator[str]:  # noqa: ANN001
             yield messages[-1]["content"]
 
         def count_tokens(self, text: str) -> int:

@@ -142,15 +142,17 @@ class LLM(ABC):
         max_tokens: int = 512,
         temperature: float | None = None,
         stop: list[str] | None = None,
+        seed: int | None = None,
     ) -> Generation:
-        """The answer to ``messages`` as it is written. Malformed messages fail here, before any request."""
+        """The answer to ``messages`` as it is written. Malformed messages fail here, before any request.
+        ``seed``: a sampled answer (temperature above 0) drawn the same way each time."""
         check_messages(messages)
         return Generation(self._generate(messages, max_tokens=max_tokens, temperature=self._temperature(temperature),
-                                         stop=list(stop or [])))
+                                         stop=list(stop or []), seed=seed))
 
     @abstractmethod
     def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
-                  stop: list[str]) -> Iterator[str | Usage | TokenProbs]:
+                  stop: list[str], seed: int | None = None) -> Iterator[str | Usage | TokenProbs]:
         """Text deltas, then (optionally) one ``TokenProbs``, then one ``Usage`` (omitted only when the backend cannot
         tell)."""
 
@@ -161,9 +163,10 @@ class LLM(ABC):
         max_tokens: int = 512,
         temperature: float | None = None,
         stop: list[str] | None = None,
+        seed: int | None = None,
     ) -> str:
         """The whole answer at once (tests, evaluation, the agent's tool calls)."""
-        return self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop).text()
+        return self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, seed=seed).text()
 
     def warm(self, head: list[Message]) -> None:
         """Get ready for prompts that open with ``head``: load the model, evaluate ``head``. Backends with nothing

@@ -234,7 +234,7 @@ class EmbeddedLLM(LLM):
                    for key in _loaded)
 
     def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
-                  stop: list[str]) -> Iterator[str | Usage | TokenProbs]:
+                  stop: list[str], seed: int | None = None) -> Iterator[str | Usage | TokenProbs]:
         """Text deltas rendered with the GGUF's chat template, then the usage: ``prompt_tokens`` exact (the tokens
         fed to the model), ``completion_tokens`` counted from the answer (llama-cpp-python's stream does not
         report usage; it can differ by the end-of-turn token)."""
@@ -257,7 +257,7 @@ class EmbeddedLLM(LLM):
                     text: list[str] = []
                     sure = _TokenRecorder()
                     for chunk in llama.create_completion(
-                        prompt=prompt, max_tokens=budget, temperature=temperature, stream=True,
+                        prompt=prompt, max_tokens=budget, temperature=temperature, stream=True, seed=seed,
                         stop=stop + list(formatted.stop or []), stopping_criteria=formatted.stopping_criteria,
                         logits_processor=LogitsProcessorList([sure]),
                     ):

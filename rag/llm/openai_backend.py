@@ -204,7 +204,7 @@ class OpenAILLM(LLM):
 
     # ---------------------------------------------------------------- generation
     def _generate(self, messages: list[Message], *, max_tokens: int, temperature: float,
-                  stop: list[str]) -> Iterator[str | Usage | TokenProbs]:
+                  stop: list[str], seed: int | None = None) -> Iterator[str | Usage | TokenProbs]:
         """Yield text deltas, then each token's probability (``logprobs``, which vLLM and OpenAI report; servers that
         do not are simply not checked for confidence), then the usage from the server's final usage chunk.
 
@@ -222,6 +222,7 @@ class OpenAILLM(LLM):
                 stream=True,
                 stream_options={"include_usage": True},
                 logprobs=True,
+                **({"seed": seed} if seed is not None else {}),  # vLLM draws a sampled answer alike for one seed
             )
         except openai.APIError as exc:
             raise self._translate(exc, request_model=True) from exc
