@@ -103,6 +103,7 @@ class Tally:
     f1: list[float] = field(default_factory=list)
     ttft: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    checks: list[float] = field(default_factory=list)  # asking the model again after the answer (its calibrator)
     prompt_tokens: list[int] = field(default_factory=list)
     outside: int = 0
     outside_refused: dict[str, int] = field(default_factory=lambda: {"retrieval": 0, "model": 0})
@@ -152,6 +153,7 @@ def run_model(name: str, store: Store, base: Settings, questions: list[Question]
             if v not in ("refused_retrieval",):
                 tally.seconds.append(answer.seconds)
                 tally.ttft.append(first or answer.seconds)
+                tally.checks += [answer.second_seconds] if answer.second_seconds else []
                 tally.prompt_tokens.append(answer.usage.prompt_tokens if answer.usage else 0)
             out.write(json.dumps({"id": q.id, "question": q.question, "references": q.answers, "verdict": v,
                                   "answer": answer.answer, "verified": answer.verified,
@@ -211,8 +213,8 @@ def print_table(tallies: list[Tally], dataset: str, half: str, load: float) -> N
           f"{load:.1f} at start (other work running slows the timings, not the verdicts)")
     print("| model | questions | correct | wrong | refused by model | refused by retrieval | flagged unverified "
           "(wrong / correct) | F1 | cites the source | out-of-corpus refused | first token p50 s | answer p50 s | "
-          "prompt tokens |")
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+          "checks after it p50 s | prompt tokens |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for t in tallies:
         n = t.asked
         outside = sum(t.outside_refused.values())
@@ -221,7 +223,7 @@ def print_table(tallies: list[Tally], dataset: str, half: str, load: float) -> N
               f"{t.flagged['wrong']} of {t.counts['wrong']} / {t.flagged['correct']} of {t.counts['correct']} | "
               f"{statistics.mean(t.f1) if t.f1 else 0:.2f} | {share(t.cites_source, n)} | {share(outside, t.outside)} "
               f"({t.outside_refused['retrieval']} by retrieval, {t.outside_refused['model']} by the model) | {p50(t.ttft)} | {p50(t.seconds)} | "
-              f"{statistics.mean(t.prompt_tokens) if t.prompt_tokens else 0:.0f} |"
+              f"{p50(t.checks)} | {statistics.mean(t.prompt_tokens) if t.prompt_tokens else 0:.0f} |"
               + (f" ({t.failed} failed)" if t.failed else ""))
     for t in tallies:
         n, c, w = t.asked, t.counts, t.flagged

@@ -4,13 +4,14 @@
     .venv/bin/python bench/verifier.py collect --half b --minutes 10 -n 60      # held out: the 60 of bench/answer.py -n 60 first
     .venv/bin/python bench/verifier.py collect --set second                     # questions no fitting saw (tests/data/verifier-set)
     .venv/bin/python bench/verifier.py backfill --half a                        # passages of records that lack them
+    .venv/bin/python bench/verifier.py sample --half a --minutes 40             # sampled replies of records that lack them
     .venv/bin/python bench/verifier.py fit                                      # -> rag/answer/calibrators/<model>.json
     .venv/bin/python bench/verifier.py evaluate                                 # half B and the second set only
     .venv/bin/python bench/verifier.py collect --half a --model smollm2-135m    # ... and so on for another model
 
 ``collect`` runs the default model (``qwen2.5-coder-1.5b``) with the shipped settings (greedy, ``show``) through
-``Answerer.run``, as ``python -m rag.ask`` would answer, with ``ask_twice`` on so every record also has the second
-decoding's ``agreement`` (and what it cost); it writes one record per question to
+``Answerer.run``, as ``python -m rag.ask`` would answer, with ``ask_twice`` and ``sample`` on so every record also
+has the second decoding's ``agreement`` and the sampled replies' ``consistency`` (and what they cost); it writes one record per question to
 ``bench/verifier-records/verifier-<half>.jsonl`` (features, the old checks' verdict, the label; kept in the
 repository, since labelled answers cost model time and a new machine starts empty), appending and skipping
 questions already there, so fitting and evaluating never re-run the model. Half A questions are taken spread over
@@ -100,7 +101,8 @@ def record(q: Question, answer: Answer, model_sha: str) -> dict[str, object]:
             "label": lab, "f1": round(f1(answer.answer, q.answers), 3), "old_verified": answer.rules_verified,
             "checks": answer.rule_checks, "p_correct": answer.p_correct, "unverified": list(answer.grounding.missing) if answer.grounding else [],
             "features": answer.features.to_json() if answer.features else None,
-            "second_reply": answer.second_reply, "second_seconds": round(answer.second_seconds, 3),
+            "second_reply": answer.second_reply, "samples": answer.samples,
+            "second_seconds": round(answer.second_seconds, 3),
             "seconds": round(answer.seconds, 3), "model": answer.model, "model_sha256": model_sha,
             "recited": True,  # its citations went through rag.answer.citations.recite (older records: see completed())
             # the passages shown with it, so a new feature can be tried on these records without the model
@@ -130,7 +132,7 @@ def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes
         store = open_store(Path(tmp) / "index")
         ingest_dataset(dataset, store)
         llm = EmbeddedLLM(model_name=model, n_threads=settings.llm_threads)
-        answerer = Answerer(Retriever(store, settings=settings), llm, settings, ask_twice=True)
+        answerer = Answerer(Retriever(store, settings=settings), llm, settings, ask_twice=True, sample=True)
         ask(answerer, questions[0].question)  # warm-up: the model loads, the prompt head is evaluated
         sha = get_model(model).sha256
         started = time.monotonic()
@@ -183,6 +185,47 @@ def backfill(dataset: Path, path: Path, model: str = MODEL) -> None:
     print(f"{path.name}: passages rebuilt for {len(todo)} records")
 
 
+def sample(dataset: Path, path: Path, minutes: float, model: str = MODEL) -> None:
+    """Give each answered record the replies ``Answerer.samples`` draws at answer time (SAMPLED_REPLIES at
+    SAMPLE_TEMPERATURE, to the second decoding's prompt: the same passages, rebuilt as ``backfill`` does, and the
+    closing line asking for the bare answer): the ``consistency`` feature's material. Saved every 10 records
+    (atomically), so a cut-off run keeps what it drew; run again to go on."""
+    from rag.answer.answerer import asking_again
+    from rag.eval import ingest_dataset
+    from rag.index.store import open_store
+    from rag.llm import EmbeddedLLM
+    from rag.retrieval.retriever import Retriever
+    from rag.settings import Settings
+
+    rows = [json.loads(line) for line in path.open() if line.strip()]
+    todo = [r for r in rows if r["label"] is not None and not r.get("samples")]
+    settings = Settings().model_copy(update={"llm": "embedded", "embedded_model": model})
+
+    def save() -> None:
+        new = path.with_suffix(".jsonl.new")
+        new.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        new.replace(path)
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "index")
+        ingest_dataset(dataset, store)
+        llm = EmbeddedLLM(model_name=model, n_threads=settings.llm_threads)
+        answerer = Answerer(Retriever(store, settings=settings), llm, settings)
+        for i, r in enumerate(todo, start=1):
+            if time.monotonic() - started > 60 * minutes:
+                print(f"time is up after {i - 1} records", file=sys.stderr)
+                break
+            retrieval = answerer.retriever.retrieve(r["question"], settings.top_k)
+            messages, _ = answerer._messages(r["question"], [], retrieval.relevant(settings.min_relative_score))
+            r["samples"] = answerer.samples(asking_again(messages))
+            print(f"{path.name} {i}/{len(todo)} {r['label']}: {r['answer'][:40]!r} <- {r['samples']}", file=sys.stderr)
+            if i % 10 == 0:
+                save()
+        store.close()
+    save()
+
+
 def second_set(tmp: Path) -> Path:
     """data/sample's documents and the made-up ones of tests/data/verifier-set, with that set's questions."""
     docs = tmp / "second" / "docs"
@@ -210,6 +253,12 @@ def main() -> None:
     r.add_argument("--set", choices=["second"], dest="other")
     r.add_argument("--model", default=MODEL)
     r.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
+    m = sub.add_parser("sample", help="draw sampled replies for the records' self-consistency")
+    m.add_argument("--half", choices=["a", "b"])
+    m.add_argument("--set", choices=["second"], dest="other")
+    m.add_argument("--minutes", type=float, default=30.0)
+    m.add_argument("--model", default=MODEL)
+    m.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
     f = sub.add_parser("fit", help="fit the calibrator on half A's records")
     f.add_argument("--model", default=MODEL, help=f"the embedded model whose answers to fit on ({MODEL})")
     f.add_argument("--records", type=Path, help="half A's records (default: the model's)")
@@ -218,7 +267,7 @@ def main() -> None:
     e.add_argument("--records", type=Path, nargs="*", help="held-out records (default: the model's half B and second set)")
     args = p.parse_args()
     ARTIFACTS.mkdir(exist_ok=True)
-    if args.command in ("collect", "backfill"):
+    if args.command in ("collect", "backfill", "sample"):
         if bool(args.half) == bool(args.other):
             p.error(f"{args.command} needs --half a|b or --set second")
         with tempfile.TemporaryDirectory() as tmp:
@@ -234,6 +283,8 @@ def main() -> None:
                 out = records("second", args.model)
             if args.command == "backfill":
                 backfill(dataset, out, args.model)
+            elif args.command == "sample":
+                sample(dataset, out, args.minutes, args.model)
             else:
                 collect(dataset, out, questions[args.skip :], args.n - args.skip, args.minutes, args.model)
     elif args.command == "fit":

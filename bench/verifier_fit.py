@@ -1,7 +1,7 @@
 """Fit the answer calibrator on half A's records and judge it on held-out records (``bench/verifier.py``).
 
 ``fit``: logistic regression against gradient-boosted trees, each with and without the second decoding's
-``agreement`` (which costs a second, short generation per answer), compared by the area under the ROC curve (trees must win by ``TREES_MARGIN``) of
+``agreement`` and the sampled replies' ``consistency`` (each costs short generations after the answer), compared by the area under the ROC curve (trees must win by ``TREES_MARGIN``) of
 out-of-fold predictions (5-fold stratified cross-validation, repeated 4 times with different shuffles). The winner is
 refitted on all of half A and written as JSON (``rag/answer/calibrators/<model>.json``); its threshold is chosen
 on the out-of-fold predictions: the highest share of wrong answers flagged with at most ``MAX_RIGHT_FLAGGED`` of
@@ -24,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 MAX_RIGHT_FLAGGED = 0.15
 TREES_MARGIN = 0.02  # CV AUC trees must gain over logistic regression to be shipped
+NOISE = 0.005  # CV AUCs closer than this are not told apart (the cheaper model is shipped)
 TARGET_WRONG_FLAGGED = 0.80
 PLOT = ROOT / "docs" / "verifier-reliability.png"
 MODEL = "qwen2.5-coder-1.5b"
@@ -38,7 +39,7 @@ def completed(rows: list[dict]) -> list[dict]:
     from what the record keeps (its answer, question and passages; ``bench/verifier.py backfill`` rebuilds the
     passages of records older than that)."""
     from rag.answer.citations import recite
-    from rag.answer.features import repeats_question, verbatim_share
+    from rag.answer.features import consistency, repeats_question, verbatim_share
     from rag.answer.grounding import check_grounding
 
     for r in rows:
@@ -59,6 +60,8 @@ def completed(rows: list[dict]) -> list[dict]:
             f["verbatim"] = verbatim_share(r["answer"], [c["text"] for c in r["citations"] if c["cited"]] or passages)
         if f.get("repeats_question") is None:
             f["repeats_question"] = float(repeats_question(r["question"], r["answer"]))
+        if f.get("consistency") is None and r.get("samples"):  # sampled after it was written (verifier.py sample)
+            f["consistency"] = consistency(r["answer"], r["samples"])
     return rows
 
 
@@ -73,16 +76,16 @@ def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    without = [n for n in names if n != "agreement"]
+    asked_again = ("agreement", "consistency")  # each costs generations after the answer
+    without = [n for n in names if n not in asked_again]
     few = ["p_min", "p_log_mean", "grounded", "supported", "type_mismatch", "distance", "evidence", "verbatim",
-           "repeats_question", "agreement"]
+           "repeats_question"]
     out: dict[str, tuple[object, list[str]]] = {}
     for c in (0.1, 0.3, 1.0):  # few answers, few wrong: a handful of the strongest signals, fewer weights to fit
-        out[f"logistic C={c} {len(few)} features"] = (make_pipeline(
-            StandardScaler(), LogisticRegression(C=c, max_iter=2000)), few)
-        out[f"logistic C={c} {len(few) - 1} features without agreement"] = (make_pipeline(
-            StandardScaler(), LogisticRegression(C=c, max_iter=2000)), few[:-1])
-    for tag, feats in (("", names), (" without agreement", without)):
+        for extra in (["agreement", "consistency"], ["agreement"], ["consistency"], []):
+            label = f"logistic C={c} {len(few) + len(extra)} features" + (f" with {'+'.join(extra)}" if extra else "")
+            out[label] = (make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)), few + extra)
+    for tag, feats in (("", names), (" without agreement or consistency", without)):
         for c in (0.1, 0.3, 1.0):
             out[f"logistic C={c}{tag}"] = (make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)),
                                            feats)
@@ -94,6 +97,11 @@ def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
             n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8, min_samples_leaf=8, random_state=0),
             feats)
     return out
+
+
+def generations(features: list[str]) -> int:
+    """How many generations after the answer a calibrator on these features needs."""
+    return ("agreement" in features) + 3 * ("consistency" in features)
 
 
 def out_of_fold(model: object, x: np.ndarray, y: np.ndarray, repeats: int = 4) -> tuple[float, np.ndarray]:
@@ -163,7 +171,7 @@ def export(model: object, names: list[str], impute: np.ndarray, threshold: float
 
 def fit(records: Path, model_name: str = MODEL) -> None:
     from rag.answer.calibrator import CALIBRATORS, Calibrator
-    from rag.answer.features import NAMES, Features
+    from rag.answer.features import NAMES, SAMPLE_TEMPERATURE, SAMPLED_REPLIES, Features
 
     rows = [r for r in read(records) if r["label"] and r["features"]]
     names = list(NAMES)
@@ -179,8 +187,12 @@ def fit(records: Path, model_name: str = MODEL) -> None:
         print(f"  {label:40s} CV AUC {auc:.3f}")
     # Logistic regression unless trees beat it clearly: with a few dozen wrong answers at most, AUCs a hundredth
     # apart are noise, and a linear model has a weight per feature, so its reasons are readable.
+    # Among linear models within NOISE of the best, the one asking the model again the fewest times after the
+    # answer (the sampled replies cost three generations, the second reply one), then the fewest features.
     best_trees = max((k for k in results if k.startswith("trees")), key=lambda k: results[k][0])
-    best_linear = max((k for k in results if k.startswith("logistic")), key=lambda k: results[k][0])
+    top = max(results[k][0] for k in results if k.startswith("logistic"))
+    best_linear = min((k for k in results if k.startswith("logistic") and results[k][0] >= top - NOISE),
+                      key=lambda k: (generations(results[k][3]), len(results[k][3]), -results[k][0]))
     winner = best_trees if results[best_trees][0] > results[best_linear][0] + TREES_MARGIN else best_linear
     auc, oof, model, feats, impute, x = results[winner]
     threshold, wrong, right = choose_threshold(oof, y, ungrounded(rows))
@@ -192,7 +204,8 @@ def fit(records: Path, model_name: str = MODEL) -> None:
             "training_size": len(rows), "training_wrong": int((y == 0).sum()), "chosen": winner,
             "cv_auc": {k: round(v[0], 4) for k, v in results.items()},
             "threshold_out_of_fold": {"wrong_flagged": round(wrong, 3), "right_flagged": round(right, 3)},
-            "second_reply_seconds_mean": round(float(np.mean(seconds)), 2)}
+            "second_reply_seconds_mean": round(float(np.mean(seconds)), 2),
+            "samples": {"replies": SAMPLED_REPLIES, "temperature": SAMPLE_TEMPERATURE}}
     data = export(model, feats, impute, threshold, info, model_name)
     calibrator = Calibrator.from_json(data)
     ours = np.array([calibrator.p_correct(Features(**{**{n: None for n in NAMES}, **r["features"]})) for r in rows])

@@ -80,3 +80,16 @@ def page():
         page.set_default_timeout(120_000)
         yield page
         browser.close()
+
+
+# Every label a status line or a sources panel of the chat shows, in the order they first appear, into
+# window.seenLabels: the status line changes several times a second while an answer is written, so the page records
+# them as they come.
+RECORD_LABELS = """() => {
+    window.seenLabels = [];
+    const look = () => document.querySelectorAll('[data-testid="stChatMessage"] summary').forEach(s => {
+        const text = (s.querySelector('[data-testid="stMarkdownContainer"]') || s).innerText.trim();
+        if (text && !window.seenLabels.includes(text)) window.seenLabels.push(text);
+    });
+    new MutationObserver(look).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""

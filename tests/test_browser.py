@@ -19,7 +19,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.documents import make_docx
 from tests.fixtures_agent import SCRIPTED_MODEL, ScriptedServer
-from tests.fixtures_browser import ARTIFACTS, serve_app, settled
+from tests.fixtures_browser import ARTIFACTS, RECORD_LABELS, serve_app, settled
 from tests.pdfs import make_pdf
 
 pytestmark = pytest.mark.browser
@@ -54,6 +54,7 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     other_tab.goto(app_url)
     other_tab.locator('[data-testid="stSidebar"]').get_by_text("1 document(s), 3 passages").wait_for()
 
+    page.evaluate(RECORD_LABELS)
     box = page.locator('[data-testid="stChatInputTextArea"]')
     box.fill("What is the launch code of the Aurora project?")
     box.press("Enter")
@@ -72,6 +73,12 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     assert page.get_by_text("[1] aurora-report.pdf, page 2").count() == 1, "the first source is the file's page 2"
     assert len(seen) >= 3, f"the answer arrived in pieces, not at once: {seen}"
     assert page.get_by_text("Not found in your documents").count() == 0
+    answer.locator("summary").get_by_text(re.compile(r"^Answered in \d+\.\d s$")).wait_for(timeout=60_000)
+    labels = page.evaluate("window.seenLabels")
+    checking = [i for i, label in enumerate(labels) if label == "Checking the answer against your sources…"]
+    answered = [i for i, label in enumerate(labels) if label.startswith("Answered in")]
+    assert checking and answered and checking[0] < answered[0], (
+        f"the default model is asked again to check its answer, and the status line says so first: {labels}")
 
     page.get_by_text("[1] aurora-report.pdf, page 2").click()
     source = page.locator('[data-testid="stExpander"]', has_text="[1] aurora-report.pdf, page 2")

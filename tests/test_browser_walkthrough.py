@@ -27,7 +27,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import ROOT, SMALL_MODEL, build_index
-from tests.fixtures_browser import ARTIFACTS, serve_app, settled
+from tests.fixtures_browser import ARTIFACTS, RECORD_LABELS, serve_app, settled
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,17 +46,6 @@ The evening ferry leaves Skerry Island at 18:30; bicycles travel free on it.
 """)
 CAFE = ("harbour-cafe.txt", "The harbour café on Elling quay serves fish soup and bakes cinnamon buns every morning.\n")
 QUESTION = "When do the morning and evening ferries run?"
-
-# Every label a status line or a sources panel of the chat shows, in the order they first appear: the status line
-# changes several times a second while an answer is written, so the page records them as they come.
-RECORD_LABELS = """() => {
-    window.seenLabels = [];
-    const look = () => document.querySelectorAll('[data-testid="stChatMessage"] summary').forEach(s => {
-        const text = (s.querySelector('[data-testid="stMarkdownContainer"]') || s).innerText.trim();
-        if (text && !window.seenLabels.includes(text)) window.seenLabels.push(text);
-    });
-    new MutationObserver(look).observe(document.body, {subtree: true, childList: true, characterData: true});
-}"""
 
 
 @pytest.fixture

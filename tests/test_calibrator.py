@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer.answerer import WITHHELD, Answer, Answerer
+from rag.answer.answerer import WITHHELD, Answer, Answerer, Checking
 from rag.answer.calibrator import CALIBRATORS, REASONS, Calibrator, calibrator_for, load
 from rag.answer.confidence import Confidence
-from rag.answer.features import NAMES, Cited, Features, answer_features, question_type
+from rag.answer.features import NAMES, SAMPLED_REPLIES, Cited, Features, answer_features, question_type
 from rag.answer.grounding import check_grounding
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult
@@ -43,13 +43,14 @@ def flat_idf(terms: list[str]) -> list[float]:
 
 
 def features_of(question: str, answer: str, probs: tuple[tuple[str, float], ...] = (("Agnes", 0.9), (" Holloway", 0.6)),
-                second: str | None = None) -> Features:
+                second: str | None = None, samples: list[str] | None = None) -> Features:
     sources = [PASSAGE]
     return answer_features(
         question=question, answer=answer, passages=sources, cited=[Cited(1, 0.03, True), Cited(2, 0.02, False)],
         top_score=0.03, top_k=5, evidence=judge(0.6, 0.8), grounding=check_grounding(answer, sources, question),
         support=check_support(question, answer, sources, flat_idf), confidence=Confidence(0.6, " Holloway", True),
-        probs=TokenProbs(probs + ((" [", 0.99), ("1", 0.99), ("].", 0.99))), idf=flat_idf, second_reply=second)
+        probs=TokenProbs(probs + ((" [", 0.99), ("1", 0.99), ("].", 0.99))), idf=flat_idf, second_reply=second,
+        samples=samples)
 
 
 def test_features_of_a_known_answer() -> None:
@@ -71,6 +72,16 @@ def test_features_of_a_known_answer() -> None:
     assert math.isnan(invented.vector()[NAMES.index("agreement")]), "not asked: missing, not zero"
     assert right.verbatim == 1 and invented.verbatim == 0, "copied from the passage, or not in it at all"
     assert right.repeats_question == 0
+    assert right.consistency is None and math.isnan(right.vector()[NAMES.index("consistency")]), "not sampled"
+
+
+def test_consistency_is_how_often_sampled_replies_say_the_answer_again() -> None:
+    question = "Who was the first keeper of the lighthouse?"
+    sure = features_of(question, "Agnes Holloway [1].", samples=["Agnes Holloway", "Agnes Holloway [1].", "Holloway"])
+    assert sure.consistency == 1, "every sample's words are the answer's"
+    guess = features_of(question, "Agnes Holloway [1].", samples=["Agnes Holloway", "Margit Olesen", "the keeper"])
+    assert guess.consistency == pytest.approx(1 / 3), "one sample of three says it again"
+    assert features_of(question, "Agnes Holloway [1].", samples=[]).consistency == 1, "none drawn: nothing against it"
 
 
 def test_an_answer_in_other_words_or_repeating_the_question() -> None:
@@ -87,9 +98,10 @@ def test_the_shipped_calibrator_loads_and_gives_a_probability() -> None:
     assert fit["training_size"] >= 30 and 0.5 < fit["cv_auc"][fit["chosen"]] <= 1 and fit["date"]
     calibrator = load(SHIPPED)
     assert 0 < calibrator.threshold < 1 and set(calibrator.features) <= set(NAMES)
-    right = features_of("Who was the first keeper of the lighthouse?", "Agnes Holloway [1].", second="Agnes Holloway")
+    right = features_of("Who was the first keeper of the lighthouse?", "Agnes Holloway [1].", second="Agnes Holloway",
+                        samples=["Agnes Holloway"] * 3)
     doubtful = features_of("When was the lighthouse first lit?", "Agnes Holloway [1].", second="1 October 1891",
-                           probs=(("Agnes", 0.2), (" Holloway", 0.1)))
+                           probs=(("Agnes", 0.2), (" Holloway", 0.1)), samples=["1 October 1891", "1891", "Agnes"])
     p_right, p_doubtful = calibrator.p_correct(right), calibrator.p_correct(doubtful)
     assert 0 <= p_doubtful < p_right <= 1
     assert p_doubtful < calibrator.threshold, "a hesitant name answering 'when' is flagged"
@@ -171,10 +183,23 @@ def test_the_default_model_answers_with_p_correct_and_withholds_under_the_thresh
     settings = Settings(llm="embedded", embedded_model=DEFAULT_EMBEDDED_MODEL, temperature=0.0)
     llm = EmbeddedLLM(model_name=DEFAULT_EMBEDDED_MODEL)
     retriever = Retriever(tesla_index, embedder=embedder, settings=settings)
-    answer = Answerer(retriever, llm, settings).ask("When did Nikola Tesla die?")
+    events = list(Answerer(retriever, llm, settings).run("When did Nikola Tesla die?"))
+    answer = events[-1].answer  # type: ignore[union-attr]
+    asks_again = load(SHIPPED).uses_samples or load(SHIPPED).uses_second_reply
+    assert isinstance(events[-2], Checking) == asks_again, "the page says it is checking while the model is asked again"
     doc = answer.to_json()
     assert doc["calibrated"] is True and 0 <= doc["p_correct"] <= 1 and "1943" in answer.answer
     assert doc["verified"] == (answer.p_correct >= load(SHIPPED).threshold)
+    shipped = load(SHIPPED)
+    assert (answer.second_reply is not None) == shipped.uses_second_reply, "asked again only when it is weighed"
+    assert (answer.samples is not None) == shipped.uses_samples
+    if shipped.uses_samples:
+        assert answer.samples is not None and len(answer.samples) == SAMPLED_REPLIES
+        again = Answerer(retriever, llm, settings).ask("When did Nikola Tesla die?")
+        # (the token probabilities move in the fourth digit: a prompt read from llama.cpp's cache is batched
+        # differently from one read afresh)
+        assert again.samples == answer.samples and again.p_correct == pytest.approx(answer.p_correct, abs=0.01), (
+            "the samples are seeded: the same answer is checked the same way each time")
 
     strict = dataclasses.replace(load(SHIPPED), threshold=1.01)  # every answer under it
     withhold = settings.model_copy(update={"unverified_answers": "withhold"})

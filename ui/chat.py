@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import streamlit as st
 
-from rag.answer.answerer import Answer, Delta, Event, Finished, Retrieved
+from rag.answer.answerer import Answer, Checking, Delta, Event, Finished, Retrieved
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult, Citation, Step
 from rag.answer.result import source_label
@@ -242,6 +242,8 @@ def run_answer(ahead: Ahead, started: float, settings: Settings, library: Servic
             if isinstance(event, Delta) and not retrieved.refused:
                 message["content"] += event.text
                 yield event.text
+            elif isinstance(event, Checking):
+                status.update(label="Checking the answer against your sources…")
             elif isinstance(event, Finished):
                 done.append(event.answer)
 

@@ -27,7 +27,15 @@ from rag.answer.calibrator import Calibrator, calibrator_for
 from rag.answer.citations import cited_numbers, make_citations, recite
 from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
-from rag.answer.features import SECOND_REPLY_LINE, Cited, Features, answer_features
+from rag.answer.features import (
+    SAMPLE_MAX_TOKENS,
+    SAMPLE_TEMPERATURE,
+    SAMPLED_REPLIES,
+    SECOND_REPLY_LINE,
+    Cited,
+    Features,
+    answer_features,
+)
 from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.result import AnswerResult, Citation, RefusedBy
 from rag.answer.result import Usage as ResultUsage
@@ -75,7 +83,8 @@ class Answer:
     candidate: str | None = None  # the model's own answer, when it was withheld (refused_by == "check")
     features: Features | None = None  # what a calibrator weighs (rag.answer.features); None for a refusal
     second_reply: str | None = None  # the bare answer asked for a second time, when it was (``Answerer.ask_twice``)
-    second_seconds: float = 0.0  # what asking it cost
+    samples: list[str] | None = None  # the bare answer sampled again, when it was (``Answerer.sample``)
+    second_seconds: float = 0.0  # what asking again (the second reply and the samples) cost
     # The model's calibrator and its verdict: when there is one, ``verified`` is p_correct >= its threshold
     calibrator: Calibrator | None = None
     p_correct: float | None = None
@@ -159,11 +168,16 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class Checking:
+    """The answer is written; the model is asked again to check it (``agreement``, ``consistency``): a few seconds."""
+
+
+@dataclass(frozen=True)
 class Finished:
     answer: Answer
 
 
-Event = Retrieved | Delta | Finished
+Event = Retrieved | Delta | Checking | Finished
 
 
 @dataclass
@@ -174,6 +188,9 @@ class Answerer:
     # Ask for the bare answer a second time (the ``agreement`` feature, about 1 s more): done when this is on, or
     # when the model's calibrator weighs it
     ask_twice: bool = False
+    # Sample the bare answer SAMPLED_REPLIES times (the ``consistency`` feature, 2-4 s more): done when this is on,
+    # or when the model's calibrator weighs it
+    sample: bool = False
     calibrate: bool = True  # False: the rule-based checks decide ``verified`` even for a model with a calibrator
     calibrator: Calibrator | None = None  # this one instead of the model's own (rag.answer.calibrator.calibrator_for)
 
@@ -204,13 +221,15 @@ class Answerer:
 
         def finish(text: str, refused_by: RefusedBy | None, citations: list[Citation], error: str | None = None,
                    checked: tuple[Grounding, Support, Confidence | None] | None = None,
-                   features: Features | None = None, second: tuple[str | None, float] = (None, 0.0)) -> Finished:
+                   features: Features | None = None,
+                   second: tuple[str | None, list[str] | None, float] = (None, None, 0.0)) -> Finished:
             grounding, support, confidence = checked or (None, None, None)
             answer = Answer(question=question, query=query, answer=text, refused=refused_by is not None,
                             citations=citations, evidence=retrieval.evidence, backend=self.llm.backend,
                             model=self.llm.model, seconds=time.perf_counter() - started, usage=usage, error=error,
                             grounding=grounding, refused_by=refused_by, support=support, confidence=confidence,
-                            features=features, second_reply=second[0], second_seconds=second[1],
+                            features=features, second_reply=second[0], samples=second[1],
+                            second_seconds=second[2],
                             calibrator=calibrator if features else None,
                             p_correct=calibrator.p_correct(features) if calibrator and features else None)
             if checked and not error and not answer.verified and s.unverified_answers == "withhold":
@@ -256,25 +275,38 @@ class Answerer:
             ordered = [*ordered, *(p for p in passages if p.n not in cited)]
         asked = time.perf_counter()
         twice = self.ask_twice or (calibrator is not None and calibrator.uses_second_reply)
-        second = (self._second_reply(messages), time.perf_counter() - asked) if twice else (None, 0.0)
+        sampled = self.sample or (calibrator is not None and calibrator.uses_samples)
+        if twice or sampled:
+            yield Checking()
+        again = asking_again(messages)
+        second_reply = self._reply(again, 0.0) if twice else None
+        samples = self.samples(again) if sampled else None
+        second = (second_reply, samples, time.perf_counter() - asked)
         features = answer_features(
             question=question, answer=text, passages=[p.text for p in passages],
             cited=[Cited(p.hit.rank, p.hit.score, p.n in cited) for p in passages],
             top_score=retrieval.hits[0].score, top_k=s.top_k, evidence=retrieval.evidence, grounding=checked[0],
             support=checked[1], confidence=checked[2], probs=generation.token_probs, idf=self.retriever.store.idf,
-            second_reply=second[0])
+            second_reply=second_reply, samples=samples)
         yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked,
                      features=features, second=second)
 
-    def _second_reply(self, messages: list[Message]) -> str | None:
-        """The same prompt with one closing line asking for the bare answer: only that line and the reply are
-        evaluated anew (the KV cache holds the rest). None when the model fails this time."""
-        last = messages[-1]
-        again = [*messages[:-1], {"role": last["role"], "content": f"{last['content']}\n\n{SECOND_REPLY_LINE}"}]
+    def _reply(self, again: list[Message], temperature: float, max_tokens: int = 32,
+               seed: int | None = None) -> str | None:
+        """The bare answer asked for again (``asking_again``): only the closing line and the reply are evaluated
+        anew (the KV cache holds the rest). None when the model fails this time."""
         try:
-            return self.llm.complete(again, max_tokens=32, temperature=0.0, stop=STOP).strip()
+            return self.llm.complete(again, max_tokens=max_tokens, temperature=temperature, stop=STOP,
+                                     seed=seed).strip()
         except LLMError:
             return None
+
+    def samples(self, again: list[Message]) -> list[str] | None:
+        """SAMPLED_REPLIES replies sampled at SAMPLE_TEMPERATURE, seeded 1, 2, 3 (the same answer to the same
+        passages is checked the same way each time); None when the model fails."""
+        replies = [self._reply(again, SAMPLE_TEMPERATURE, SAMPLE_MAX_TOKENS, seed=i)
+                   for i in range(1, SAMPLED_REPLIES + 1)]
+        return None if any(r is None for r in replies) else [r for r in replies if r is not None]
 
     def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,
                probs: TokenProbs | None) -> tuple[Grounding, Support, Confidence | None]:
@@ -300,3 +332,9 @@ class Answerer:
 
     def _citations(self, passages: list[Passage], claim_source: str, cited: set[int], query: str) -> list[Citation]:
         return make_citations(passages, claim_source, cited, self.retriever.embedder.embed, query)
+
+
+def asking_again(messages: list[Message]) -> list[Message]:
+    """The same prompt with one closing line asking for the bare answer (SECOND_REPLY_LINE)."""
+    last = messages[-1]
+    return [*messages[:-1], {"role": last["role"], "content": f"{last['content']}\n\n{SECOND_REPLY_LINE}"}]

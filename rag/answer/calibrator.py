@@ -54,6 +54,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "type_mismatch": ("the answer is not the kind of thing the question asks for (a name, a date, a number or "
                       "a place)",) * 2,
     "agreement": ("asked a second time, the model gave a different answer",) * 2,
+    "consistency": ("asked again, the model gave different answers",) * 2,
 }
 FALLBACK_REASON = "the answer could not be confirmed from your documents"
 
@@ -154,6 +155,10 @@ class Calibrator:
     @property
     def uses_second_reply(self) -> bool:
         return "agreement" in self.features
+
+    @property
+    def uses_samples(self) -> bool:
+        return "consistency" in self.features
 
 
 def load(path: Path) -> Calibrator:

@@ -21,7 +21,10 @@ three checks' results (``grounding``, ``support``, ``confidence``), the evidence
   main enemy in Italy, the Byzantine Empire and Armenia?" answered "the Byzantine Empire and Armenia");
 - ``agreement``: asked again with one closing line asking for the bare answer (``second_reply``; the KV cache keeps
   the passages, so it costs one short generation), the share of the second reply's content words that the first
-  answer has. None when not asked: it costs time and is computed only when the model's calibrator uses it.
+  answer has. None when not asked: it costs time and is computed only when the model's calibrator uses it;
+- ``consistency``: the same prompt sampled ``SAMPLED_REPLIES`` times at ``SAMPLE_TEMPERATURE`` (self-consistency,
+  Wang et al. 2023), the mean ``agreement`` of the samples with the answer: a model that is sure of a fact says it
+  again when it may say something else, a guess changes. None when not sampled (as ``agreement``).
 
 ``vector()`` gives the features in a fixed order (``NAMES``) with None as NaN; ``rag.answer.calibrator`` turns
 them into one probability that the answer is right.
@@ -44,6 +47,9 @@ from rag.retrieval.evidence import Evidence
 
 DISTANCE_CAP = 30.0  # words: "far" or "not in the answer's sentence"
 SECOND_REPLY_LINE = "Reply with only the answer's words, exactly as the passage writes them."
+SAMPLED_REPLIES = 3  # the calibrator was fitted on this many samples at this temperature (bench/verifier.py sample)
+SAMPLE_TEMPERATURE = 0.7
+SAMPLE_MAX_TOKENS = 24
 
 _MARKER = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
 _WORD = re.compile(r"[\w'’\-]+", re.UNICODE)
@@ -85,6 +91,7 @@ class Features:
     # added after the first calibrator (records without them read None, and a calibrator imputes them)
     verbatim: float | None = None
     repeats_question: float | None = None
+    consistency: float | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -203,6 +210,11 @@ def agreement(first: str, second: str) -> float:
     return len(again & said) / len(again) if again else 1.0
 
 
+def consistency(answer: str, samples: Sequence[str]) -> float:
+    """The mean ``agreement`` of sampled replies with the answer (1 when there are none)."""
+    return sum(agreement(answer, s) for s in samples) / len(samples) if samples else 1.0
+
+
 @dataclass(frozen=True)
 class Cited:
     """A passage given to the model, as features read it: its retrieval rank and fused score, whether cited."""
@@ -215,7 +227,8 @@ class Cited:
 def answer_features(*, question: str, answer: str, passages: Sequence[str], cited: Sequence[Cited], top_score: float,
                     top_k: int, evidence: Evidence, grounding: Grounding, support: Support,
                     confidence: Confidence | None, probs: TokenProbs | None,
-                    idf: Callable[[list[str]], list[float]], second_reply: str | None = None) -> Features:
+                    idf: Callable[[list[str]], list[float]], second_reply: str | None = None,
+                    samples: Sequence[str] | None = None) -> Features:
     p_min, p_mean, p_log = probability_features(probs)
     text = answer_text(answer)
     cited_passages = [c for c in cited if c.cited]
@@ -240,4 +253,5 @@ def answer_features(*, question: str, answer: str, passages: Sequence[str], cite
         agreement=agreement(answer, second_reply) if second_reply is not None else None,
         verbatim=verbatim_share(answer, [p for p, c in zip(passages, cited, strict=False) if c.cited] or passages),
         repeats_question=float(repeats_question(question, text)),
+        consistency=consistency(answer, samples) if samples is not None else None,
     )

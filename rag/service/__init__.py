@@ -6,7 +6,7 @@ events of an answer and of an agent run)."""
 from ingest.loaders import SUPPORTED_SUFFIXES
 from ingest.report import Failure, IngestReport, Progress, ProgressCallback
 from rag.agent.events import AgentEvent, AgentFinished, AgentStep, AgentText
-from rag.answer.answerer import Delta, Event, Finished, Retrieved
+from rag.answer.answerer import Checking, Delta, Event, Finished, Retrieved
 from rag.index.records import DocumentInfo, StoreError
 from rag.service.app import Service
 from rag.service.library import Library, Upload, UploadError, sanitize_filename
@@ -17,6 +17,7 @@ __all__ = [
     "AgentFinished",
     "AgentStep",
     "AgentText",
+    "Checking",
     "Delta",
     "Event",
     "Finished",
