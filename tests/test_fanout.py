@@ -131,16 +131,18 @@ class CrashOn(WorkerPlugin):
 
 @pytest.mark.parametrize("crashing, more", [(["boom.crash"], 0), (["a-boom.crash", "z-boom.crash"], 6)],
                          ids=["one", "two among more files"])
-def test_a_file_that_kills_its_worker_fails_alone(tmp_path: Path, embedder: Embedder, cluster: LocalCluster,
-                                                  crashing: list[str], more: int) -> None:
+def test_a_file_that_kills_its_worker_fails_alone(tmp_path: Path, embedder: Embedder, crashing: list[str],
+                                                  more: int) -> None:
     """Each crashing file fails with its own reason and every other file is stored, whichever files shared a
-    worker with a crash (each suspect runs again alone, and nothing new goes out beside it)."""
+    worker with a crash (each suspect runs again alone, and nothing new goes out beside it). On a cluster of its
+    own: the nannies start crashed workers again in their own time (in a full run of the suite, after the tests
+    that followed had found none), and the other tests need their workers."""
     docs = _corpus(tmp_path / "docs")
     for n in range(more):
         (docs / f"more-{n}.txt").write_text(f"Harbour note {n}: the ferry {n} leaves at {n + 6} o'clock.\n")
     for name in crashing:
         (docs / name).write_text(f"{name} ends whichever worker reads it")  # not the same bytes: both are read
-    with Client(cluster.scheduler_address, set_as_default=False) as client:
+    with local_cluster(2) as cluster, Client(cluster.scheduler_address, set_as_default=False) as client:
         client.register_plugin(CrashOn(), name="crash-on")
         try:
             report = _ingest(docs, tmp_path / "index", embedder, _on(cluster))
