@@ -47,9 +47,10 @@ class _Read:
 
 def load_pdf(path: Path, data: bytes) -> LoadedDocument:
     _check_bytes(data)
-    read = _read_pdfium(data) or _read_pypdf(data, None)
-    unread = [n for n in range(1, read.pages + 1) if n not in read.texts]
-    if unread:  # PDFium opened the file but failed on some pages: pypdf tries those
+    read = _read_pdfium(data)
+    if read is None:  # PDFium refused the file: pypdf reads it all, or says why it cannot
+        read = _read_pypdf(data, None)
+    elif unread := [n for n in range(1, read.pages + 1) if n not in read.texts]:  # pages PDFium failed on
         rescued = _read_pypdf(data, unread, quiet=True)
         read.texts |= rescued.texts
         read.warnings += rescued.warnings
