@@ -276,11 +276,12 @@ class Answerer:
         asked = time.perf_counter()
         twice = self.ask_twice or (calibrator is not None and calibrator.uses_second_reply)
         sampled = self.sample or (calibrator is not None and calibrator.uses_samples)
+        second_reply, samples = None, None
         if twice or sampled:
             yield Checking()
-        again = asking_again(messages)
-        second_reply = self._reply(again, 0.0) if twice else None
-        samples = self.samples(again) if sampled else None
+            again = asking_again(messages)
+            second_reply = self._reply(again, 0.0) if twice else None
+            samples = self.samples(again) if sampled else None
         second = (second_reply, samples, time.perf_counter() - asked)
         features = answer_features(
             question=question, answer=text, passages=[p.text for p in passages],
