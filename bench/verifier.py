@@ -11,10 +11,10 @@
 
 ``collect`` runs the default model (``qwen2.5-coder-1.5b``) with the shipped settings (greedy, ``show``) through
 ``Answerer.run``, as ``python -m rag.ask`` would answer, with ``ask_twice`` and ``sample`` on so every record also
-has the second decoding's ``agreement`` and the sampled replies' ``consistency`` (and what they cost); it writes one record per question to
-``bench/verifier-records/verifier-<half>.jsonl`` (features, the old checks' verdict, the label; kept in the
-repository, since labelled answers cost model time and a new machine starts empty), appending and skipping
-questions already there, so fitting and evaluating never re-run the model. Half A questions are taken spread over
+has the second decoding's ``agreement`` and the sampled replies' ``consistency`` (and what they cost); it writes one
+record per question to ``bench/verifier-records/verifier-<half>.jsonl`` (features, the old checks' verdict, the
+label; kept in the repository, since labelled answers cost model time and a new machine starts empty), appending
+and skipping questions already there, so fitting and evaluating never re-run the model. Half A questions are taken spread over
 its articles (every fifth first); half B's first 60 are exactly ``bench/answer.py -n 60``'s, then more, spread.
 
 Labels (``label``): refusals are not answers and get none. An answer is **right** when bench/answer.py's
@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +47,10 @@ from answer import DEFAULT_SET, f1, verdict  # noqa: E402
 from split_dataset import split  # noqa: E402
 
 from rag.answer.answerer import Answer, Answerer, Finished  # noqa: E402
+from rag.answer.context import Passage  # noqa: E402
 from rag.answer.grounding import number_values  # noqa: E402
 from rag.index.keyword import tokenize  # noqa: E402
+from rag.llm import Message  # noqa: E402
 from rag.retrieval.evaluate import Question, load_questions  # noqa: E402
 
 ARTIFACTS = ROOT / "bench" / "verifier-records"
@@ -117,22 +121,11 @@ def ask(answerer: Answerer, question: str) -> Answer:
 
 
 def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes: float, model: str = MODEL) -> None:
-    from rag.eval import ingest_dataset
-    from rag.index.store import open_store
-    from rag.llm import EmbeddedLLM
     from rag.llm.models import get_model
-    from rag.retrieval.retriever import Retriever
-    from rag.settings import Settings
 
     done = {json.loads(line)["id"] for line in out.open()} if out.exists() else set()
     todo = [q for q in questions[:n] if q.id not in done]
-    settings = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded", "unverified_answers": "show",
-                                             "embedded_model": model})
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(Path(tmp) / "index")
-        ingest_dataset(dataset, store)
-        llm = EmbeddedLLM(model_name=model, n_threads=settings.llm_threads)
-        answerer = Answerer(Retriever(store, settings=settings), llm, settings, ask_twice=True, sample=True)
+    with dataset_answerer(dataset, model, ask_twice=True, sample=True) as answerer:
         ask(answerer, questions[0].question)  # warm-up: the model loads, the prompt head is evaluated
         sha = get_model(model).sha256
         started = time.monotonic()
@@ -146,84 +139,88 @@ def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes
                 handle.flush()
                 print(f"{out.name} {len(done) + i}: {row['label'] or row['verdict']}: {str(row['answer'])[:70]!r}",
                       file=sys.stderr)
-        store.close()
 
 
-def backfill(dataset: Path, path: Path, model: str = MODEL) -> None:
-    """Give records written before they kept their passages (``citations``) the passages the model was given, rebuilt:
-    retrieval and the prompt's passage budget are deterministic, and the answer's ``[n]`` say which it cited. Marked
-    ``"citations_rebuilt": true``. Needs the model's tokenizer (the model loads), never a generation."""
-    from rag.answer.citations import cited_numbers
+@contextmanager
+def dataset_answerer(dataset: Path, model: str = MODEL, **options: bool) -> Iterator[Answerer]:
+    """The answer step over ``dataset``, indexed in a scratch folder, with the shipped settings (greedy, flagged
+    answers shown) and ``model`` (``options``: ``Answerer``'s, e.g. ``sample=True``): what records are collected
+    with, and a record's prompt rebuilt with (retrieval and the prompt's passage budget are deterministic)."""
     from rag.eval import ingest_dataset
     from rag.index.store import open_store
     from rag.llm import EmbeddedLLM
     from rag.retrieval.retriever import Retriever
     from rag.settings import Settings
+
+    settings = Settings().model_copy(update={"temperature": 0.0, "llm": "embedded", "unverified_answers": "show",
+                                             "embedded_model": model})
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(Path(tmp) / "index")
+        try:
+            ingest_dataset(dataset, store)
+            llm = EmbeddedLLM(model_name=model, n_threads=settings.llm_threads)
+            yield Answerer(Retriever(store, settings=settings), llm, settings, **options)
+        finally:
+            store.close()
+
+
+def prompt_of(answerer: Answerer, question: str) -> tuple[list[Message], list[Passage]]:
+    """The messages and passages the answer step gave the model for ``question`` (no history)."""
+    s = answerer.settings
+    retrieval = answerer.retriever.retrieve(question, s.top_k)
+    return answerer._messages(question, [], retrieval.relevant(s.min_relative_score))
+
+
+def rewrite(path: Path, rows: list[dict]) -> None:
+    """The records file replaced at once by ``rows`` (a cut-off run leaves the old file or the new one)."""
+    new = path.with_suffix(".jsonl.new")
+    new.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    new.replace(path)
+
+
+def backfill(dataset: Path, path: Path, model: str = MODEL) -> None:
+    """Give records written before they kept their passages (``citations``) the passages the model was given, rebuilt
+    (``prompt_of``); the answer's ``[n]`` say which it cited. Marked ``"citations_rebuilt": true``. Needs the model's
+    tokenizer (the model loads), never a generation."""
+    from rag.answer.citations import cited_numbers
 
     rows = [json.loads(line) for line in path.open() if line.strip()]
     todo = [r for r in rows if "citations" not in r]
     if not todo:
         print(f"{path.name}: every record has its passages")
         return
-    settings = Settings().model_copy(update={"llm": "embedded", "embedded_model": model})
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(Path(tmp) / "index")
-        ingest_dataset(dataset, store)
-        answerer = Answerer(Retriever(store, settings=settings), EmbeddedLLM(model_name=model), settings)
+    with dataset_answerer(dataset, model) as answerer:
         for r in todo:
-            retrieval = answerer.retriever.retrieve(r["question"], settings.top_k)
-            passages = []
-            if r["label"] is not None:  # a refusal cites nothing the features read
-                _, passages = answerer._messages(r["question"], [], retrieval.relevant(settings.min_relative_score))
+            # a refusal cites nothing the features read
+            passages = prompt_of(answerer, r["question"])[1] if r["label"] is not None else []
             _, cited = cited_numbers(r["answer"], {p.n for p in passages})
             r["citations"] = [{"n": p.n, "cited": p.n in cited, "text": p.text} for p in passages]
             r["citations_rebuilt"] = True
-        store.close()
-    new = path.with_suffix(".jsonl.new")
-    new.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    new.replace(path)
+    rewrite(path, rows)
     print(f"{path.name}: passages rebuilt for {len(todo)} records")
 
 
 def sample(dataset: Path, path: Path, minutes: float, model: str = MODEL) -> None:
     """Give each answered record the replies ``Answerer.samples`` draws at answer time (SAMPLED_REPLIES at
-    SAMPLE_TEMPERATURE, to the second decoding's prompt: the same passages, rebuilt as ``backfill`` does, and the
+    SAMPLE_TEMPERATURE, to the second decoding's prompt: the record's prompt, rebuilt by ``prompt_of``, and the
     closing line asking for the bare answer): the ``consistency`` feature's material. Saved every 10 records
     (atomically), so a cut-off run keeps what it drew; run again to go on."""
     from rag.answer.answerer import asking_again
-    from rag.eval import ingest_dataset
-    from rag.index.store import open_store
-    from rag.llm import EmbeddedLLM
-    from rag.retrieval.retriever import Retriever
-    from rag.settings import Settings
 
     rows = [json.loads(line) for line in path.open() if line.strip()]
     todo = [r for r in rows if r["label"] is not None and not r.get("samples")]
-    settings = Settings().model_copy(update={"llm": "embedded", "embedded_model": model})
-
-    def save() -> None:
-        new = path.with_suffix(".jsonl.new")
-        new.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        new.replace(path)
-
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(Path(tmp) / "index")
-        ingest_dataset(dataset, store)
-        llm = EmbeddedLLM(model_name=model, n_threads=settings.llm_threads)
-        answerer = Answerer(Retriever(store, settings=settings), llm, settings)
+    with dataset_answerer(dataset, model) as answerer:
         for i, r in enumerate(todo, start=1):
             if time.monotonic() - started > 60 * minutes:
                 print(f"time is up after {i - 1} records", file=sys.stderr)
                 break
-            retrieval = answerer.retriever.retrieve(r["question"], settings.top_k)
-            messages, _ = answerer._messages(r["question"], [], retrieval.relevant(settings.min_relative_score))
+            messages, _ = prompt_of(answerer, r["question"])
             r["samples"] = answerer.samples(asking_again(messages))
             print(f"{path.name} {i}/{len(todo)} {r['label']}: {r['answer'][:40]!r} <- {r['samples']}", file=sys.stderr)
             if i % 10 == 0:
-                save()
-        store.close()
-    save()
+                rewrite(path, rows)
+    rewrite(path, rows)
 
 
 def second_set(tmp: Path) -> Path:

@@ -1,11 +1,13 @@
 """Fit the answer calibrator on half A's records and judge it on held-out records (``bench/verifier.py``).
 
 ``fit``: logistic regression against gradient-boosted trees, each with and without the second decoding's
-``agreement`` and the sampled replies' ``consistency`` (each costs short generations after the answer), compared by the area under the ROC curve (trees must win by ``TREES_MARGIN``) of
-out-of-fold predictions (5-fold stratified cross-validation, repeated 4 times with different shuffles). The winner is
-refitted on all of half A and written as JSON (``rag/answer/calibrators/<model>.json``); its threshold is chosen
-on the out-of-fold predictions: the highest share of wrong answers flagged with at most ``MAX_RIGHT_FLAGGED`` of
-right ones flagged (the issue's target is at least 80 % and at most 15 %).
+``agreement`` and the sampled replies' ``consistency`` (each costs short generations after the answer), compared by
+the area under the ROC curve of out-of-fold predictions (5-fold stratified cross-validation, repeated 4 times with
+different shuffles): trees must win by ``TREES_MARGIN``, and among linear models within ``NOISE`` of the best the one
+asking the model again the fewest times is taken. The winner is refitted on all of half A and written as JSON
+(``rag/answer/calibrators/<model>.json``); its threshold is chosen on the out-of-fold predictions: the highest share
+of wrong answers flagged with at most ``MAX_RIGHT_FLAGGED`` of right ones flagged (the issue's target is at least
+80 % and at most 15 %).
 
 ``evaluate``: on each held-out record file, the shipped calibrator against the rule-based checks recorded in the
 same run (``old_verified``): AUC, the shares of wrong and of right answers flagged, answers wrong with no warning
