@@ -41,7 +41,7 @@ def completed(rows: list[dict]) -> list[dict]:
     from what the record keeps (its answer, question and passages; ``bench/verifier.py backfill`` rebuilds the
     passages of records older than that)."""
     from rag.answer.citations import recite
-    from rag.answer.features import consistency, repeats_question, verbatim_share
+    from rag.answer.features import agreement, consistency, repeats_question, verbatim_share
     from rag.answer.grounding import check_grounding
 
     for r in rows:
@@ -62,8 +62,11 @@ def completed(rows: list[dict]) -> list[dict]:
             f["verbatim"] = verbatim_share(r["answer"], [c["text"] for c in r["citations"] if c["cited"]] or passages)
         if f.get("repeats_question") is None:
             f["repeats_question"] = float(repeats_question(r["question"], r["answer"]))
-        if f.get("consistency") is None and r.get("samples"):  # sampled after it was written (verifier.py sample)
+        # again from the replies kept, whenever they were written: how replies are compared has changed since
+        if r.get("samples"):
             f["consistency"] = consistency(r["answer"], r["samples"])
+        if r.get("second_reply") is not None:
+            f["agreement"] = agreement(r["answer"], r["second_reply"])
     return rows
 
 

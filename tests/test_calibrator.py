@@ -18,7 +18,15 @@ import pytest
 from rag.answer.answerer import WITHHELD, Answer, Answerer, Checking
 from rag.answer.calibrator import CALIBRATORS, REASONS, Calibrator, calibrator_for, load
 from rag.answer.confidence import Confidence
-from rag.answer.features import NAMES, SAMPLED_REPLIES, Cited, Features, answer_features, question_type
+from rag.answer.features import (
+    NAMES,
+    SAMPLED_REPLIES,
+    Cited,
+    Features,
+    agreement,
+    answer_features,
+    question_type,
+)
 from rag.answer.grounding import check_grounding
 from rag.answer.notes import answer_note
 from rag.answer.result import AnswerResult
@@ -82,6 +90,18 @@ def test_consistency_is_how_often_sampled_replies_say_the_answer_again() -> None
     guess = features_of(question, "Agnes Holloway [1].", samples=["Agnes Holloway", "Margit Olesen", "the keeper"])
     assert guess.consistency == pytest.approx(1 / 3), "one sample of three says it again"
     assert features_of(question, "Agnes Holloway [1].", samples=[]).consistency == 1, "none drawn: nothing against it"
+
+
+def test_replies_are_compared_by_their_numbers_too() -> None:
+    # Half B's "Eight [1]." against a sample "2", and "Four interceptions" against "4": the keyword tokenizer drops
+    # one-digit numbers, so a bare number said nothing and agreed with any answer.
+    assert agreement("Eight [1].", "2") == 0, "another number"
+    assert agreement("Four interceptions [2].", "4 [1].") == 1, "the same number, in words or digits"
+    assert agreement("The Panthers defense ranked sixth [1].", "7") == 0, "a number the answer never states"
+    assert agreement("7,000,000 square kilometres [1].", "4,700,000 square kilometres") == pytest.approx(2 / 3), \
+        "the units agree, the number does not (the tokenizer read both as '000')"
+    assert agreement("1 October 1891 [1].", "October 1, 1891") == 1
+    assert agreement("Agnes Holloway [1].", "") == 1, "a reply that says nothing says nothing against it"
 
 
 def test_an_answer_in_other_words_or_repeating_the_question() -> None:

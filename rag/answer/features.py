@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 
 from rag.answer.citations import split_sentences
 from rag.answer.confidence import Confidence
-from rag.answer.grounding import Grounding, number_values
+from rag.answer.grounding import NUMBER_WORDS, Grounding, number_values
 from rag.answer.support import Support
 from rag.index.keyword import tokenize
 from rag.llm import TokenProbs
@@ -203,10 +203,23 @@ def repeats_question(question: str, answer: str) -> bool:
     return bool(content) and set(content) <= set(tokenize(question))
 
 
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+
+def what_it_says(reply: str) -> set[str]:
+    """A reply's content: its stemmed content words and its numbers by value, so "Four" and "4 [1]." say the same
+    and "7,000,000" and "4,700,000" do not (the keyword tokenizer drops one-digit numbers and splits "7,000,000"
+    into "000"s, and alone it would count a bare number as saying nothing)."""
+    text = answer_text(reply)
+    numbers = {f"#{value:.12g}" for value in number_values(text)}
+    words = {w for w in tokenize(_NUMBER_WORD.sub(" ", text)) if not w.isdigit()}
+    return numbers | words
+
+
 def agreement(first: str, second: str) -> float:
-    """The share of the second reply's content words the first answer has (1 when the second says nothing)."""
-    said = set(tokenize(answer_text(first)))
-    again = set(tokenize(answer_text(second)))
+    """The share of what the second reply says (content words and numbers) that the first answer says too (1 when
+    the second says nothing)."""
+    said, again = what_it_says(first), what_it_says(second)
     return len(again & said) / len(again) if again else 1.0
 
 

@@ -29,7 +29,7 @@ from rag.index.keyword import tokenize
 _MARKER = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
 _NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?|(?<![\w.])\d+(?:\.\d+)?")
 _NAME = re.compile(r"\b[^\W\d_][\w'’\-]*", re.UNICODE)
-_NUMBER_WORDS = {
+NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
     "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
@@ -69,10 +69,10 @@ def number_values(text: str) -> set[float]:
     """Every number of ``text``, in digits or in words (``four`` -> 4.0, ``thirty-seven`` -> 37.0)."""
     values = {value for _, value in numbers_in(text)}
     words = re.findall(r"[a-z]+", text.lower())
-    values.update(_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS)
+    values.update(NUMBER_WORDS[w] for w in words if w in NUMBER_WORDS)
     for tens, unit in zip(words, words[1:]):  # "thirty-seven", "twenty one"
-        if _NUMBER_WORDS.get(tens, 0) in _TENS and 1 <= _NUMBER_WORDS.get(unit, 0) <= 9 and unit in _UNITS:
-            values.add(_NUMBER_WORDS[tens] + _NUMBER_WORDS[unit])
+        if NUMBER_WORDS.get(tens, 0) in _TENS and 1 <= NUMBER_WORDS.get(unit, 0) <= 9 and unit in _UNITS:
+            values.add(NUMBER_WORDS[tens] + NUMBER_WORDS[unit])
     return values
 
 
