@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.answer.features import SAMPLED_REPLIES
+
 ROOT = Path(__file__).resolve().parent.parent
 MAX_RIGHT_FLAGGED = 0.15
 TREES_MARGIN = 0.02  # CV AUC trees must gain over logistic regression to be shipped
@@ -30,6 +32,9 @@ NOISE = 0.005  # CV AUCs closer than this are not told apart (the cheaper model 
 TARGET_WRONG_FLAGGED = 0.80
 PLOT = ROOT / "docs" / "verifier-reliability.png"
 MODEL = "qwen2.5-coder-1.5b"
+# named before any fit from what each measures, not picked by their AUC on these data (docs/verifier.md)
+FEW = ["p_min", "p_log_mean", "grounded", "supported", "type_mismatch", "distance", "evidence", "verbatim",
+       "repeats_question"]
 
 
 def read(path: Path) -> list[dict]:
@@ -63,8 +68,8 @@ def completed(rows: list[dict]) -> list[dict]:
         if f.get("repeats_question") is None:
             f["repeats_question"] = float(repeats_question(r["question"], r["answer"]))
         # again from the replies kept, whenever they were written: how replies are compared has changed since
-        if r.get("samples"):
-            f["consistency"] = consistency(r["answer"], r["samples"])
+        if r.get("samples"):  # as many as the answer step draws (a record may keep more)
+            f["consistency"] = consistency(r["answer"], r["samples"][:SAMPLED_REPLIES])
         if r.get("second_reply") is not None:
             f["agreement"] = agreement(r["answer"], r["second_reply"])
     return rows
@@ -83,13 +88,11 @@ def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
 
     asked_again = ("agreement", "consistency")  # each costs generations after the answer
     without = [n for n in names if n not in asked_again]
-    few = ["p_min", "p_log_mean", "grounded", "supported", "type_mismatch", "distance", "evidence", "verbatim",
-           "repeats_question"]
     out: dict[str, tuple[object, list[str]]] = {}
     for c in (0.1, 0.3, 1.0):  # few answers, few wrong: a handful of the strongest signals, fewer weights to fit
         for extra in (["agreement", "consistency"], ["agreement"], ["consistency"], []):
-            label = f"logistic C={c} {len(few) + len(extra)} features" + (f" with {'+'.join(extra)}" if extra else "")
-            out[label] = (make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)), few + extra)
+            label = f"logistic C={c} {len(FEW) + len(extra)} features" + (f" with {'+'.join(extra)}" if extra else "")
+            out[label] = (make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)), FEW + extra)
     for tag, feats in (("", names), (" without agreement or consistency", without)):
         for c in (0.1, 0.3, 1.0):
             out[f"logistic C={c}{tag}"] = (make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)),
@@ -174,14 +177,51 @@ def export(model: object, names: list[str], impute: np.ndarray, threshold: float
     return data
 
 
+def samples_curve(rows: list[dict], y: np.ndarray, few: list[str]) -> int:
+    """How many samples the answer step should draw: for k = 1 .. the samples every record keeps, the CV AUC of
+    the nine features and ``consistency`` over k samples, averaged over every choice of k of the seeds (one
+    particular set of seeds is luckier or unluckier than another: on half A, three seeds gave 0.85 to 0.90); the
+    fewest within NOISE of the best. Printed; SAMPLED_REPLIES is set by hand to what it says."""
+    import itertools
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from rag.answer.features import consistency
+
+    kept = min((len(r.get("samples") or []) for r in rows), default=0)
+    if kept < 2:
+        return kept
+    curve = {}
+    for k in range(1, kept + 1):
+        aucs = []
+        for chosen in itertools.combinations(range(kept), k):
+            for r in rows:
+                r["features"]["consistency"] = consistency(r["answer"], [r["samples"][i] for i in chosen])
+            x = matrix(rows, [*few, "consistency"])
+            x = np.where(np.isnan(x), np.nanmedian(x, axis=0), x)
+            aucs.append(out_of_fold(make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)), x, y)[0])
+        curve[k] = float(np.mean(aucs))
+        print(f"  {k} samples: CV AUC {curve[k]:.3f} on average over {len(aucs)} choices of seeds "
+              f"({min(aucs):.3f}-{max(aucs):.3f})")
+    best = max(curve.values())
+    for r in rows:  # back to what the answer step draws
+        r["features"]["consistency"] = consistency(r["answer"], r["samples"][:SAMPLED_REPLIES])
+    return min(k for k, auc in curve.items() if auc >= best - NOISE)
+
+
 def fit(records: Path, model_name: str = MODEL) -> None:
     from rag.answer.calibrator import CALIBRATORS, Calibrator
-    from rag.answer.features import NAMES, SAMPLE_TEMPERATURE, SAMPLED_REPLIES, Features
+    from rag.answer.features import NAMES, SAMPLE_SEEDS, SAMPLE_TEMPERATURE, Features
 
     rows = [r for r in read(records) if r["label"] and r["features"]]
     names = list(NAMES)
     y = np.array([r["label"] == "right" for r in rows], dtype=int)
     print(f"half A: {len(rows)} answers, {int((y == 0).sum())} wrong, {int(y.sum())} right")
+    print("samples per answer (the nine features and consistency, logistic C=0.1):")
+    k = samples_curve(rows, y, FEW)
+    print(f"  -> draw {k} (the answer step draws SAMPLED_REPLIES = {SAMPLED_REPLIES})")
     results = {}
     for label, (model, feats) in candidates(names).items():
         x = matrix(rows, feats)
@@ -210,7 +250,7 @@ def fit(records: Path, model_name: str = MODEL) -> None:
             "cv_auc": {k: round(v[0], 4) for k, v in results.items()},
             "threshold_out_of_fold": {"wrong_flagged": round(wrong, 3), "right_flagged": round(right, 3)},
             "second_reply_seconds_mean": round(float(np.mean(seconds)), 2),
-            "samples": {"replies": SAMPLED_REPLIES, "temperature": SAMPLE_TEMPERATURE}}
+            "samples": {"replies": SAMPLED_REPLIES, "temperature": SAMPLE_TEMPERATURE, "seeds": list(SAMPLE_SEEDS)}}
     data = export(model, feats, impute, threshold, info, model_name)
     calibrator = Calibrator.from_json(data)
     ours = np.array([calibrator.p_correct(Features(**{**{n: None for n in NAMES}, **r["features"]})) for r in rows])

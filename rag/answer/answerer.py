@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rag.answer.calibrator import Calibrator, calibrator_for
@@ -29,6 +29,7 @@ from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.features import (
     SAMPLE_MAX_TOKENS,
+    SAMPLE_SEEDS,
     SAMPLE_TEMPERATURE,
     SAMPLED_REPLIES,
     SECOND_REPLY_LINE,
@@ -302,11 +303,10 @@ class Answerer:
         except LLMError:
             return None
 
-    def samples(self, again: list[Message]) -> list[str] | None:
-        """SAMPLED_REPLIES replies sampled at SAMPLE_TEMPERATURE, seeded 1, 2, 3 (the same answer to the same
-        passages is checked the same way each time); None when the model fails."""
-        replies = [self._reply(again, SAMPLE_TEMPERATURE, SAMPLE_MAX_TOKENS, seed=i)
-                   for i in range(1, SAMPLED_REPLIES + 1)]
+    def samples(self, again: list[Message], seeds: Sequence[int] = SAMPLE_SEEDS) -> list[str] | None:
+        """Replies sampled at SAMPLE_TEMPERATURE, one per seed (SAMPLE_SEEDS: the same answer to the same passages
+        is checked the same way each time); None when the model fails."""
+        replies = [self._reply(again, SAMPLE_TEMPERATURE, SAMPLE_MAX_TOKENS, seed=seed) for seed in seeds]
         return None if any(r is None for r in replies) else [r for r in replies if r is not None]
 
     def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,

@@ -47,8 +47,9 @@ from rag.retrieval.evidence import Evidence
 
 DISTANCE_CAP = 30.0  # words: "far" or "not in the answer's sentence"
 SECOND_REPLY_LINE = "Reply with only the answer's words, exactly as the passage writes them."
-SAMPLED_REPLIES = 3  # the calibrator was fitted on this many samples at this temperature (bench/verifier.py sample)
+SAMPLED_REPLIES = 4  # the calibrator was fitted on this many samples at this temperature (bench/verifier.py fit chose 4)
 SAMPLE_TEMPERATURE = 0.7
+SAMPLE_SEEDS = tuple(range(1, SAMPLED_REPLIES + 1))
 SAMPLE_MAX_TOKENS = 24
 
 _MARKER = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
