@@ -20,6 +20,8 @@ from rag.answer.calibrator import CALIBRATORS, REASONS, Calibrator, calibrator_f
 from rag.answer.confidence import Confidence
 from rag.answer.features import (
     NAMES,
+    SAMPLE_SEEDS,
+    SAMPLE_TEMPERATURE,
     SAMPLED_REPLIES,
     Cited,
     Features,
@@ -116,6 +118,9 @@ def test_the_shipped_calibrator_loads_and_gives_a_probability() -> None:
     assert data["model"] == QWEN.name and data["gguf_sha256"] == QWEN.sha256 and data["format"] == 1
     fit = data["fit"]
     assert fit["training_size"] >= 30 and 0.5 < fit["cv_auc"][fit["chosen"]] <= 1 and fit["date"]
+    # fitted on the samples the answer step draws: as many, as hot, with the same seeds
+    assert fit["samples"] == {"replies": SAMPLED_REPLIES, "temperature": SAMPLE_TEMPERATURE,
+                              "seeds": list(SAMPLE_SEEDS)}
     calibrator = load(SHIPPED)
     assert 0 < calibrator.threshold < 1 and set(calibrator.features) <= set(NAMES)
     right = features_of("Who was the first keeper of the lighthouse?", "Agnes Holloway [1].", second="Agnes Holloway",
