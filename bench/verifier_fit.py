@@ -109,7 +109,7 @@ def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
 
 def generations(features: list[str]) -> int:
     """How many generations after the answer a calibrator on these features needs."""
-    return ("agreement" in features) + 3 * ("consistency" in features)
+    return ("agreement" in features) + SAMPLED_REPLIES * ("consistency" in features)
 
 
 def out_of_fold(model: object, x: np.ndarray, y: np.ndarray, repeats: int = 4) -> tuple[float, np.ndarray]:
@@ -233,7 +233,7 @@ def fit(records: Path, model_name: str = MODEL) -> None:
     # Logistic regression unless trees beat it clearly: with a few dozen wrong answers at most, AUCs a hundredth
     # apart are noise, and a linear model has a weight per feature, so its reasons are readable.
     # Among linear models within NOISE of the best, the one asking the model again the fewest times after the
-    # answer (the sampled replies cost three generations, the second reply one), then the fewest features.
+    # answer (each sampled reply costs a generation, the second reply one), then the fewest features.
     best_trees = max((k for k in results if k.startswith("trees")), key=lambda k: results[k][0])
     top = max(results[k][0] for k in results if k.startswith("logistic"))
     best_linear = min((k for k in results if k.startswith("logistic") and results[k][0] >= top - NOISE),
