@@ -323,7 +323,7 @@ def reliability(series: list[tuple[str, np.ndarray, np.ndarray]], threshold: flo
         ax.plot(xs, ys, marker=marker, label=f"{'half B' if name == 'b' else 'second set'} (n={len(y)})")
         for xv, yv, nv in zip(xs, ys, ns, strict=True):
             ax.annotate(str(nv), (xv, yv), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.axvline(threshold, color="tab:red", linewidth=0.8, label=f"threshold {threshold:.2f}")
+    ax.axvline(threshold, color="tab:red", linewidth=0.8, label=f"threshold {threshold:g}")
     ax.set_xlabel("p_correct (mean in each fifth of [0, 1])")
     ax.set_ylabel("share of answers right")
     ax.set_title(f"Answer calibrator, held-out answers\n({model_name}; numbers: answers per bin)", fontsize=9)
