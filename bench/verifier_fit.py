@@ -80,11 +80,17 @@ def matrix(rows: list[dict], names: list[str]) -> np.ndarray:
                      for r in rows])
 
 
-def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
-    from sklearn.ensemble import GradientBoostingClassifier
+def logistic(c: float) -> object:
+    """Logistic regression on standardised features, regularised by ``c``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+
+
+def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
+    from sklearn.ensemble import GradientBoostingClassifier
 
     asked_again = ("agreement", "consistency")  # each costs generations after the answer
     without = [n for n in names if n not in asked_again]
@@ -92,11 +98,10 @@ def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
     for c in (0.1, 0.3, 1.0):  # few answers, few wrong: a handful of the strongest signals, fewer weights to fit
         for extra in (["agreement", "consistency"], ["agreement"], ["consistency"], []):
             label = f"logistic C={c} {len(FEW) + len(extra)} features" + (f" with {'+'.join(extra)}" if extra else "")
-            out[label] = (make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)), FEW + extra)
+            out[label] = (logistic(c), FEW + extra)
     for tag, feats in (("", names), (" without agreement or consistency", without)):
         for c in (0.1, 0.3, 1.0):
-            out[f"logistic C={c}{tag}"] = (make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)),
-                                           feats)
+            out[f"logistic C={c}{tag}"] = (logistic(c), feats)
         for depth, n in ((1, 100), (2, 60), (3, 40)):
             out[f"trees depth={depth} n={n}{tag}"] = (GradientBoostingClassifier(
                 n_estimators=n, max_depth=depth, learning_rate=0.1, subsample=1.0, random_state=0), feats)
@@ -184,30 +189,24 @@ def samples_curve(rows: list[dict], y: np.ndarray, few: list[str]) -> int:
     fewest within NOISE of the best. Printed; SAMPLED_REPLIES is set by hand to what it says."""
     import itertools
 
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     from rag.answer.features import consistency
 
     kept = min((len(r.get("samples") or []) for r in rows), default=0)
     if kept < 2:
         return kept
+    base = matrix(rows, few)
     curve = {}
     for k in range(1, kept + 1):
         aucs = []
         for chosen in itertools.combinations(range(kept), k):
-            for r in rows:
-                r["features"]["consistency"] = consistency(r["answer"], [r["samples"][i] for i in chosen])
-            x = matrix(rows, [*few, "consistency"])
+            column = [consistency(r["answer"], [r["samples"][i] for i in chosen]) for r in rows]
+            x = np.column_stack([base, column])
             x = np.where(np.isnan(x), np.nanmedian(x, axis=0), x)
-            aucs.append(out_of_fold(make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)), x, y)[0])
+            aucs.append(out_of_fold(logistic(0.1), x, y)[0])
         curve[k] = float(np.mean(aucs))
         print(f"  {k} samples: CV AUC {curve[k]:.3f} on average over {len(aucs)} choices of seeds "
               f"({min(aucs):.3f}-{max(aucs):.3f})")
     best = max(curve.values())
-    for r in rows:  # back to what the answer step draws
-        r["features"]["consistency"] = consistency(r["answer"], r["samples"][:SAMPLED_REPLIES])
     return min(k for k, auc in curve.items() if auc >= best - NOISE)
 
 

@@ -210,12 +210,12 @@ def test_the_default_model_answers_with_p_correct_and_withholds_under_the_thresh
     retriever = Retriever(tesla_index, embedder=embedder, settings=settings)
     events = list(Answerer(retriever, llm, settings).run("When did Nikola Tesla die?"))
     answer = events[-1].answer  # type: ignore[union-attr]
-    asks_again = load(SHIPPED).uses_samples or load(SHIPPED).uses_second_reply
+    shipped = load(SHIPPED)
+    asks_again = shipped.uses_samples or shipped.uses_second_reply
     assert isinstance(events[-2], Checking) == asks_again, "the page says it is checking while the model is asked again"
     doc = answer.to_json()
     assert doc["calibrated"] is True and 0 <= doc["p_correct"] <= 1 and "1943" in answer.answer
-    assert doc["verified"] == (answer.p_correct >= load(SHIPPED).threshold)
-    shipped = load(SHIPPED)
+    assert doc["verified"] == (answer.p_correct >= shipped.threshold)
     assert (answer.second_reply is not None) == shipped.uses_second_reply, "asked again only when it is weighed"
     assert (answer.samples is not None) == shipped.uses_samples
     if shipped.uses_samples:
@@ -226,7 +226,7 @@ def test_the_default_model_answers_with_p_correct_and_withholds_under_the_thresh
         assert again.samples == answer.samples and again.p_correct == pytest.approx(answer.p_correct, abs=0.01), (
             "the samples are seeded: the same answer is checked the same way each time")
 
-    strict = dataclasses.replace(load(SHIPPED), threshold=1.01)  # every answer under it
+    strict = dataclasses.replace(shipped, threshold=1.01)  # every answer under it
     withhold = settings.model_copy(update={"unverified_answers": "withhold"})
     withheld = Answerer(retriever, llm, withhold, calibrator=strict).ask("When did Nikola Tesla die?")
     assert withheld.refused_by == "check" and withheld.answer == WITHHELD and "1943" in str(withheld.candidate)

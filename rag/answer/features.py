@@ -20,8 +20,8 @@ three checks' results (``grounding``, ``support``, ``confidence``), the evidence
 - ``repeats_question``: 1 when every content word of the answer is already in the question ("Who was the Normans'
   main enemy in Italy, the Byzantine Empire and Armenia?" answered "the Byzantine Empire and Armenia");
 - ``agreement``: asked again with one closing line asking for the bare answer (``second_reply``; the KV cache keeps
-  the passages, so it costs one short generation), the share of the second reply's content words that the first
-  answer has. None when not asked: it costs time and is computed only when the model's calibrator uses it;
+  the passages, so it costs one short generation), the share of what the second reply says (its content words by
+  stem, its numbers by value: ``what_it_says``) that the first answer says too. None when not asked: it costs time and is computed only when the model's calibrator uses it;
 - ``consistency``: the same prompt sampled ``SAMPLED_REPLIES`` times at ``SAMPLE_TEMPERATURE`` (self-consistency,
   Wang et al. 2023), the mean ``agreement`` of the samples with the answer: a model that is sure of a fact says it
   again when it may say something else, a guess changes. None when not sampled (as ``agreement``).
