@@ -123,6 +123,7 @@ def test_the_shipped_calibrator_loads_and_gives_a_probability() -> None:
                               "seeds": list(SAMPLE_SEEDS)}
     calibrator = load(SHIPPED)
     assert 0 < calibrator.threshold < 1 and set(calibrator.features) <= set(NAMES)
+    assert set(calibrator.features) <= set(REASONS), "every feature it weighs can be given as a reason in words"
     right = features_of("Who was the first keeper of the lighthouse?", "Agnes Holloway [1].", second="Agnes Holloway",
                         samples=["Agnes Holloway"] * 3)
     doubtful = features_of("When was the lighthouse first lit?", "Agnes Holloway [1].", second="1 October 1891",

@@ -55,6 +55,8 @@ REASONS: dict[str, tuple[str, str]] = {
                       "a place)",) * 2,
     "agreement": ("asked a second time, the model gave a different answer",) * 2,
     "consistency": ("asked again, the model gave different answers",) * 2,
+    "verbatim": ("the answer is not in the words of the passage it cites",) * 2,
+    "repeats_question": ("the answer only repeats words from your question",) * 2,
 }
 FALLBACK_REASON = "the answer could not be confirmed from your documents"
 
