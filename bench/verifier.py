@@ -22,7 +22,10 @@ Labels (``label``): refusals are not answers and get none. An answer is **right*
 right in substance: the content words of answer and best reference (``rag.index.keyword.tokenize``: lower case,
 stop words out, Snowball stems, so "counties"/"county" match) have a token F1 of at least 0.5 **and** every number
 of that reference is in the answer ("The Labor Party" for "Australian Labor Party", "locomotion" for "method of
-locomotion"; not "1960 Olympics" for "1964 Olympics"). Any other answer is **wrong**.
+locomotion"; not "1960 Olympics" for "1964 Olympics"); or everything the answer says, numbers compared by value, is
+part of a reference ("4" for "four", "760 mm" for "760 mm (2 ft 6 in) narrow gauge lines"; added 2026-12-07, when it
+moved three of half B's labels and none of half A's or the second set's). Any other answer is **wrong**. ``fit`` and
+``evaluate`` label every record by the rule as it is now (``relabel``).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from split_dataset import split  # noqa: E402
 
 from rag.answer.answerer import Answer, Answerer, Finished  # noqa: E402
 from rag.answer.context import Passage  # noqa: E402
-from rag.answer.features import SAMPLE_SEEDS  # noqa: E402
+from rag.answer.features import SAMPLE_SEEDS, what_it_says  # noqa: E402
 from rag.answer.grounding import number_values  # noqa: E402
 from rag.index.keyword import tokenize  # noqa: E402
 from rag.llm import Message  # noqa: E402
@@ -74,9 +77,20 @@ def substance_f1(answer: str, reference: str) -> float:
 
 
 def right_in_substance(answer: str, references: list[str]) -> bool:
-    """Stemmed content-word F1 >= 0.5 against some reference whose numbers the answer all states."""
-    numbers = number_values(answer)
-    return any(substance_f1(answer, r) >= 0.5 and number_values(r) <= numbers for r in references)
+    """Stemmed content-word F1 >= 0.5 against some reference whose numbers the answer all states; or all the answer
+    says (``what_it_says``: content words by stem, numbers by value) is part of some reference ("4" for "four",
+    "Amazonia" for "also known in English as Amazonia or the Amazon Jungle")."""
+    numbers, says = number_values(answer), what_it_says(answer)
+    return any((substance_f1(answer, r) >= 0.5 and number_values(r) <= numbers) or (says and says <= what_it_says(r))
+               for r in references)
+
+
+def relabel(row: dict) -> dict:
+    """A record's label by the rule as it is now (refusals keep none): records written under an earlier rule."""
+    if row["label"] is not None:
+        row["label"] = "right" if row["verdict"] == "correct" or right_in_substance(
+            row["answer"], row["references"]) else "wrong"
+    return row
 
 
 def label(answer: Answer, references: list[str]) -> tuple[str, str | None]:

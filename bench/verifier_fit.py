@@ -44,12 +44,15 @@ def read(path: Path) -> list[dict]:
 def completed(rows: list[dict]) -> list[dict]:
     """Records with the features added after they were written, computed by ``rag.answer.features``'s own functions
     from what the record keeps (its answer, question and passages; ``bench/verifier.py backfill`` rebuilds the
-    passages of records older than that)."""
+    passages of records older than that); the label by the rule as it is now (``verifier.relabel``)."""
+    from verifier import relabel
+
     from rag.answer.citations import recite
     from rag.answer.features import agreement, consistency, repeats_question, verbatim_share
     from rag.answer.grounding import check_grounding
 
     for r in rows:
+        relabel(r)
         f = r["features"]
         if f is None:
             continue
