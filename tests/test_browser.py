@@ -60,18 +60,23 @@ def test_upload_ask_read_sources_delete(app_url: str, page, tmp_path: Path) -> N
     box.press("Enter")
 
     answer = page.locator('[data-testid="stChatMessage"]').last
+    settings_sections = sidebar.locator('[data-testid="stExpander"]', has_text="Model and search settings")
     seen: list[str] = []
+    most_sections = 0
     deadline = time.monotonic() + 300  # the 1.5B model on two shared cores: load, prompt, answer
     while time.monotonic() < deadline:  # watch the text grow while the model writes
         text = answer.inner_text() if page.locator('[data-testid="stChatMessage"]').count() >= 2 else ""
         if text and (not seen or text != seen[-1]):
             seen.append(text)
+        most_sections = max(most_sections, settings_sections.count())
         if page.get_by_text("[1] aurora-report.pdf, page 2").count():
             break
         time.sleep(0.05)
     page.screenshot(path=str(ARTIFACTS / "browser-2-answered.png"), full_page=True)
     assert page.get_by_text("[1] aurora-report.pdf, page 2").count() == 1, "the first source is the file's page 2"
     assert len(seen) >= 3, f"the answer arrived in pieces, not at once: {seen}"
+    # the upload's note leaves the sidebar on this run: what follows it must not shift and leave a greyed copy
+    assert most_sections == 1, "one settings section while the answer is written, not a stale second one"
     assert page.get_by_text("Not found in your documents").count() == 0
     answer.locator("summary").get_by_text(re.compile(r"^Answered in \d+\.\d s$")).wait_for(timeout=60_000)
     labels = page.evaluate("window.seenLabels")

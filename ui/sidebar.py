@@ -134,27 +134,35 @@ def upload_note(report: IngestReport) -> str:
 
 
 def sidebar_library(service: Service) -> None:
-    st.sidebar.header("Your documents")
+    """The library in a container of its own, with a place always kept for the note of the last files added: what
+    follows it in the sidebar (the conversations, the settings) keeps its position from one run to the next, so
+    Streamlit does not show the last run's copy of it, greyed, while a question is being answered."""
+    with st.sidebar.container():
+        _library(service)
+
+
+def _library(service: Service) -> None:
+    st.header("Your documents")
     key = f"uploader-{st.session_state.uploader_round}"
-    files = st.sidebar.file_uploader("Add documents (PDF, Word, PowerPoint, HTML, TXT, MD)", type=FILE_TYPES,
-                                     accept_multiple_files=True, key=key,
-                                     help=f"Up to {service.settings.max_upload_mb} MB a file")
+    files = st.file_uploader("Add documents (PDF, Word, PowerPoint, HTML, TXT, MD)", type=FILE_TYPES,
+                             accept_multiple_files=True, key=key,
+                             help=f"Up to {service.settings.max_upload_mb} MB a file")
+    note = st.empty()
     if files:
-        with st.sidebar:
-            report = add_files(service, files)
+        report = add_files(service, files)
         st.session_state.uploader_round += 1  # a fresh uploader: the same files are not added again
         st.session_state.upload_result = (summary(report), upload_note(report), bool(report.failed))
         st.rerun()
     if result := st.session_state.pop("upload_result", None):  # shown where the files were added, once
-        title, note, failed = result
-        (st.sidebar.warning if failed else st.sidebar.success)(note, icon=":material/attach_file:")
+        title, text, failed = result
+        (note.warning if failed else note.success)(text, icon=":material/attach_file:")
 
     docs = service.documents()
     chunks = sum(d.chunks for d in docs)
-    st.sidebar.caption(f"{len(docs)} document(s), {plural(chunks, 'passage')}")
+    st.caption(f"{len(docs)} document(s), {plural(chunks, 'passage')}")
     for doc in docs:
         pages = f"{plural(doc.pages, page_unit(doc.kind))} · " if doc.pages else ""
-        left, right = st.sidebar.columns([5, 1], vertical_alignment="center")
+        left, right = st.columns([5, 1], vertical_alignment="center")
         left.markdown(f"**{text_markdown(doc.name)}**  \n"
                       f":gray[{pages}{plural(doc.chunks, 'passage')} · added {doc.added_at[:10]}]")
         name = text_markdown(doc.name)
@@ -165,13 +173,12 @@ def sidebar_library(service: Service) -> None:
             try:
                 service.delete([doc.name])
             except StoreError as exc:  # another session kept the index busy: nothing was deleted
-                st.sidebar.error(f"{name} was not deleted: {text_markdown(str(exc))}", icon=":material/error:")
+                st.error(f"{name} was not deleted: {text_markdown(str(exc))}", icon=":material/error:")
             else:
                 st.toast(f"Deleted {name}")
                 st.rerun()
-    if docs and st.sidebar.button("Re-index all", help="Read every document again and rebuild its passages"):
-        with st.sidebar:
-            ingest_with_progress("Re-indexing…", service.reindex)
+    if docs and st.button("Re-index all", help="Read every document again and rebuild its passages"):
+        ingest_with_progress("Re-indexing…", service.reindex)
 
 
 # --- sidebar: kept conversations --------------------------------------------------------------------------------
