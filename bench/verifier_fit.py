@@ -22,10 +22,14 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.answer.features import SAMPLED_REPLIES
+
+if TYPE_CHECKING:
+    from rag.answer.calibrator import Calibrator
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_RIGHT_FLAGGED = 0.15
@@ -313,12 +317,12 @@ def evaluate(paths: list[Path], model_name: str = MODEL) -> None:
     reliability(series, calibrator.threshold, model_name)
 
 
-def within_set(rows: list[dict], y: np.ndarray, calibrator: object) -> tuple[float, float] | None:
+def within_set(rows: list[dict], y: np.ndarray, calibrator: Calibrator) -> tuple[float, float] | None:
     """What the shipped calibrator's recipe (its features, logistic regression with its C) reaches when fitted on
     these answers themselves: the CV AUC and the wrong answers flagged at the threshold flagging at most
     MAX_RIGHT_FLAGGED of right ones out of fold. An upper reference for a held-out set, not a held-out figure:
     if it falls short of a target, no threshold or weighting of these features meets the target there."""
-    chosen = str(calibrator.meta.get("chosen", ""))
+    chosen = str((calibrator.meta or {}).get("chosen", ""))
     if calibrator.kind != "logistic" or int((y == 0).sum()) < WITHIN_SET_WRONG:
         return None
     c = float(re.search(r"C=([\d.]+)", chosen).group(1)) if "C=" in chosen else 0.1
