@@ -85,11 +85,15 @@ def right_in_substance(answer: str, references: list[str]) -> bool:
                for r in references)
 
 
+def right_or_wrong(verdict: str, answer: str, references: list[str]) -> str:
+    """The label of an answer (not a refusal): right when the verdict says correct or it is right in substance."""
+    return "right" if verdict == "correct" or right_in_substance(answer, references) else "wrong"
+
+
 def relabel(row: dict) -> dict:
     """A record's label by the rule as it is now (refusals keep none): records written under an earlier rule."""
     if row["label"] is not None:
-        row["label"] = "right" if row["verdict"] == "correct" or right_in_substance(
-            row["answer"], row["references"]) else "wrong"
+        row["label"] = right_or_wrong(row["verdict"], row["answer"], row["references"])
     return row
 
 
@@ -98,7 +102,7 @@ def label(answer: Answer, references: list[str]) -> tuple[str, str | None]:
     v = verdict(answer, references)
     if v.startswith("refused"):
         return v, None
-    return v, "right" if v == "correct" or right_in_substance(answer.answer, references) else "wrong"
+    return v, right_or_wrong(v, answer.answer, references)
 
 
 def spread(questions: list[Question], stride: int = 5) -> list[Question]:
