@@ -151,10 +151,10 @@ def _library(service: Service) -> None:
     if files:
         report = add_files(service, files)
         st.session_state.uploader_round += 1  # a fresh uploader: the same files are not added again
-        st.session_state.upload_result = (summary(report), upload_note(report), bool(report.failed))
+        st.session_state.upload_result = (upload_note(report), bool(report.failed))
         st.rerun()
     if result := st.session_state.pop("upload_result", None):  # shown where the files were added, once
-        title, text, failed = result
+        text, failed = result
         (note.warning if failed else note.success)(text, icon=":material/attach_file:")
 
     docs = service.documents()
