@@ -21,7 +21,8 @@ three checks' results (``grounding``, ``support``, ``confidence``), the evidence
   main enemy in Italy, the Byzantine Empire and Armenia?" answered "the Byzantine Empire and Armenia");
 - ``agreement``: asked again with one closing line asking for the bare answer (``second_reply``; the KV cache keeps
   the passages, so it costs one short generation), the share of what the second reply says (its content words by
-  stem, its numbers by value: ``what_it_says``) that the first answer says too. None when not asked: it costs time and is computed only when the model's calibrator uses it;
+  stem, its numbers by value: ``what_it_says``) that the first answer says too. None when not asked: it costs time
+  and is computed only when the model's calibrator uses it;
 - ``consistency``: the same prompt sampled ``SAMPLED_REPLIES`` times at ``SAMPLE_TEMPERATURE`` (self-consistency,
   Wang et al. 2023), the mean ``agreement`` of the samples with the answer: a model that is sure of a fact says it
   again when it may say something else, a guess changes. None when not sampled (as ``agreement``).
@@ -47,7 +48,7 @@ from rag.retrieval.evidence import Evidence
 
 DISTANCE_CAP = 30.0  # words: "far" or "not in the answer's sentence"
 SECOND_REPLY_LINE = "Reply with only the answer's words, exactly as the passage writes them."
-SAMPLED_REPLIES = 4  # the calibrator was fitted on this many samples at this temperature (bench/verifier.py fit chose 4)
+SAMPLED_REPLIES = 4  # the calibrator was fitted on this many samples at this temperature (chosen by verifier fit)
 SAMPLE_TEMPERATURE = 0.7
 SAMPLE_SEEDS = tuple(range(1, SAMPLED_REPLIES + 1))
 SAMPLE_MAX_TOKENS = 24
