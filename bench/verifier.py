@@ -24,8 +24,9 @@ stop words out, Snowball stems, so "counties"/"county" match) have a token F1 of
 of that reference is in the answer ("The Labor Party" for "Australian Labor Party", "locomotion" for "method of
 locomotion"; not "1960 Olympics" for "1964 Olympics"); or everything the answer says, numbers compared by value, is
 part of a reference ("4" for "four", "760 mm" for "760 mm (2 ft 6 in) narrow gauge lines"; added 2026-12-07, when it
-moved three of half B's labels and none of half A's or the second set's). Any other answer is **wrong**. ``fit`` and
-``evaluate`` label every record by the rule as it is now (``relabel``).
+moved three of half B's labels and none of half A's or the second set's). A reference the data set cut off inside a
+parenthesis is read without it (one of half B's: "7,000,000 square kilometres (2,70"). Any other answer is
+**wrong**. ``fit`` and ``evaluate`` label every record by the rule as it is now (``relabel``).
 """
 
 from __future__ import annotations
@@ -76,13 +77,21 @@ def substance_f1(answer: str, reference: str) -> float:
     return 2 * common / (len(said) + len(ref)) if common else 0.0
 
 
+def uncut(reference: str) -> str:
+    """A reference the data set cut off inside a parenthesis ("7,000,000 square kilometres (2,70") without the
+    unclosed part, whose last number is a fragment."""
+    opened = reference.rfind("(")
+    return reference[:opened].strip() if opened > reference.rfind(")") else reference
+
+
 def right_in_substance(answer: str, references: list[str]) -> bool:
     """Stemmed content-word F1 >= 0.5 against some reference whose numbers the answer all states; or all the answer
     says (``what_it_says``: content words by stem, numbers by value) is part of some reference ("4" for "four",
-    "Amazonia" for "also known in English as Amazonia or the Amazon Jungle")."""
+    "Amazonia" for "also known in English as Amazonia or the Amazon Jungle"). A reference cut off inside a
+    parenthesis is read without it (``uncut``)."""
     numbers, says = number_values(answer), what_it_says(answer)
     return any((substance_f1(answer, r) >= 0.5 and number_values(r) <= numbers) or (says and says <= what_it_says(r))
-               for r in references)
+               for r in map(uncut, references))
 
 
 def right_or_wrong(verdict: str, answer: str, references: list[str]) -> str:

@@ -18,6 +18,9 @@ def test_right_in_substance() -> None:
     assert right_in_substance("4 [1].", ["four"]), "the same number in digits"
     assert right_in_substance("760 mm [1].", ["760 mm (2 ft 6 in) narrow gauge lines"]), "part of a long reference"
     assert right_in_substance("Amazonia [1].", ["also known in English as Amazonia or the Amazon Jungle,"])
+    assert right_in_substance("7,000,000 square kilometres (2,700,000 sq mi) [1].",
+                              ["7,000,000 square kilometres (2,70"]), "a reference the data set cut off"
+    assert not right_in_substance("7,000,000 square kilometres [1].", ["5,500,000 square kilometres (2,70"])
     assert not right_in_substance("1960 Olympics [1].", ["1964 Olympics"]), "another number"
     assert not right_in_substance("Lady Gaga [1].", ["Marlee Matlin"])
     assert not right_in_substance("Four interceptions [2].", ["two."])
