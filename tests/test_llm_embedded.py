@@ -207,3 +207,15 @@ def test_warming_evaluates_the_prompt_head_that_the_next_prompt_reuses() -> None
     answered = loaded.llama._input_ids[: loaded.llama.n_tokens].tolist()
     warm_up(llm)
     assert loaded.llama._input_ids[: loaded.llama.n_tokens].tolist() == answered, "a model in use is left as it is"
+
+
+def test_a_reply_is_read_token_by_token_and_scored_without_being_written(llm: EmbeddedLLM) -> None:
+    right, wrong = llm.reply_logprobs(QUESTION, "Paris"), llm.reply_logprobs(QUESTION, "Berlin")
+    assert right is not None and wrong is not None and all(p <= 0 for p in right + wrong)
+    assert sum(right) > sum(wrong) + 2, "the capital is far likelier than another city"
+    longer = llm.reply_logprobs(QUESTION, "The capital of France is Paris.")
+    assert longer is not None and len(longer) == llm.count_tokens("The capital of France is Paris.")
+    assert llm.reply_logprobs(QUESTION, "Paris") == pytest.approx(right, abs=0.05), (
+        "the same after another prompt (read from llama.cpp's cache or afresh)")
+    assert llm.reply_logprobs(QUESTION, "") == []
+    assert llm.complete(QUESTION, max_tokens=8, temperature=0.0), "the model writes again after being made to read"

@@ -168,6 +168,11 @@ class LLM(ABC):
         """The whole answer at once (tests, evaluation, the agent's tool calls)."""
         return self.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop, seed=seed).text()
 
+    def reply_logprobs(self, messages: list[Message], reply: str) -> list[float] | None:
+        """The log-probability of each token of ``reply`` as the model's turn after ``messages`` (the model reads
+        ``reply``, it does not write it). None: this backend cannot tell (the default)."""
+        return None
+
     def warm(self, head: list[Message]) -> None:
         """Get ready for prompts that open with ``head``: load the model, evaluate ``head``. Backends with nothing
         to prepare (a server caches prefixes on its own) do nothing."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import math
 import importlib.util
 import os
 import queue
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .base import LLM, LLMRequestError, LLMUnavailable, Message, TokenProbs, Usage
+from .base import LLM, LLMRequestError, LLMUnavailable, Message, TokenProbs, Usage, check_messages
 from .models import DEFAULT_EMBEDDED_MODEL, EmbeddedModel, get_model, model_path
 from .registry import register
 
@@ -155,6 +156,26 @@ def _close_all() -> None:
                 except Exception:  # noqa: BLE001 - best effort at exit
                     pass
         _loaded.clear()
+
+
+class _Forced:
+    """A llama.cpp logits processor that makes the model write ``tokens`` whatever it would choose, and notes the
+    log-probability it gave each of them (teacher forcing, one token evaluated at a time)."""
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens = tokens
+        self.logprobs: list[float] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        token = self.tokens[min(len(self.logprobs), len(self.tokens) - 1)]
+        if len(self.logprobs) < len(self.tokens):
+            top = float(scores.max())
+            self.logprobs.append(float(scores[token]) - top - math.log(float(np.exp(scores - top).sum())))
+        forced = np.full_like(scores, -np.inf)
+        forced[token] = 0.0
+        return forced
 
 
 class _TokenRecorder:
@@ -287,6 +308,29 @@ class EmbeddedLLM(LLM):
                 yield item  # type: ignore[misc]
         finally:
             cancel.set()  # the reader stopped early (or finished): a worker still generating stops at its next token
+
+    def reply_logprobs(self, messages: list[Message], reply: str) -> list[float] | None:
+        """Teacher forcing: ``reply``'s tokens fed as the answer, one at a time, each scored before it is fed. The
+        prompt's longest prefix shared with the last one is not evaluated again (its KV cache is kept)."""
+        check_messages(messages)
+        loaded = self._model()
+        llama = loaded.llama
+        prompt = llama.tokenize(loaded.formatter(messages=messages).prompt.encode("utf-8"), add_bos=False,
+                                special=True)
+        tokens = llama.tokenize(reply.encode("utf-8"), add_bos=False, special=False)
+        if not tokens:
+            return []
+        if len(prompt) + len(tokens) + 1 > self._n_ctx:
+            raise LLMRequestError(f"the prompt and reply are {len(prompt) + len(tokens)} tokens, more than the "
+                                  f"model's context window of {self._n_ctx}")
+        from llama_cpp import LogitsProcessorList
+
+        forced = _Forced(tokens)
+        with loaded.lock:
+            for _ in llama.create_completion(prompt=prompt, max_tokens=len(tokens), temperature=0.0, stream=True,
+                                             logits_processor=LogitsProcessorList([forced])):
+                pass
+        return forced.logprobs
 
     def warm(self, head: list[Message]) -> None:
         """Load the model and evaluate ``head`` into llama.cpp's KV cache, unless it is already busy or has evaluated
