@@ -135,6 +135,7 @@ def record(q: Question, answer: Answer, model_sha: str) -> dict[str, object]:
             "features": answer.features.to_json() if answer.features else None,
             "second_reply": answer.second_reply, "samples": answer.samples,
             "sample_seeds": list(SAMPLE_SEEDS) if answer.samples is not None else None,
+            **({"asked_back": answer.asked_back} if answer.asked_back is not None else {}),
             "second_seconds": round(answer.second_seconds, 3),
             "seconds": round(answer.seconds, 3), "model": answer.model, "model_sha256": model_sha,
             "recited": True,  # its citations went through rag.answer.citations.recite (older records: see completed())
@@ -154,7 +155,7 @@ def collect(dataset: Path, out: Path, questions: list[Question], n: int, minutes
 
     done = {json.loads(line)["id"] for line in out.open()} if out.exists() else set()
     todo = [q for q in questions[:n] if q.id not in done]
-    with dataset_answerer(dataset, model, ask_twice=True, sample=True) as answerer:
+    with dataset_answerer(dataset, model, ask_twice=True, sample=True, ask_back=True) as answerer:
         ask(answerer, questions[0].question)  # warm-up: the model loads, the prompt head is evaluated
         sha = get_model(model).sha256
         started = time.monotonic()
@@ -261,6 +262,29 @@ def sample(dataset: Path, path: Path, minutes: float, model: str = MODEL) -> Non
     rewrite(path, rows)
 
 
+def ask_back(dataset: Path, path: Path, minutes: float, model: str = MODEL) -> None:
+    """Give each answered record the question's token log-probabilities read back after its answer
+    (``Answerer.asked_back`` on the record's prompt, rebuilt by ``prompt_of``), kept as ``asked_back``: the
+    ``question_fit`` feature's material. Saved every 10 records; run again to go on."""
+    rows = [json.loads(line) for line in path.open() if line.strip()]
+    todo = [r for r in rows if r["label"] is not None and "asked_back" not in r]
+    started = time.monotonic()
+    with dataset_answerer(dataset, model) as answerer:
+        for i, r in enumerate(todo, start=1):
+            if time.monotonic() - started > 60 * minutes:
+                print(f"time is up after {i - 1} records", file=sys.stderr)
+                break
+            messages, _ = prompt_of(answerer, r["question"])
+            scored = answerer.asked_back(messages, r["answer"], r["question"])
+            if scored is None:
+                continue
+            r["asked_back"] = scored
+            if i % 10 == 0:
+                print(f"{path.name} {i}/{len(todo)}", file=sys.stderr)
+                rewrite(path, rows)
+    rewrite(path, rows)
+
+
 def second_set(tmp: Path) -> Path:
     """data/sample's documents and the made-up ones of tests/data/verifier-set, with that set's questions."""
     docs = tmp / "second" / "docs"
@@ -288,12 +312,14 @@ def main() -> None:
     r.add_argument("--set", choices=["second"], dest="other")
     r.add_argument("--model", default=MODEL)
     r.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
-    m = sub.add_parser("sample", help="draw sampled replies for the records' self-consistency")
-    m.add_argument("--half", choices=["a", "b"])
-    m.add_argument("--set", choices=["second"], dest="other")
-    m.add_argument("--minutes", type=float, default=30.0)
-    m.add_argument("--model", default=MODEL)
-    m.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
+    for name, what in (("sample", "draw sampled replies for the records' self-consistency"),
+                       ("ask-back", "read each record's question back after its answer")):
+        m = sub.add_parser(name, help=what)
+        m.add_argument("--half", choices=["a", "b"])
+        m.add_argument("--set", choices=["second"], dest="other")
+        m.add_argument("--minutes", type=float, default=30.0)
+        m.add_argument("--model", default=MODEL)
+        m.add_argument("dataset", nargs="?", type=Path, default=DEFAULT_SET)
     f = sub.add_parser("fit", help="fit the calibrator on half A's records")
     f.add_argument("--model", default=MODEL, help=f"the embedded model whose answers to fit on ({MODEL})")
     f.add_argument("--records", type=Path, help="half A's records (default: the model's)")
@@ -302,7 +328,7 @@ def main() -> None:
     e.add_argument("--records", type=Path, nargs="*", help="held-out records (default: the model's half B and second set)")
     args = p.parse_args()
     ARTIFACTS.mkdir(exist_ok=True)
-    if args.command in ("collect", "backfill", "sample"):
+    if args.command in ("collect", "backfill", "sample", "ask-back"):
         if bool(args.half) == bool(args.other):
             p.error(f"{args.command} needs --half a|b or --set second")
         with tempfile.TemporaryDirectory() as tmp:
@@ -320,6 +346,8 @@ def main() -> None:
                 backfill(dataset, out, args.model)
             elif args.command == "sample":
                 sample(dataset, out, args.minutes, args.model)
+            elif args.command == "ask-back":
+                ask_back(dataset, out, args.minutes, args.model)
             else:
                 collect(dataset, out, questions[args.skip :], args.n - args.skip, args.minutes, args.model)
     elif args.command == "fit":

@@ -1,13 +1,13 @@
 """Fit the answer calibrator on half A's records and judge it on held-out records (``bench/verifier.py``).
 
 ``fit``: logistic regression against gradient-boosted trees, each with and without the second decoding's
-``agreement`` and the sampled replies' ``consistency`` (each costs short generations after the answer), compared by
-the area under the ROC curve of out-of-fold predictions (5-fold stratified cross-validation, repeated 4 times with
-different shuffles): trees must win by ``TREES_MARGIN``, and among linear models within ``NOISE`` of the best the one
-asking the model again the fewest times is taken. The winner is refitted on all of half A and written as JSON
-(``rag/answer/calibrators/<model>.json``); its threshold is chosen on the out-of-fold predictions: the highest share
-of wrong answers flagged with at most ``MAX_RIGHT_FLAGGED`` of right ones flagged (the issue's target is at least
-80 % and at most 15 %).
+``agreement``, the sampled replies' ``consistency`` and the question read back, ``question_fit`` (each costs model
+time after the answer), compared by the area under the ROC curve of out-of-fold predictions (5-fold stratified
+cross-validation, repeated 4 times with different shuffles): trees must win by ``TREES_MARGIN``, and among linear
+models within ``NOISE`` of the best the one asking the model again the fewest times is taken. The winner is
+refitted on all of half A and written as JSON (``rag/answer/calibrators/<model>.json``); its threshold is chosen on
+the out-of-fold predictions: the highest share of wrong answers flagged with at most ``MAX_RIGHT_FLAGGED`` of right
+ones flagged (the issue's target is at least 80 % and at most 15 %).
 
 ``evaluate``: on each held-out record file, the shipped calibrator against the rule-based checks recorded in the
 same run (``old_verified``): AUC, the shares of wrong and of right answers flagged, answers wrong with no warning
@@ -55,7 +55,7 @@ def completed(rows: list[dict]) -> list[dict]:
     from verifier import relabel
 
     from rag.answer.citations import recite
-    from rag.answer.features import agreement, consistency, repeats_question, verbatim_share
+    from rag.answer.features import agreement, consistency, question_fit, repeats_question, verbatim_share
     from rag.answer.grounding import check_grounding
 
     for r in rows:
@@ -82,6 +82,8 @@ def completed(rows: list[dict]) -> list[dict]:
             f["consistency"] = consistency(r["answer"], r["samples"][:SAMPLED_REPLIES])
         if r.get("second_reply") is not None:
             f["agreement"] = agreement(r["answer"], r["second_reply"])
+        if r.get("asked_back") is not None:  # bench/verifier.py ask-back
+            f["question_fit"] = question_fit(r["asked_back"])
     return rows
 
 
@@ -102,14 +104,15 @@ def logistic(c: float) -> object:
 def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
     from sklearn.ensemble import GradientBoostingClassifier
 
-    asked_again = ("agreement", "consistency")  # each costs generations after the answer
+    asked_again = ("agreement", "consistency", "question_fit")  # each costs model time after the answer
     without = [n for n in names if n not in asked_again]
     out: dict[str, tuple[object, list[str]]] = {}
     for c in (0.1, 0.3, 1.0):  # few answers, few wrong: a handful of the strongest signals, fewer weights to fit
-        for extra in (["agreement", "consistency"], ["agreement"], ["consistency"], []):
+        for extra in (["agreement", "consistency"], ["agreement"], ["consistency"], [],
+                      ["consistency", "question_fit"], ["question_fit"]):
             label = f"logistic C={c} {len(FEW) + len(extra)} features" + (f" with {'+'.join(extra)}" if extra else "")
             out[label] = (logistic(c), FEW + extra)
-    for tag, feats in (("", names), (" without agreement or consistency", without)):
+    for tag, feats in (("", names), (" without asking the model again", without)):
         for c in (0.1, 0.3, 1.0):
             out[f"logistic C={c}{tag}"] = (logistic(c), feats)
         for depth, n in ((1, 100), (2, 60), (3, 40)):
@@ -123,8 +126,9 @@ def candidates(names: list[str]) -> dict[str, tuple[object, list[str]]]:
 
 
 def generations(features: list[str]) -> int:
-    """How many generations after the answer a calibrator on these features needs."""
-    return ("agreement" in features) + SAMPLED_REPLIES * ("consistency" in features)
+    """How many generations after the answer a calibrator on these features needs (reading the question back
+    counts as one)."""
+    return ("agreement" in features) + SAMPLED_REPLIES * ("consistency" in features) + ("question_fit" in features)
 
 
 def out_of_fold(model: object, x: np.ndarray, y: np.ndarray, repeats: int = 4) -> tuple[float, np.ndarray]:

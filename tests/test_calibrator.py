@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer.answerer import WITHHELD, Answer, Answerer, Checking
+from rag.answer.answerer import WITHHELD, Answer, Answerer, Checking, asking_back
 from rag.answer.calibrator import CALIBRATORS, REASONS, Calibrator, calibrator_for, load
 from rag.answer.confidence import Confidence
 from rag.answer.features import (
@@ -27,6 +27,7 @@ from rag.answer.features import (
     Features,
     agreement,
     answer_features,
+    question_fit,
     question_type,
 )
 from rag.answer.grounding import check_grounding
@@ -92,6 +93,22 @@ def test_consistency_is_how_often_sampled_replies_say_the_answer_again() -> None
     guess = features_of(question, "Agnes Holloway [1].", samples=["Agnes Holloway", "Margit Olesen", "the keeper"])
     assert guess.consistency == pytest.approx(1 / 3), "one sample of three says it again"
     assert features_of(question, "Agnes Holloway [1].", samples=[]).consistency == 1, "none drawn: nothing against it"
+
+
+def test_asked_back_reads_the_question_after_the_answer() -> None:
+    prompt = [{"role": "system", "content": "rules"},
+              {"role": "user", "content": "Passages:\n[1] (a)\n<<<\nQuestion: not this one\n>>>\n\nQuestion: Who?"}]
+    back = asking_back(prompt, "Agnes Holloway [1].")
+    assert back[0] == prompt[0], "the same rules and examples: llama.cpp's cache keeps them"
+    assert back[-1]["content"] == ("Passages:\n[1] (a)\n<<<\nQuestion: not this one\n>>>\n\n"
+                                   "Answer: Agnes Holloway .\nWrite the question that this answer answers."), (
+        "the same passages; the answer without its [n] in place of the question, which is read, not shown")
+    with pytest.raises(ValueError):
+        asking_back([{"role": "user", "content": "no question here"}], "x")
+
+    assert question_fit([-0.5, -1.0, -0.1]) == pytest.approx(-1.6 / 3) and question_fit([]) is None
+    asked = features_of("Who was the first keeper of the lighthouse?", "Agnes Holloway [1].")
+    assert asked.question_fit is None and math.isnan(asked.vector()[NAMES.index("question_fit")]), "not asked"
 
 
 def test_replies_are_compared_by_their_numbers_too() -> None:
@@ -212,13 +229,17 @@ def test_the_default_model_answers_with_p_correct_and_withholds_under_the_thresh
     events = list(Answerer(retriever, llm, settings).run("When did Nikola Tesla die?"))
     answer = events[-1].answer  # type: ignore[union-attr]
     shipped = load(SHIPPED)
-    asks_again = shipped.uses_samples or shipped.uses_second_reply
+    asks_again = shipped.uses_samples or shipped.uses_second_reply or shipped.uses_asked_back
     assert isinstance(events[-2], Checking) == asks_again, "the page says it is checking while the model is asked again"
     doc = answer.to_json()
     assert doc["calibrated"] is True and 0 <= doc["p_correct"] <= 1 and "1943" in answer.answer
     assert doc["verified"] == (answer.p_correct >= shipped.threshold)
     assert (answer.second_reply is not None) == shipped.uses_second_reply, "asked again only when it is weighed"
     assert (answer.samples is not None) == shipped.uses_samples
+    assert (answer.features is not None and answer.features.question_fit is not None) == shipped.uses_asked_back
+    if shipped.uses_asked_back:
+        assert answer.asked_back is not None and len(answer.asked_back) == llm.count_tokens(answer.question), (
+            "every token of the question read back")
     if shipped.uses_samples:
         assert answer.samples is not None and len(answer.samples) == SAMPLED_REPLIES
         again = Answerer(retriever, llm, settings).ask("When did Nikola Tesla die?")

@@ -28,6 +28,7 @@ from rag.answer.citations import cited_numbers, make_citations, recite
 from rag.answer.confidence import Confidence, answer_confidence
 from rag.answer.context import Passage, fit_passages, format_passages
 from rag.answer.features import (
+    ASKED_BACK_LINE,
     SAMPLE_MAX_TOKENS,
     SAMPLE_SEEDS,
     SAMPLE_TEMPERATURE,
@@ -36,6 +37,7 @@ from rag.answer.features import (
     Cited,
     Features,
     answer_features,
+    answer_text,
 )
 from rag.answer.grounding import Grounding, check_grounding
 from rag.answer.result import AnswerResult, Citation, RefusedBy
@@ -85,7 +87,8 @@ class Answer:
     features: Features | None = None  # what a calibrator weighs (rag.answer.features); None for a refusal
     second_reply: str | None = None  # the bare answer asked for a second time, when it was (``Answerer.ask_twice``)
     samples: list[str] | None = None  # the bare answer sampled again, when it was (``Answerer.sample``)
-    second_seconds: float = 0.0  # what asking again (the second reply and the samples) cost
+    asked_back: list[float] | None = None  # the question's token log-probabilities read back after the answer
+    second_seconds: float = 0.0  # what asking again (the second reply, the samples, reading back) cost
     # The model's calibrator and its verdict: when there is one, ``verified`` is p_correct >= its threshold
     calibrator: Calibrator | None = None
     p_correct: float | None = None
@@ -170,7 +173,8 @@ class Delta:
 
 @dataclass(frozen=True)
 class Checking:
-    """The answer is written; the model is asked again to check it (``agreement``, ``consistency``): a few seconds."""
+    """The answer is written; the model is asked again to check it (``agreement``, ``consistency``, ``question_fit``):
+    a few seconds."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,9 @@ class Answerer:
     # Sample the bare answer SAMPLED_REPLIES times (the ``consistency`` feature, 2-4 s more): done when this is on,
     # or when the model's calibrator weighs it
     sample: bool = False
+    # Read the question back after the answer (``question_fit``, about 1 s more): done when this is on, or when the
+    # model's calibrator weighs it
+    ask_back: bool = False
     calibrate: bool = True  # False: the rule-based checks decide ``verified`` even for a model with a calibrator
     calibrator: Calibrator | None = None  # this one instead of the model's own (rag.answer.calibrator.calibrator_for)
 
@@ -223,14 +230,15 @@ class Answerer:
         def finish(text: str, refused_by: RefusedBy | None, citations: list[Citation], error: str | None = None,
                    checked: tuple[Grounding, Support, Confidence | None] | None = None,
                    features: Features | None = None,
-                   second: tuple[str | None, list[str] | None, float] = (None, None, 0.0)) -> Finished:
+                   second: tuple[str | None, list[str] | None, list[float] | None, float] = (None, None, None, 0.0),
+                   ) -> Finished:
             grounding, support, confidence = checked or (None, None, None)
             answer = Answer(question=question, query=query, answer=text, refused=refused_by is not None,
                             citations=citations, evidence=retrieval.evidence, backend=self.llm.backend,
                             model=self.llm.model, seconds=time.perf_counter() - started, usage=usage, error=error,
                             grounding=grounding, refused_by=refused_by, support=support, confidence=confidence,
                             features=features, second_reply=second[0], samples=second[1],
-                            second_seconds=second[2],
+                            asked_back=second[2], second_seconds=second[3],
                             calibrator=calibrator if features else None,
                             p_correct=calibrator.p_correct(features) if calibrator and features else None)
             if checked and not error and not answer.verified and s.unverified_answers == "withhold":
@@ -274,22 +282,24 @@ class Answerer:
         checked = self._check(text, passages, cited, question, generation.token_probs)
         if cited and not checked[0].verified:  # the cited passages lack some of its words: show the others too
             ordered = [*ordered, *(p for p in passages if p.n not in cited)]
-        asked = time.perf_counter()
+        checking_started = time.perf_counter()
         twice = self.ask_twice or (calibrator is not None and calibrator.uses_second_reply)
         sampled = self.sample or (calibrator is not None and calibrator.uses_samples)
-        second_reply, samples = None, None
-        if twice or sampled:
+        back = self.ask_back or (calibrator is not None and calibrator.uses_asked_back)
+        second_reply, samples, asked_back = None, None, None
+        if twice or sampled or back:
             yield Checking()
             again = asking_again(messages)
             second_reply = self._reply(again, 0.0) if twice else None
             samples = self.samples(again) if sampled else None
-        second = (second_reply, samples, time.perf_counter() - asked)
+            asked_back = self.asked_back(messages, text, asked) if back else None  # the question the prompt holds
+        second = (second_reply, samples, asked_back, time.perf_counter() - checking_started)
         features = answer_features(
             question=question, answer=text, passages=[p.text for p in passages],
             cited=[Cited(p.hit.rank, p.hit.score, p.n in cited) for p in passages],
             top_score=retrieval.hits[0].score, top_k=s.top_k, evidence=retrieval.evidence, grounding=checked[0],
             support=checked[1], confidence=checked[2], probs=generation.token_probs, idf=self.retriever.store.idf,
-            second_reply=second_reply, samples=samples)
+            second_reply=second_reply, samples=samples, asked_back=asked_back)
         yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked,
                      features=features, second=second)
 
@@ -308,6 +318,14 @@ class Answerer:
         is checked the same way each time); None when the model fails."""
         replies = [self._reply(again, SAMPLE_TEMPERATURE, SAMPLE_MAX_TOKENS, seed=seed) for seed in seeds]
         return None if any(r is None for r in replies) else [r for r in replies if r is not None]
+
+    def asked_back(self, messages: list[Message], answer: str, question: str) -> list[float] | None:
+        """The question's token log-probabilities read back after the answer (``asking_back``); None when the
+        backend cannot tell or fails."""
+        try:
+            return self.llm.reply_logprobs(asking_back(messages, answer), question)
+        except LLMError:
+            return None
 
     def _check(self, text: str, passages: list[Passage], cited: list[int], question: str,
                probs: TokenProbs | None) -> tuple[Grounding, Support, Confidence | None]:
@@ -333,6 +351,17 @@ class Answerer:
 
     def _citations(self, passages: list[Passage], claim_source: str, cited: set[int], query: str) -> list[Citation]:
         return make_citations(passages, claim_source, cited, self.retriever.embedder.embed, query)
+
+
+def asking_back(messages: list[Message], answer: str) -> list[Message]:
+    """The answer prompt with its closing question replaced by the answer and a request for the question it answers
+    (ASKED_BACK_LINE): it opens with the answer prompt's passages, which the KV cache holds."""
+    last = messages[-1]
+    passages, found, _ = last["content"].rpartition("\n\nQuestion: ")
+    if not found:
+        raise ValueError("the answer prompt's last message has no closing question")
+    back = f"{passages}\n\n{ASKED_BACK_LINE.format(answer=answer_text(answer))}"
+    return [*messages[:-1], {"role": last["role"], "content": back}]
 
 
 def asking_again(messages: list[Message]) -> list[Message]:

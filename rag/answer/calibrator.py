@@ -57,6 +57,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "consistency": ("asked again, the model gave different answers",) * 2,
     "verbatim": ("the answer is not in the words of the passage it cites",) * 2,
     "repeats_question": ("the answer only repeats words from your question",) * 2,
+    "question_fit": ("the answer fits another question better than the one you asked",) * 2,
 }
 FALLBACK_REASON = "the answer could not be confirmed from your documents"
 
@@ -161,6 +162,10 @@ class Calibrator:
     @property
     def uses_samples(self) -> bool:
         return "consistency" in self.features
+
+    @property
+    def uses_asked_back(self) -> bool:
+        return "question_fit" in self.features
 
 
 def load(path: Path) -> Calibrator:

@@ -23,6 +23,11 @@ three checks' results (``grounding``, ``support``, ``confidence``), the evidence
   the passages, so it costs one short generation), the share of what the second reply says (its content words by
   stem, its numbers by value: ``what_it_says``) that the first answer says too. None when not asked: it costs time
   and is computed only when the model's calibrator uses it;
+- ``question_fit``: asked back: the question read, token by token, after the passages, the answer and a request
+  for the question it answers (``ASKED_BACK_LINE``; teacher forcing, ``LLM.reply_logprobs``; the KV cache keeps
+  the passages, so it costs the question's tokens), their mean log-probability: an answer to this question makes
+  its words likely, a sure answer to another question makes some of them unlikely. None when not asked (as
+  ``agreement``);
 - ``consistency``: the same prompt sampled ``SAMPLED_REPLIES`` times at ``SAMPLE_TEMPERATURE`` (self-consistency,
   Wang et al. 2023), the mean ``agreement`` of the samples with the answer: a model that is sure of a fact says it
   again when it may say something else, a guess changes. None when not sampled (as ``agreement``).
@@ -52,6 +57,8 @@ SAMPLED_REPLIES = 4  # the calibrator was fitted on this many samples at this te
 SAMPLE_TEMPERATURE = 0.7
 SAMPLE_SEEDS = tuple(range(1, SAMPLED_REPLIES + 1))
 SAMPLE_MAX_TOKENS = 24
+# Asked back: the question read by the model after the passages and the answer (``question_fit``)
+ASKED_BACK_LINE = "Answer: {answer}\nWrite the question that this answer answers."
 
 _MARKER = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
 _WORD = re.compile(r"[\w'’\-]+", re.UNICODE)
@@ -94,6 +101,7 @@ class Features:
     verbatim: float | None = None
     repeats_question: float | None = None
     consistency: float | None = None
+    question_fit: float | None = None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -230,6 +238,13 @@ def consistency(answer: str, samples: Sequence[str]) -> float:
     return sum(agreement(answer, s) for s in samples) / len(samples) if samples else 1.0
 
 
+def question_fit(logprobs: Sequence[float]) -> float | None:
+    """The question's mean token log-probability read back after the passages and the answer: an answer to this
+    question makes its words likely; a sure answer to another question ("Lady Gaga" sang the anthem, asked who
+    signed it) makes some of them unlikely. None without tokens."""
+    return sum(logprobs) / len(logprobs) if logprobs else None
+
+
 @dataclass(frozen=True)
 class Cited:
     """A passage given to the model, as features read it: its retrieval rank and fused score, whether cited."""
@@ -243,7 +258,7 @@ def answer_features(*, question: str, answer: str, passages: Sequence[str], cite
                     top_k: int, evidence: Evidence, grounding: Grounding, support: Support,
                     confidence: Confidence | None, probs: TokenProbs | None,
                     idf: Callable[[list[str]], list[float]], second_reply: str | None = None,
-                    samples: Sequence[str] | None = None) -> Features:
+                    samples: Sequence[str] | None = None, asked_back: Sequence[float] | None = None) -> Features:
     p_min, p_mean, p_log = probability_features(probs)
     text = answer_text(answer)
     cited_passages = [c for c in cited if c.cited]
@@ -269,4 +284,5 @@ def answer_features(*, question: str, answer: str, passages: Sequence[str], cite
         verbatim=verbatim_share(answer, [p for p, c in zip(passages, cited, strict=False) if c.cited] or passages),
         repeats_question=float(repeats_question(question, text)),
         consistency=consistency(answer, samples) if samples is not None else None,
+        question_fit=question_fit(asked_back) if asked_back is not None else None,
     )
