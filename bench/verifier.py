@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -238,48 +238,52 @@ def sample(dataset: Path, path: Path, minutes: float, model: str = MODEL) -> Non
     without seeds (drawn before the seeds were fixed, from llama.cpp's own chain of seeds) are drawn again: on 107
     of half A's answers they said the answer again more often than seeded draws do (71 % against 59 % and 54 % for
     all three), so a calibrator fitted on them would read the answer step's samples as less sure than they are.
-    Saved every 10 records (atomically), so a cut-off run keeps what it drew; run again to go on."""
+    Saved as it goes (``each_prompt``)."""
     from rag.answer.answerer import asking_again
 
     want = list(SAMPLE_SEEDS)
-    rows = [json.loads(line) for line in path.open() if line.strip()]
-    todo = [r for r in rows if r["label"] is not None and (r.get("sample_seeds") or [])[: len(want)] != want]
-    started = time.monotonic()
-    with dataset_answerer(dataset, model) as answerer:
-        for i, r in enumerate(todo, start=1):
-            if time.monotonic() - started > 60 * minutes:
-                print(f"time is up after {i - 1} records", file=sys.stderr)
-                break
-            seeds = r.get("sample_seeds") or []
-            messages, _ = prompt_of(answerer, r["question"])
-            drawn = answerer.samples(asking_again(messages), want[len(seeds):])
-            if drawn is None:
-                continue
-            r["samples"], r["sample_seeds"] = (r["samples"] if seeds else []) + drawn, want
-            print(f"{path.name} {i}/{len(todo)} {r['label']}: {r['answer'][:40]!r} <- {r['samples']}", file=sys.stderr)
-            if i % 10 == 0:
-                rewrite(path, rows)
-    rewrite(path, rows)
+
+    def draw(answerer: Answerer, r: dict, messages: list[Message]) -> bool:
+        seeds = r.get("sample_seeds") or []
+        drawn = answerer.samples(asking_again(messages), want[len(seeds):])
+        if drawn is None:
+            return False
+        r["samples"], r["sample_seeds"] = (r["samples"] if seeds else []) + drawn, want
+        print(f"{path.name} {r['label']}: {r['answer'][:40]!r} <- {r['samples']}", file=sys.stderr)
+        return True
+
+    each_prompt(dataset, path, lambda r: (r.get("sample_seeds") or [])[: len(want)] != want, draw, minutes, model)
 
 
 def ask_back(dataset: Path, path: Path, minutes: float, model: str = MODEL) -> None:
     """Give each answered record the question's token log-probabilities read back after its answer
     (``Answerer.asked_back`` on the record's prompt, rebuilt by ``prompt_of``), kept as ``asked_back``: the
-    ``question_fit`` feature's material. Saved every 10 records; run again to go on."""
+    ``question_fit`` feature's material."""
+
+    def read_back(answerer: Answerer, r: dict, messages: list[Message]) -> bool:
+        scored = answerer.asked_back(messages, r["answer"], r["question"])
+        if scored is None:
+            return False
+        r["asked_back"] = scored
+        return True
+
+    each_prompt(dataset, path, lambda r: "asked_back" not in r, read_back, minutes, model)
+
+
+def each_prompt(dataset: Path, path: Path, lacking: Callable[[dict], bool],
+                add: Callable[[Answerer, dict, list[Message]], bool], minutes: float, model: str = MODEL) -> None:
+    """``add`` what answered records ``lacking`` it lack, given the answerer and each record's prompt (rebuilt by
+    ``prompt_of``), until ``minutes`` are up. Saved every 10 records (atomically), so a cut-off run keeps what it
+    did; run again to go on."""
     rows = [json.loads(line) for line in path.open() if line.strip()]
-    todo = [r for r in rows if r["label"] is not None and "asked_back" not in r]
+    todo = [r for r in rows if r["label"] is not None and lacking(r)]
     started = time.monotonic()
     with dataset_answerer(dataset, model) as answerer:
         for i, r in enumerate(todo, start=1):
             if time.monotonic() - started > 60 * minutes:
                 print(f"time is up after {i - 1} records", file=sys.stderr)
                 break
-            messages, _ = prompt_of(answerer, r["question"])
-            scored = answerer.asked_back(messages, r["answer"], r["question"])
-            if scored is None:
-                continue
-            r["asked_back"] = scored
-            if i % 10 == 0:
+            if add(answerer, r, prompt_of(answerer, r["question"])[0]) and i % 10 == 0:
                 print(f"{path.name} {i}/{len(todo)}", file=sys.stderr)
                 rewrite(path, rows)
     rewrite(path, rows)
