@@ -356,8 +356,10 @@ class Answerer:
 def asking_back(messages: list[Message], answer: str) -> list[Message]:
     """The answer prompt with its closing question replaced by the answer and a request for the question it answers
     (ASKED_BACK_LINE): it opens with the answer prompt's passages, which the KV cache holds."""
+    template = load("answer_user")  # what stands between the passages and the question, as the prompt writes it
+    opening = template[template.index("{passages}") + len("{passages}") : template.index("{question}")]
     last = messages[-1]
-    passages, found, _ = last["content"].rpartition("\n\nQuestion: ")
+    passages, found, _ = last["content"].rpartition(opening)
     if not found:
         raise ValueError("the answer prompt's last message has no closing question")
     back = f"{passages}\n\n{ASKED_BACK_LINE.format(answer=answer_text(answer))}"

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import math
 import importlib.util
+import math
 import os
 import queue
 import threading
