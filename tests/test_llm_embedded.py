@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import subprocess
 import sys
 import threading
@@ -210,6 +212,15 @@ def test_warming_evaluates_the_prompt_head_that_the_next_prompt_reuses() -> None
 
 
 def test_a_reply_is_read_token_by_token_and_scored_without_being_written(llm: EmbeddedLLM) -> None:
+    written = llm.stream(QUESTION, max_tokens=12, temperature=0.0)
+    reply = written.text()
+    assert written.token_probs is not None and reply
+    read = llm.reply_logprobs(QUESTION, reply)
+    assert read is not None
+    assert [math.exp(p) for p in read[: len(written.token_probs.tokens)]] == pytest.approx(
+        [p for _, p in written.token_probs.tokens], abs=1e-3), (
+        "read in one batch, each token scores as the model scored it when writing it (no token shifted)")
+    assert llm.complete(QUESTION, max_tokens=12, temperature=0.0) == reply, "reading leaves the cache consistent"
     right, wrong = llm.reply_logprobs(QUESTION, "Paris"), llm.reply_logprobs(QUESTION, "Berlin")
     assert right is not None and wrong is not None and all(p <= 0 for p in right + wrong)
     assert sum(right) > sum(wrong) + 2, "the capital is far likelier than another city"

@@ -23,9 +23,9 @@ three checks' results (``grounding``, ``support``, ``confidence``), the evidence
   the passages, so it costs one short generation), the share of what the second reply says (its content words by
   stem, its numbers by value: ``what_it_says``) that the first answer says too. None when not asked: it costs time
   and is computed only when the model's calibrator uses it;
-- ``question_fit``: asked back: the question read, token by token, after the passages, the answer and a request
-  for the question it answers (``ASKED_BACK_LINE``; teacher forcing, ``LLM.reply_logprobs``; the KV cache keeps
-  the passages, so it costs the question's tokens), their mean log-probability: an answer to this question makes
+- ``question_fit``: asked back: the question read as the model's reply after the passages, the answer and a
+  request for the question it answers (``ASKED_BACK_LINE``; teacher forcing, ``LLM.reply_logprobs``, all of its
+  tokens in one batch; the KV cache keeps the passages), the mean log-probability of its tokens: an answer to this question makes
   its words likely, a sure answer to another question makes some of them unlikely. None when not asked (as
   ``agreement``);
 - ``consistency``: the same prompt sampled ``SAMPLED_REPLIES`` times at ``SAMPLE_TEMPERATURE`` (self-consistency,
