@@ -63,6 +63,20 @@ _REFUSAL = re.compile(r"\b(documents?|passages?|context|text)\b[^.\n]{0,40}?\b(d
 STOP = ["\nQuestion:", "\nPassages:", "\n### "]
 
 
+@dataclass(frozen=True, kw_only=True)
+class AskedAgain:
+    """What asking the model again after its answer found, each None when it was not asked (``Answerer.ask_twice``,
+    ``sample``, ``ask_back``, or the model's calibrator weighing it), and what it cost."""
+
+    second_reply: str | None = None
+    samples: list[str] | None = None
+    asked_back: list[float] | None = None
+    seconds: float = 0.0
+
+
+NOT_ASKED = AskedAgain()
+
+
 @dataclass(kw_only=True)
 class Answer:
     """The answer step's own record, with the checks' full results; ``result()`` is what leaves the pipeline."""
@@ -230,15 +244,15 @@ class Answerer:
         def finish(text: str, refused_by: RefusedBy | None, citations: list[Citation], error: str | None = None,
                    checked: tuple[Grounding, Support, Confidence | None] | None = None,
                    features: Features | None = None,
-                   second: tuple[str | None, list[str] | None, list[float] | None, float] = (None, None, None, 0.0),
+                   rechecked: AskedAgain = NOT_ASKED,
                    ) -> Finished:
             grounding, support, confidence = checked or (None, None, None)
             answer = Answer(question=question, query=query, answer=text, refused=refused_by is not None,
                             citations=citations, evidence=retrieval.evidence, backend=self.llm.backend,
                             model=self.llm.model, seconds=time.perf_counter() - started, usage=usage, error=error,
                             grounding=grounding, refused_by=refused_by, support=support, confidence=confidence,
-                            features=features, second_reply=second[0], samples=second[1],
-                            asked_back=second[2], second_seconds=second[3],
+                            features=features, second_reply=rechecked.second_reply, samples=rechecked.samples,
+                            asked_back=rechecked.asked_back, second_seconds=rechecked.seconds,
                             calibrator=calibrator if features else None,
                             p_correct=calibrator.p_correct(features) if calibrator and features else None)
             if checked and not error and not answer.verified and s.unverified_answers == "withhold":
@@ -286,22 +300,23 @@ class Answerer:
         twice = self.ask_twice or (calibrator is not None and calibrator.uses_second_reply)
         sampled = self.sample or (calibrator is not None and calibrator.uses_samples)
         back = self.ask_back or (calibrator is not None and calibrator.uses_asked_back)
-        second_reply, samples, asked_back = None, None, None
+        rechecked = NOT_ASKED
         if twice or sampled or back:
             yield Checking()
             again = asking_again(messages)
-            second_reply = self._reply(again, 0.0) if twice else None
-            samples = self.samples(again) if sampled else None
-            asked_back = self.asked_back(messages, text, asked) if back else None  # the question the prompt holds
-        second = (second_reply, samples, asked_back, time.perf_counter() - checking_started)
+            rechecked = AskedAgain(
+                second_reply=self._reply(again, 0.0) if twice else None,
+                samples=self.samples(again) if sampled else None,
+                asked_back=self.asked_back(messages, text, asked) if back else None,  # the question the prompt holds
+                seconds=time.perf_counter() - checking_started)
         features = answer_features(
             question=question, answer=text, passages=[p.text for p in passages],
             cited=[Cited(p.hit.rank, p.hit.score, p.n in cited) for p in passages],
             top_score=retrieval.hits[0].score, top_k=s.top_k, evidence=retrieval.evidence, grounding=checked[0],
             support=checked[1], confidence=checked[2], probs=generation.token_probs, idf=self.retriever.store.idf,
-            second_reply=second_reply, samples=samples, asked_back=asked_back)
+            second_reply=rechecked.second_reply, samples=rechecked.samples, asked_back=rechecked.asked_back)
         yield finish(text, None, self._citations(ordered, text, set(cited), query), checked=checked,
-                     features=features, second=second)
+                     features=features, rechecked=rechecked)
 
     def _reply(self, again: list[Message], temperature: float, max_tokens: int = 32,
                seed: int | None = None) -> str | None:
