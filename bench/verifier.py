@@ -258,16 +258,18 @@ def sample(dataset: Path, path: Path, minutes: float, model: str = MODEL) -> Non
 def ask_back(dataset: Path, path: Path, minutes: float, model: str = MODEL) -> None:
     """Give each answered record the question's token log-probabilities read back after its answer
     (``Answerer.asked_back`` on the record's prompt, rebuilt by ``prompt_of``), kept as ``asked_back``: the
-    ``question_fit`` feature's material."""
+    ``question_fit`` feature's material. Records read before the reply was read in one batch (``asked_back_batched``
+    missing: one token at a time, until 2026-12-08) are read again: a batch of tokens is computed with other kernels
+    and rounds a little differently, and records are read the way the answer step reads."""
 
     def read_back(answerer: Answerer, r: dict, messages: list[Message]) -> bool:
         scored = answerer.asked_back(messages, r["answer"], r["question"])
         if scored is None:
             return False
-        r["asked_back"] = scored
+        r["asked_back"], r["asked_back_batched"] = scored, True
         return True
 
-    each_prompt(dataset, path, lambda r: "asked_back" not in r, read_back, minutes, model)
+    each_prompt(dataset, path, lambda r: not r.get("asked_back_batched"), read_back, minutes, model)
 
 
 def each_prompt(dataset: Path, path: Path, lacking: Callable[[dict], bool],
