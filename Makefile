@@ -104,6 +104,7 @@ bench: setup
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/answer.py
+	$(BIN)/python bench/read_back.py
 	$(BIN)/python bench/scale.py --chunks 10000 --reference-writes
 	$(BIN)/python bench/dense_indexes.py --chunks 10000
 	$(BIN)/python bench/keyword_engines.py --chunks 10000
