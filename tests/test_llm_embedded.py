@@ -211,7 +211,7 @@ def test_warming_evaluates_the_prompt_head_that_the_next_prompt_reuses() -> None
     assert loaded.llama._input_ids[: loaded.llama.n_tokens].tolist() == answered, "a model in use is left as it is"
 
 
-def test_a_reply_is_read_token_by_token_and_scored_without_being_written(llm: EmbeddedLLM) -> None:
+def test_a_reply_is_read_and_each_token_scored_without_being_written(llm: EmbeddedLLM) -> None:
     written = llm.stream(QUESTION, max_tokens=12, temperature=0.0)
     reply = written.text()
     assert written.token_probs is not None and reply

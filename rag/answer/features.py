@@ -25,9 +25,9 @@ three checks' results (``grounding``, ``support``, ``confidence``), the evidence
   and is computed only when the model's calibrator uses it;
 - ``question_fit``: asked back: the question read as the model's reply after the passages, the answer and a
   request for the question it answers (``ASKED_BACK_LINE``; teacher forcing, ``LLM.reply_logprobs``, all of its
-  tokens in one batch; the KV cache keeps the passages), the mean log-probability of its tokens: an answer to this question makes
-  its words likely, a sure answer to another question makes some of them unlikely. None when not asked (as
-  ``agreement``);
+  tokens in one batch; the KV cache keeps the passages), the mean log-probability of its tokens: an answer to this
+  question makes its words likely, a sure answer to another question makes some of them unlikely. None when not
+  asked (as ``agreement``);
 - ``consistency``: the same prompt sampled ``SAMPLED_REPLIES`` times at ``SAMPLE_TEMPERATURE`` (self-consistency,
   Wang et al. 2023), the mean ``agreement`` of the samples with the answer: a model that is sure of a fact says it
   again when it may say something else, a guess changes. None when not sampled (as ``agreement``).

@@ -168,9 +168,7 @@ def _read(llama: Any, prompt: list[int], tokens: list[int]) -> list[float]:
     docs/verifier.md has the cost measured both ways)."""
     import numpy as np
 
-    cached = llama.input_ids[: llama.n_tokens].tolist()
-    shared = next((i for i, (a, b) in enumerate(zip(cached, prompt[:-1], strict=False)) if a != b),
-                  min(len(cached), len(prompt) - 1))
+    shared = llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), prompt[:-1])
     llama.n_tokens = shared
     if shared < len(prompt) - 1:
         llama.eval(prompt[shared:-1])
