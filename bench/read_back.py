@@ -70,7 +70,7 @@ def one_token_at_a_time(llm: EmbeddedLLM, messages: list[dict[str, str]], reply:
 
     loaded = llm._model()
     llama = loaded.llama
-    prompt = llama.tokenize(loaded.formatter(messages=messages).prompt.encode("utf-8"), add_bos=False, special=True)
+    prompt = loaded.render(messages)[1]
     forced = Forced(llama.tokenize(reply.encode("utf-8"), add_bos=False, special=False))
     with loaded.lock:
         for _ in llama.create_completion(prompt=prompt, max_tokens=len(forced.tokens), temperature=0.0, stream=True,

@@ -200,7 +200,7 @@ def test_warming_evaluates_the_prompt_head_that_the_next_prompt_reuses() -> None
     loaded = embedded_module._load(llm.model_path, 1536, llm._n_threads)
     warmed = loaded.llama.n_tokens
     assert warmed > 200, "the rules and worked examples were evaluated"
-    full = loaded.llama.tokenize(loaded.formatter(messages=messages).prompt.encode(), add_bos=False, special=True)
+    full = loaded.render(messages)[1]  # the prompt as the answer step renders it
     assert Llama.longest_token_prefix(loaded.llama._input_ids[:warmed].tolist(), full) == warmed, \
         "every warmed token opens the real prompt, so llama.cpp keeps them all"
     after_warming = llm.complete(messages, max_tokens=16, temperature=0.0)

@@ -109,6 +109,12 @@ class _Loaded:
         self.formatter = formatter
         self.lock = threading.Lock()
 
+    def render(self, messages: list[Message]) -> tuple[Any, list[int]]:
+        """The messages in the GGUF's chat template (with its stop strings) and its tokens: one rendering for
+        writing an answer and for reading a reply back, so both see the same prompt."""
+        formatted = self.formatter(messages=messages)
+        return formatted, self.llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
+
 
 def _load(path: Path, n_ctx: int, n_threads: int) -> _Loaded:
     """Load once per (file, n_ctx, threads) per process; later calls return the same instance."""
@@ -271,8 +277,7 @@ class EmbeddedLLM(LLM):
         report usage; it can differ by the end-of-turn token)."""
         loaded = self._model()
         llama = loaded.llama
-        formatted = loaded.formatter(messages=messages)
-        prompt = llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
+        formatted, prompt = loaded.render(messages)
         if len(prompt) + 1 > self._n_ctx:
             raise LLMRequestError(
                 f"the prompt is {len(prompt)} tokens, more than the model's context window of {self._n_ctx}"
@@ -325,8 +330,7 @@ class EmbeddedLLM(LLM):
         check_messages(messages)
         loaded = self._model()
         llama = loaded.llama
-        prompt = llama.tokenize(loaded.formatter(messages=messages).prompt.encode("utf-8"), add_bos=False,
-                                special=True)
+        prompt = loaded.render(messages)[1]
         tokens = llama.tokenize(reply.encode("utf-8"), add_bos=False, special=False)
         if not tokens:
             return []
